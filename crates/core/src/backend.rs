@@ -1,0 +1,165 @@
+//! The contract between the runner and the inference engines it measures.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, Tensor, TensorInfo};
+
+/// What kind of silicon a device is. A software rasterizer is never reported as a GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceKind {
+    Cpu,
+    DiscreteGpu,
+    IntegratedGpu,
+    VirtualGpu,
+    /// A GPU API implemented on the CPU (Mesa lavapipe, SwiftShader, WARP): its timings are not
+    /// GPU timings.
+    SoftwareRasterizer,
+    /// A specialised unit reached through a vendor runtime (NPU, TPU, TensorRT engine...).
+    Accelerator,
+}
+
+impl DeviceKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "CPU",
+            DeviceKind::DiscreteGpu => "discrete GPU",
+            DeviceKind::IntegratedGpu => "integrated GPU",
+            DeviceKind::VirtualGpu => "virtual GPU",
+            DeviceKind::SoftwareRasterizer => "software rasterizer (CPU), not a GPU",
+            DeviceKind::Accelerator => "accelerator",
+        }
+    }
+}
+
+/// One place a backend can run a model: `cpu` for tract, an execution provider for ONNX Runtime,
+/// an adapter for wgpu.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// Short id, unique within its backend (`cpu`, `cuda`, `0`).
+    pub id: String,
+    /// Human name (`llvmpipe (LLVM 15.0.6, 256 bits)`, `CUDAExecutionProvider`).
+    pub name: String,
+    pub kind: DeviceKind,
+    /// Anything the user must know to read its figures (e.g. why it is skipped by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Why a backend or device cannot be used here, in words a user can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable(pub String);
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A model file and the concrete shapes its inputs are bound to.
+#[derive(Clone, Debug)]
+pub struct ModelSource {
+    pub path: PathBuf,
+    pub inputs: Vec<TensorInfo>,
+}
+
+/// How a session should be configured. Backends report what they actually did through
+/// [`Session::threads`] and [`Session::settings`].
+#[derive(Clone, Debug, Default)]
+pub struct SessionOptions {
+    /// Requested intra-op threads; `None` lets the backend choose (and report) its default.
+    pub threads: Option<usize>,
+    /// Collect a per-operator profile where the backend can.
+    pub profile: bool,
+    /// Backend-specific settings (`key=value` from the command line).
+    pub settings: BTreeMap<String, String>,
+}
+
+/// Time spent per operator type or node, from a backend's own profiler.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OperatorTime {
+    pub op_type: String,
+    pub node: String,
+    /// Where it ran (execution provider, device).
+    pub provider: String,
+    pub total_ms: f64,
+    /// Fraction of the profiled time.
+    pub share: f64,
+}
+
+/// How many nodes of a model an engine assigned to one of its execution units (an ONNX Runtime
+/// execution provider), as the engine reported it after partitioning the graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodePlacement {
+    pub provider: String,
+    pub nodes: usize,
+}
+
+/// An inference engine.
+pub trait Backend {
+    /// Stable short name used on the command line and in results (`tract`, `ort`, `wgpu`).
+    fn name(&self) -> &'static str;
+    /// Version of the engine that will run the models.
+    fn version(&self) -> String;
+    /// The devices usable right now, or the reason none is.
+    fn devices(&self) -> Result<Vec<Device>, Unavailable>;
+    /// The devices `--backend NAME` (no device named) stands for, out of `devices`: all of them
+    /// unless the backend prefers one (wgpu: its best adapter).
+    fn default_devices(&self, devices: Vec<Device>) -> Vec<Device> {
+        devices
+    }
+    /// Loads and prepares a model on one device, with the inputs bound to concrete shapes.
+    fn load(
+        &self,
+        model: &ModelSource,
+        device: &Device,
+        options: &SessionOptions,
+    ) -> Result<Box<dyn Session>>;
+    /// How the backend found its engine, one line per step tried (library search paths...), for
+    /// `chipbench backends`.
+    fn discovery(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Why `device_id` is not among [`Backend::devices`], when the backend can say more than "no
+    /// such device" (an execution provider the loaded library was built without).
+    fn missing_device_reason(&self, _device_id: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A prepared model, ready to run inferences one after another.
+pub trait Session {
+    fn inputs(&self) -> &[TensorInfo];
+    fn outputs(&self) -> &[TensorInfo];
+    /// Runs one inference, including the retrieval of every output to host memory.
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
+    /// The number of threads the engine really runs with.
+    fn threads(&self) -> usize;
+    /// Effective engine settings worth recording with the result (optimization level, spinning,
+    /// execution provider options...).
+    fn settings(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+    /// Device-side time of the last inference (GPU timestamp queries), where the engine has it.
+    fn last_device_time(&self) -> Option<Duration> {
+        None
+    }
+    /// How many inferences since load had their device time discarded as implausible (an end
+    /// timestamp not after its start, or longer than the host's end-to-end time).
+    fn discarded_device_times(&self) -> u64 {
+        0
+    }
+    /// The per-operator profile collected so far, when profiling was requested and supported.
+    fn operator_profile(&mut self) -> Result<Option<Vec<OperatorTime>>> {
+        Ok(None)
+    }
+    /// Where the engine placed the model's nodes, when it has several places to put them.
+    fn placement(&self) -> Option<Vec<NodePlacement>> {
+        None
+    }
+}

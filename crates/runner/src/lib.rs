@@ -1,0 +1,449 @@
+//! Executes a benchmark plan, one cell (model variant x backend device x scenario x threads) at a
+//! time: load, first inference, warm-up, timed loop under the stop rule, CPU time and peak memory,
+//! accuracy against the fp32 reference, and the journal. Knows backends only as `dyn Backend`.
+
+mod energy;
+pub mod journal;
+pub mod measure;
+pub mod resources;
+pub mod roofline;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chipbench_core::result::{
+    BackendRecord, CellResult, ModelRecord, OperatorProfile, Status, Warmup,
+};
+use chipbench_core::spec::{check_input, random_inputs};
+use chipbench_core::{
+    Backend, Device, Error, InputSpec, ModelSource, Result, SessionOptions, Tensor, TensorInfo,
+    accuracy, stats,
+};
+
+pub use measure::{Measurement, StopRule, WarmUp};
+
+use resources::{CPU_TIME_METHOD, PeakMemory, process_cpu_time};
+
+/// The only scenario so far: one inference at a time, the next starts when the previous ends.
+pub const SINGLE_STREAM: &str = "single-stream";
+
+/// Operators kept in a cell's profile (`--profile`), the slowest first.
+pub const PROFILE_TOP_OPERATORS: usize = 15;
+
+/// How cells are measured.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub warmup: WarmUp,
+    pub stop: StopRule,
+    pub seed: u64,
+    /// Seeded input samples compared against the reference (0 disables the accuracy check).
+    pub accuracy_samples: usize,
+    pub profile: bool,
+    pub backend_settings: BTreeMap<String, String>,
+    /// Meters and estimate for the energy of each cell; `None` records no energy.
+    pub energy: Option<Arc<chipbench_energy::EnergyPlan>>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            warmup: WarmUp::default(),
+            stop: StopRule::default(),
+            seed: 0,
+            accuracy_samples: 8,
+            profile: false,
+            backend_settings: BTreeMap::new(),
+            energy: None,
+        }
+    }
+}
+
+/// A model file ready to be benchmarked: what it is, its inputs bound to concrete shapes, and the
+/// fp32 model whose outputs are its reference.
+#[derive(Clone, Debug)]
+pub struct ModelUnderTest {
+    pub record: ModelRecord,
+    pub path: PathBuf,
+    pub specs: Vec<InputSpec>,
+    pub bound: Vec<TensorInfo>,
+    /// User-supplied tensors (`--input-file`) that replace the generated ones.
+    pub fixed_inputs: BTreeMap<String, Tensor>,
+    /// The fp32 source model the accuracy is measured against (the model itself for fp32).
+    pub reference: PathBuf,
+}
+
+impl ModelUnderTest {
+    /// Inputs of sample `index`: seeded random data, with user-supplied tensors in their place.
+    pub fn inputs(&self, seed: u64, index: u64) -> Vec<Tensor> {
+        let mut inputs = random_inputs(&self.specs, &self.bound, seed, index);
+        for (info, tensor) in self.bound.iter().zip(inputs.iter_mut()) {
+            if let Some(fixed) = self.fixed_inputs.get(&info.name) {
+                *tensor = fixed.clone();
+            }
+        }
+        inputs
+    }
+
+    fn source(&self, path: PathBuf) -> ModelSource {
+        ModelSource {
+            path,
+            inputs: self.bound.clone(),
+        }
+    }
+}
+
+/// A backend and one of its devices.
+pub struct Target<'a> {
+    pub backend: &'a dyn Backend,
+    pub device: Device,
+}
+
+impl Target<'_> {
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.backend.name(), self.device.id)
+    }
+
+    pub fn record(&self, threads: Option<usize>) -> BackendRecord {
+        BackendRecord {
+            name: self.backend.name().to_string(),
+            version: self.backend.version(),
+            device: self.device.id.clone(),
+            device_name: self.device.name.clone(),
+            device_kind: self.device.kind,
+            threads,
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+type Outputs = Vec<Vec<Tensor>>;
+
+/// Runs cells and remembers the reference outputs of each fp32 model so that every variant and
+/// backend is compared with the same numbers.
+pub struct Sweep<'a> {
+    pub settings: Settings,
+    reference: Target<'a>,
+    references: HashMap<PathBuf, std::result::Result<Outputs, String>>,
+}
+
+impl<'a> Sweep<'a> {
+    /// `reference` runs the fp32 models that produce the reference outputs (tract on the CPU).
+    pub fn new(settings: Settings, reference: Target<'a>) -> Self {
+        Sweep {
+            settings,
+            reference,
+            references: HashMap::new(),
+        }
+    }
+
+    /// Measures one cell. Never panics and never returns an error: a failure is a failed cell
+    /// with the reason.
+    pub fn run_cell(
+        &mut self,
+        model: &ModelUnderTest,
+        target: &Target,
+        threads: Option<usize>,
+    ) -> CellResult {
+        let mut cell = CellResult::not_run(
+            model.record.clone(),
+            target.record(threads),
+            SINGLE_STREAM,
+            Status::Failed,
+            String::new(),
+        );
+        cell.inputs = model.bound.clone();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.measure(model, target, threads, &mut cell)
+        }));
+        let error = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(payload) => Some(format!("the backend panicked: {}", panic_message(payload))),
+        };
+        match error {
+            None => {
+                cell.status = Status::Ok;
+                cell.error = None;
+            }
+            Some(e) => {
+                cell.status = Status::Failed;
+                cell.error = Some(e);
+            }
+        }
+        cell
+    }
+
+    fn measure(
+        &mut self,
+        model: &ModelUnderTest,
+        target: &Target,
+        threads: Option<usize>,
+        cell: &mut CellResult,
+    ) -> Result<()> {
+        let settings = self.settings.clone();
+        let options = SessionOptions {
+            threads,
+            profile: settings.profile,
+            settings: settings.backend_settings.clone(),
+        };
+        let memory = PeakMemory::reset();
+        cell.provenance
+            .insert("peak_rss_bytes".into(), memory.method().into());
+
+        let t = Instant::now();
+        let mut session =
+            target
+                .backend
+                .load(&model.source(model.path.clone()), &target.device, &options)?;
+        cell.load_ms = Some(ms(t.elapsed()));
+        cell.backend.threads = Some(session.threads());
+        cell.backend.settings = session.settings();
+        cell.placement = session.placement();
+        if cell.placement.is_some() {
+            cell.provenance.insert(
+                "placement".into(),
+                "reported by the engine: nodes per execution provider after graph partitioning"
+                    .into(),
+            );
+        }
+
+        let inputs = model.inputs(settings.seed, 0);
+        for (info, tensor) in session.inputs().iter().zip(&inputs) {
+            check_input(info, tensor)?;
+        }
+        let t = Instant::now();
+        let first = session.run(&inputs)?;
+        cell.first_inference_ms = Some(ms(t.elapsed()));
+        reject_non_finite(session.outputs(), &first)?;
+
+        let (iterations, duration) = measure::warm_up(session.as_mut(), &inputs, &settings.warmup)?;
+        cell.warmup = Some(Warmup {
+            iterations,
+            duration_ms: ms(duration),
+        });
+
+        let energy_window = energy::open(settings.energy.as_deref(), cell);
+        let cpu_before = process_cpu_time();
+        let discarded_before = session.discarded_device_times();
+        let m = measure::timed_loop(session.as_mut(), &inputs, &settings.stop)?;
+        let discarded = session.discarded_device_times() - discarded_before;
+        let cpu_after = process_cpu_time();
+        if let Some(window) = energy_window {
+            let device = (target.device.kind, target.device.name.as_str());
+            window.close(session.as_mut(), &inputs, &m, device, cell)?;
+        }
+        let n = m.samples_ms.len();
+        cell.latency_ms = stats::summarize(&m.samples_ms);
+        if let Some(latency) = &cell.latency_ms {
+            let r = &model.record;
+            cell.roofline = roofline::figures(
+                &r.variant,
+                r.macs,
+                r.weight_bytes,
+                &model.bound,
+                session.outputs(),
+                latency.p50,
+            );
+            cell.provenance.insert(
+                "roofline".into(),
+                match cell.roofline {
+                    Some(_) => roofline::PROVENANCE.into(),
+                    None => "not derived: the model's MACs or weight bytes are unknown".into(),
+                },
+            );
+        }
+        cell.stop_reason = Some(m.stop_reason);
+        cell.throughput_per_s = Some(n as f64 / m.wall.as_secs_f64());
+        if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+            cell.cpu_ms_per_inference = Some(ms(b - a) / n as f64);
+            cell.provenance
+                .insert("cpu_ms_per_inference".into(), CPU_TIME_METHOD.into());
+        }
+        cell.samples_ms = m.samples_ms;
+        cell.provenance.insert(
+            "latency_ms".into(),
+            format!(
+                "measured: host monotonic clock (std::time::Instant) around each Session::run, \
+                 output retrieval included; percentiles by linear interpolation (type 7); median \
+                 CI95 by exact percentile bootstrap{}",
+                if settings.profile {
+                    "; the engine's profiler was on (--profile) and its overhead is included"
+                } else {
+                    ""
+                }
+            ),
+        );
+        cell.device_latency_ms = stats::summarize(&m.device_samples_ms);
+        if cell.device_latency_ms.is_some() || discarded > 0 {
+            cell.device_time_discarded = Some(discarded);
+            cell.provenance.insert(
+                "device_latency_ms".into(),
+                format!(
+                    "measured: device-side time of each timed inference as the backend reports it \
+                     (Session::last_device_time: GPU timestamp queries for wgpu); {discarded} of {n} \
+                     timed inferences discarded as implausible (end timestamp not after start, or \
+                     longer than the host end-to-end time)"
+                ),
+            );
+        }
+        if settings.profile {
+            // Every inference since load was profiled: the first, the warm-up and the timed loop.
+            let runs = 1 + iterations + n as u64;
+            match session.operator_profile()? {
+                Some(operators) => {
+                    cell.profile = Some(OperatorProfile::summarize(
+                        operators,
+                        runs,
+                        PROFILE_TOP_OPERATORS,
+                    ));
+                    cell.provenance.insert(
+                        "profile".into(),
+                        format!(
+                            "measured: the engine's own per-operator profiler over {runs} \
+                             inferences (first, warm-up, timed loop)"
+                        ),
+                    );
+                }
+                None => {
+                    cell.provenance.insert(
+                        "profile".into(),
+                        format!(
+                            "not measured: {} has no per-operator profile",
+                            target.label()
+                        ),
+                    );
+                }
+            }
+        }
+        cell.provenance.insert(
+            "throughput_per_s".into(),
+            "derived: timed inferences / wall time of the timed loop (single-stream)".into(),
+        );
+        cell.provenance.insert(
+            "load_ms".into(),
+            "measured: monotonic clock around Backend::load (parse, optimise, prepare)".into(),
+        );
+        cell.provenance.insert(
+            "first_inference_ms".into(),
+            "measured: monotonic clock, the first Session::run after load".into(),
+        );
+
+        if settings.accuracy_samples > 0 {
+            match self.reference_outputs(model) {
+                Ok(reference) => {
+                    let actual = (0..reference.len())
+                        .map(|i| session.run(&model.inputs(settings.seed, i as u64)))
+                        .collect::<Result<Vec<_>>>()?;
+                    for outputs in &actual {
+                        reject_non_finite(session.outputs(), outputs)?;
+                    }
+                    let names: Vec<String> =
+                        session.outputs().iter().map(|o| o.name.clone()).collect();
+                    let label = format!("{} fp32", self.reference.label());
+                    cell.accuracy = Some(accuracy::compare(&label, &names, &reference, &actual)?);
+                    cell.provenance.insert(
+                        "accuracy".into(),
+                        format!(
+                            "measured: outputs on {} seeded input samples against {label} on the same inputs",
+                            reference.len()
+                        ),
+                    );
+                }
+                Err(reason) => {
+                    cell.provenance
+                        .insert("accuracy".into(), format!("not measured: {reason}"));
+                }
+            }
+        }
+        drop(session);
+        cell.peak_rss_bytes = memory.peak_bytes();
+        cell.rss_before_load_bytes = memory.baseline_bytes();
+        Ok(())
+    }
+
+    /// Outputs of the fp32 reference model on the accuracy samples, computed once per model.
+    fn reference_outputs(
+        &mut self,
+        model: &ModelUnderTest,
+    ) -> std::result::Result<Outputs, String> {
+        if let Some(cached) = self.references.get(&model.reference) {
+            return cached.clone();
+        }
+        let settings = &self.settings;
+        let options = SessionOptions::default();
+        let result = (|| -> Result<Outputs> {
+            let mut session = self.reference.backend.load(
+                &model.source(model.reference.clone()),
+                &self.reference.device,
+                &options,
+            )?;
+            (0..settings.accuracy_samples)
+                .map(|i| session.run(&model.inputs(settings.seed, i as u64)))
+                .collect()
+        })()
+        .map_err(|e| {
+            format!(
+                "the reference ({} fp32) failed: {e}",
+                self.reference.label()
+            )
+        });
+        self.references
+            .insert(model.reference.clone(), result.clone());
+        result
+    }
+}
+
+fn reject_non_finite(infos: &[TensorInfo], outputs: &[Tensor]) -> Result<()> {
+    for (i, t) in outputs.iter().enumerate() {
+        if t.has_non_finite() {
+            let name = infos.get(i).map(|o| o.name.as_str()).unwrap_or("?");
+            return Err(Error::Run(format!(
+                "output '{name}' contains NaN or infinite values"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_nanos() as f64 / 1e6
+}
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Replaces the default panic printer: a panic inside a backend becomes the error message of its
+/// cell instead of a backtrace on the user's terminal.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(format!("{message}{location}")));
+    }));
+}
+
+/// The message of a caught panic (from the hook when installed, else from the payload).
+pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into())
+        })
+}

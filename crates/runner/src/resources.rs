@@ -1,0 +1,125 @@
+//! Process resources around a cell: CPU time (user + system, all threads) and peak resident memory.
+
+use std::time::Duration;
+
+/// User + system CPU time consumed so far by every thread of this process (`getrusage`).
+pub fn process_cpu_time() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage only writes into the struct we pass.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return None;
+        }
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        Some(tv(usage.ru_utime) + tv(usage.ru_stime))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+pub const CPU_TIME_METHOD: &str = "measured: getrusage(RUSAGE_SELF) user+sys of the whole process over the timed loop, divided by its inferences";
+
+/// Peak resident set size of the process, resettable between cells.
+///
+/// On Linux, writing `5` to `/proc/self/clear_refs` resets the high-water mark (`VmHWM`) to the
+/// current RSS, so each cell gets its own peak. Elsewhere `ru_maxrss` is the peak since the process
+/// started, and the method string says so.
+pub struct PeakMemory {
+    resettable: bool,
+    baseline: Option<u64>,
+}
+
+impl PeakMemory {
+    /// Starts a new observation window.
+    pub fn reset() -> PeakMemory {
+        let resettable = cfg!(target_os = "linux")
+            && std::fs::write("/proc/self/clear_refs", "5").is_ok()
+            && vm_hwm().is_some();
+        PeakMemory {
+            resettable,
+            baseline: status_kib("VmRSS:").map(|kib| kib * 1024),
+        }
+    }
+
+    /// Resident memory when the window started: what the process already held (the harness,
+    /// engine libraries loaded by backend discovery, reference outputs) before this cell.
+    pub fn baseline_bytes(&self) -> Option<u64> {
+        self.baseline
+    }
+
+    /// Peak RSS in bytes since [`PeakMemory::reset`] (or process start, see `method`).
+    pub fn peak_bytes(&self) -> Option<u64> {
+        if self.resettable { vm_hwm() } else { max_rss() }
+    }
+
+    pub fn method(&self) -> &'static str {
+        if self.resettable {
+            "measured: VmHWM of /proc/self/status after a reset through /proc/self/clear_refs; whole process (harness, reference outputs and this cell's session)"
+        } else {
+            "measured: getrusage ru_maxrss, peak of the whole process since it started (not resettable here)"
+        }
+    }
+}
+
+fn vm_hwm() -> Option<u64> {
+    status_kib("VmHWM:").map(|kib| kib * 1024)
+}
+
+/// A `kB` field of `/proc/self/status` (Linux only).
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn max_rss() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrusage only writes into the struct we pass.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return None;
+        }
+        // Linux reports KiB, macOS bytes.
+        let scale = if cfg!(target_os = "macos") { 1 } else { 1024 };
+        Some(usage.ru_maxrss as u64 * scale)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_advances_with_work() {
+        let before = process_cpu_time().unwrap();
+        let mut x = 0u64;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        assert!(process_cpu_time().unwrap() > before);
+    }
+
+    #[test]
+    fn peak_memory_sees_a_large_allocation() {
+        let window = PeakMemory::reset();
+        let before = window.peak_bytes().unwrap();
+        let big = vec![1u8; 64 << 20];
+        std::hint::black_box(&big);
+        let after = window.peak_bytes().unwrap();
+        assert!(after >= before + (60 << 20), "{before} -> {after}");
+        assert!(
+            window.baseline_bytes().unwrap() <= before + (4 << 20),
+            "the baseline predates the allocation"
+        );
+    }
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command of the README: every crate's unit tests and the end-to-end tests of the
+# binary, in the release profile (the one profile the project builds, so that tests and the
+# main job share one build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec cargo test --workspace --release "$@"

@@ -1,0 +1,205 @@
+//! The concrete backends this build knows, `chipbench backends`, and the selection of backend
+//! devices from `--backend NAME[:DEVICE]`.
+
+use std::path::PathBuf;
+
+use chipbench_backend_ort::OrtBackend;
+use chipbench_backend_tract::TractBackend;
+use chipbench_backend_wgpu::WgpuBackend;
+use chipbench_core::{Backend, Device};
+use chipbench_runner::Target;
+use clap::Args;
+
+use crate::{Outcome, UsageError};
+
+#[derive(Args)]
+pub struct BackendsArgs {
+    /// Print the list as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    engines: EngineArgs,
+}
+
+/// Where the backends find the engines they load at run time.
+#[derive(Args, Clone, Debug, Default)]
+pub struct EngineArgs {
+    /// The ONNX Runtime library to load (default: $ORT_DYLIB_PATH, then .ort/ as installed by
+    /// scripts/setup-ort.sh, then the onnxruntime package of python3).
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// Every backend compiled into this binary, the reference backend (tract) first.
+pub fn registry(engines: &EngineArgs) -> Vec<Box<dyn Backend>> {
+    vec![
+        Box::new(TractBackend),
+        Box::new(OrtBackend::new(engines.ort_lib.clone())),
+        Box::new(WgpuBackend::default()),
+    ]
+}
+
+pub fn run(args: BackendsArgs) -> anyhow::Result<Outcome> {
+    let backends = registry(&args.engines);
+    if args.json {
+        let list: Vec<serde_json::Value> = backends
+            .iter()
+            .map(|b| match b.devices() {
+                Ok(devices) => serde_json::json!({
+                    "name": b.name(), "version": b.version(), "available": true, "devices": devices,
+                    "discovery": b.discovery(),
+                }),
+                Err(reason) => serde_json::json!({
+                    "name": b.name(), "version": b.version(), "available": false, "reason": reason.0,
+                    "discovery": b.discovery(),
+                }),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(Outcome::Success);
+    }
+    for backend in &backends {
+        match backend.devices() {
+            Ok(devices) => {
+                println!("{} {}: available", backend.name(), backend.version());
+                for d in devices {
+                    let note = d
+                        .note
+                        .as_deref()
+                        .map(|n| format!(" — {n}"))
+                        .unwrap_or_default();
+                    println!(
+                        "  {}:{}  {} [{}]{note}",
+                        backend.name(),
+                        d.id,
+                        d.name,
+                        d.kind.label()
+                    );
+                }
+            }
+            Err(reason) => println!(
+                "{} {}: unavailable: {reason}",
+                backend.name(),
+                backend.version()
+            ),
+        }
+        let steps = backend.discovery();
+        if !steps.is_empty() {
+            println!("  discovery:");
+            for step in steps {
+                println!("    {step}");
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// A requested backend or device that cannot run here; its cells are recorded as skipped.
+pub struct Skipped {
+    pub label: String,
+    pub reason: String,
+}
+
+/// Resolves `--backend` requests (`tract`, `ort:cuda`, `wgpu:0`) to targets; a backend named
+/// without a device stands for the devices it prefers (`wgpu`: its best adapter). With no request,
+/// every backend's preferred devices, leaving out software rasterizers; what is left out is
+/// reported as skipped, with the reason.
+pub fn select<'a>(
+    backends: &'a [Box<dyn Backend>],
+    requested: &[String],
+) -> Result<(Vec<Target<'a>>, Vec<Skipped>), UsageError> {
+    let mut targets = Vec::new();
+    let mut skipped = Vec::new();
+    if requested.is_empty() {
+        for backend in backends {
+            match backend.devices() {
+                Ok(devices) => {
+                    let label = |d: &Device| format!("{}:{}", backend.name(), d.id);
+                    let mut usable = Vec::new();
+                    for device in devices {
+                        match default_exclusion(&device) {
+                            Some(reason) => skipped.push(Skipped {
+                                label: label(&device),
+                                reason,
+                            }),
+                            None => usable.push(device),
+                        }
+                    }
+                    // One preferred device per backend where it has a preference (wgpu: the
+                    // same GPU is often listed once per graphics API), so a plain run does not
+                    // measure one chip twice.
+                    let chosen = backend.default_devices(usable.clone());
+                    for device in usable.iter().filter(|d| !chosen.contains(d)) {
+                        skipped.push(Skipped {
+                            label: label(device),
+                            reason: format!(
+                                "{} is not {}'s preferred device; name it with --backend {} to include it",
+                                device.name,
+                                backend.name(),
+                                label(device)
+                            ),
+                        });
+                    }
+                    targets.extend(chosen.into_iter().map(|device| Target {
+                        backend: backend.as_ref(),
+                        device,
+                    }));
+                }
+                Err(reason) => skipped.push(Skipped {
+                    label: backend.name().into(),
+                    reason: reason.0,
+                }),
+            }
+        }
+        return Ok((targets, skipped));
+    }
+    for request in requested {
+        let (name, device_id) = match request.split_once(':') {
+            Some((n, d)) => (n, Some(d)),
+            None => (request.as_str(), None),
+        };
+        let backend = backends.iter().find(|b| b.name() == name).ok_or_else(|| {
+            let known: Vec<&str> = backends.iter().map(|b| b.name()).collect();
+            UsageError(format!(
+                "unknown backend '{name}' (this build has: {})",
+                known.join(", ")
+            ))
+        })?;
+        match backend.devices() {
+            Ok(devices) => {
+                let chosen: Vec<Device> = match device_id {
+                    None => backend.default_devices(devices),
+                    Some(id) => devices.into_iter().filter(|d| d.id == id).collect(),
+                };
+                if chosen.is_empty() {
+                    let id = device_id.unwrap_or("");
+                    skipped.push(Skipped {
+                        label: request.clone(),
+                        reason: backend
+                            .missing_device_reason(id)
+                            .unwrap_or_else(|| format!("{name} has no device '{id}' here")),
+                    });
+                }
+                targets.extend(chosen.into_iter().map(|device| Target {
+                    backend: backend.as_ref(),
+                    device,
+                }));
+            }
+            Err(reason) => skipped.push(Skipped {
+                label: request.clone(),
+                reason: reason.0,
+            }),
+        }
+    }
+    Ok((targets, skipped))
+}
+
+/// Devices a plain `chipbench bench` leaves out, with the reason; `--backend` includes them.
+fn default_exclusion(device: &Device) -> Option<String> {
+    (device.kind == chipbench_core::DeviceKind::SoftwareRasterizer).then(|| {
+        format!(
+            "{} is a software rasterizer (runs on the CPU, not a GPU); name it with --backend to include it",
+            device.name
+        )
+    })
+}

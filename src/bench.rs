@@ -1,0 +1,523 @@
+//! `chipbench bench`: resolves models and backends into cells, measures them with the runner,
+//! journals each cell as it finishes, and writes `run.json` and `report.md`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use chipbench_core::result::{CellResult, RunConfig, RunResult, SCHEMA, Status};
+use chipbench_core::spec::parse_input_override;
+use chipbench_runner::journal::{Journal, write_atomically};
+use chipbench_runner::measure::INTERRUPTED;
+use chipbench_runner::{SINGLE_STREAM, Settings, StopRule, Sweep, Target, WarmUp};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::backends::{self, Skipped};
+use crate::hardware::Hardware;
+use crate::models::{self, ModelRequest};
+use crate::{Outcome, UsageError};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// A suite model name or a path to any ONNX file (repeatable; default: the whole suite).
+    #[arg(long = "model", short = 'm', value_name = "NAME|PATH")]
+    models: Vec<String>,
+    /// Backend, or backend:device (repeatable; default: every available one).
+    #[arg(long = "backend", short = 'b', value_name = "NAME[:DEVICE]")]
+    backends: Vec<String>,
+    /// Intra-op threads; a comma-separated list measures each (default: physical cores).
+    #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
+    threads: Vec<usize>,
+    /// Input shape (and type) for a model with dynamic dimensions: name:1x3x224x224[:f32].
+    #[arg(long = "input", value_name = "NAME:SHAPE[:TYPE]")]
+    inputs: Vec<String>,
+    /// Binds a named dynamic dimension in every model that has it: batch=1.
+    #[arg(long = "dim", value_name = "NAME=N")]
+    dims: Vec<String>,
+    /// Feeds an input from a .npy file instead of seeded random data: name=path.npy.
+    #[arg(long = "input-file", value_name = "NAME=PATH")]
+    input_files: Vec<String>,
+    /// Minimum timed iterations before the stop rule may end a cell.
+    #[arg(long, value_name = "N")]
+    min_iterations: Option<u64>,
+    /// Minimum duration of the timed loop (e.g. 3s, 500ms).
+    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    min_duration: Option<Duration>,
+    /// Maximum duration of the timed loop; ends a cell whose median is still uncertain.
+    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    max_duration: Option<Duration>,
+    /// Stop once the 95 % CI of the median is within ± this percentage of the median.
+    #[arg(long, value_name = "PERCENT")]
+    target_ci: Option<f64>,
+    /// Minimum warm-up iterations (warm-up also lasts at least --warmup-duration).
+    #[arg(long, value_name = "N")]
+    warmup_iterations: Option<u64>,
+    /// Minimum warm-up duration.
+    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    warmup_duration: Option<Duration>,
+    /// Seeded input samples compared with the fp32 reference (0 disables the check).
+    #[arg(long, value_name = "N")]
+    accuracy_samples: Option<usize>,
+    /// A short run for smoke tests: 20 iterations and 0.3 s minimum, 2 s maximum per cell.
+    #[arg(long)]
+    quick: bool,
+    /// Seed of the generated inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder (default: bench-results/<run-id>/).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the run JSON on stdout and nothing else there.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar and no table.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// Also write the run as FORMAT (md, csv, html, json, bmf, gab) to PATH (repeatable); the
+    /// files are created before measuring, so a bad path fails at once.
+    #[arg(long, value_name = "FORMAT=PATH")]
+    export: Vec<String>,
+    /// Do not record the run in the history database.
+    #[arg(long)]
+    no_history: bool,
+    /// The history database the run is recorded in.
+    #[arg(long, value_name = "FILE", default_value = chipbench_report::history::DEFAULT_PATH)]
+    history_db: PathBuf,
+    /// Folder of the built-in suite (default: ./models, else the one chipbench was built with).
+    #[arg(long, value_name = "DIR")]
+    suite: Option<PathBuf>,
+    #[command(flatten)]
+    engines: backends::EngineArgs,
+    #[command(flatten)]
+    edge: crate::edge::EdgeArgs,
+    /// Measure idle power for this long before the cells, once, and report energy above it
+    /// (needs an energy sensor), e.g. 5s.
+    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    idle_baseline: Option<Duration>,
+    /// Roofline ceilings bounding each cell (default: bench-results/roofline/<host
+    /// fingerprint>.json, written by `chipbench roofline`, when present).
+    #[arg(long, value_name = "FILE")]
+    ceilings: Option<PathBuf>,
+    /// Record the engine's own per-operator profile and keep the slowest operators in the
+    /// results (ONNX Runtime's profiler; its time and memory overhead is inside that run's
+    /// latencies and peak RSS).
+    #[arg(long)]
+    profile: bool,
+    /// Model variants, comma-separated: fp32, fp16, int8-dynamic, int8-static,
+    /// prune-unstructured:S, prune-2:4, prune-channels:R, or chains (prune-2:4+int8-static).
+    /// Derived variants are cached (see --variant-cache) and compared with the fp32 model.
+    #[arg(
+        long = "variant",
+        value_delimiter = ',',
+        value_name = "RECIPE[,RECIPE...]"
+    )]
+    variants: Vec<String>,
+    #[command(flatten)]
+    calibration: crate::optimize_cmd::CalibrationArgs,
+    /// Folder of derived variants, keyed by source SHA-256, recipe, calibration settings and
+    /// --keep-float policy (default: bench-results/.cache/variants); a second run reuses them.
+    #[arg(long, value_name = "DIR")]
+    variant_cache: Option<PathBuf>,
+    /// A backend setting, KEY=VALUE (repeatable); see --help for the keys.
+    #[arg(long = "set", value_name = "KEY=VALUE", long_help = set_help())]
+    set: Vec<String>,
+}
+
+/// `--set` in `--help`: every backend key with its values.
+fn set_help() -> String {
+    let mut text = String::from(
+        "A backend setting, KEY=VALUE (repeatable); each backend reads its own keys and records \
+         the values it ran with in the results.\nONNX Runtime (ort):",
+    );
+    for (key, values, what) in chipbench_backend_ort::SETTINGS_HELP {
+        text += &format!("\n  {key}={values}\n      {what}");
+    }
+    text += "\nwgpu:";
+    for (key, values, what) in chipbench_backend_wgpu::SETTINGS_HELP {
+        text += &format!("\n  {key}={values}\n      {what}");
+    }
+    text
+}
+
+/// `--set` pairs, with the keys of the backends checked up front so a typo fails in the first
+/// second rather than in every cell.
+fn backend_settings(pairs: &[String]) -> Result<BTreeMap<String, String>, UsageError> {
+    let mut settings = BTreeMap::new();
+    for pair in pairs {
+        let (key, value) = pair
+            .split_once('=')
+            .filter(|(k, _)| !k.trim().is_empty())
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "--set '{pair}': expected KEY=VALUE, e.g. ort.spinning=off"
+                ))
+            })?;
+        settings.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    chipbench_backend_ort::OrtSettings::parse(&settings).map_err(|e| UsageError(e.to_string()))?;
+    chipbench_backend_wgpu::WgpuSettings::parse(&settings)
+        .map_err(|e| UsageError(e.to_string()))?;
+    Ok(settings)
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
+    let mut settings = settings(&args);
+    settings.backend_settings = backend_settings(&args.set)?;
+    let started = SystemTime::now();
+    let exports = crate::report_cmd::export_manager(&args.export)?;
+    let history = crate::history::open_for_bench(args.no_history, &args.history_db);
+    let run_id = run_id(started);
+    let mut host = chipbench_probe::host();
+    let edge = crate::edge::Emulation::prepare(&args.edge, &args.engines, &args.input_files)?;
+    let threads: Vec<Option<usize>> = if args.threads.is_empty() {
+        vec![Some(edge.as_ref().map_or(
+            host.physical_cores.unwrap_or(host.logical_cores),
+            |e| e.threads(),
+        ))]
+    } else {
+        if args.threads.contains(&0) {
+            return Err(UsageError("--threads must be at least 1".into()).into());
+        }
+        if let Some(e) = &edge {
+            e.check_threads(&args.threads)?;
+        }
+        args.threads.iter().map(|&t| Some(t)).collect()
+    };
+
+    let request = model_request(&args)?;
+    let suite_dir = models::suite_dir(args.suite.as_deref())?;
+    let prepared = models::resolve(&suite_dir, &args.models, &request)?;
+    let recipes = crate::optimize_cmd::parse_variants(&args.variants)?;
+    let derive_options = args.calibration.options()?;
+    let cache = crate::optimize_cmd::variant_cache(args.variant_cache.as_deref());
+    let prepared =
+        crate::optimize_cmd::expand(prepared, &recipes, &derive_options, &cache, !args.quiet);
+
+    let registry = backends::registry(&args.engines);
+    crate::devices::add_backend_gpus(&mut host, &registry);
+    let (targets, skipped, report_skips) = match &edge {
+        Some(e) => {
+            let (targets, skipped) = e.select(&registry, &args.backends)?;
+            (targets, skipped, true)
+        }
+        None => {
+            let (targets, skipped) = backends::select(&registry, &args.backends)?;
+            (targets, skipped, !args.backends.is_empty())
+        }
+    };
+    let reference = reference_target(&registry)?;
+
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("bench-results").join(&run_id));
+    let mut journal = Journal::create(&out).with_context(|| "cannot create the output folder")?;
+
+    let config = RunConfig {
+        models: prepared.iter().map(|m| m.name().to_string()).collect(),
+        backends: targets.iter().map(Target::label).collect(),
+        variants: recipes.iter().map(|r| r.name()).collect(),
+        threads: threads.first().copied().flatten(),
+        scenario: SINGLE_STREAM.into(),
+        seed: args.seed,
+        warmup_min_iterations: settings.warmup.min_iterations,
+        warmup_min_duration_s: settings.warmup.min_duration.as_secs_f64(),
+        min_iterations: settings.stop.min_iterations,
+        min_duration_s: settings.stop.min_duration.as_secs_f64(),
+        max_duration_s: settings.stop.max_duration.as_secs_f64(),
+        target_relative_ci: settings.stop.target_relative_ci,
+        accuracy_samples: settings.accuracy_samples,
+        quick: args.quick,
+        edge_profile: edge.as_ref().map(|e| e.record()),
+    };
+    crate::remote::write_plan(
+        journal.dir(),
+        &run_id,
+        started,
+        &host,
+        &config,
+        &prepared,
+        &threads,
+        &targets,
+    )?;
+
+    let talk = !args.quiet;
+    for s in &skipped {
+        if talk {
+            eprintln!("skipping {}: {}", s.label, s.reason);
+        }
+    }
+    let total =
+        prepared.len() * (targets.len() + requested_skips(&skipped, report_skips)) * threads.len();
+    let progress = progress_bar(total as u64, talk);
+    let hardware = Hardware::prepare(
+        &host,
+        &targets,
+        args.idle_baseline,
+        args.ceilings.as_deref(),
+        talk,
+    )?;
+    settings.energy = Some(hardware.energy_plan());
+    let mut sweep = Sweep::new(settings, reference);
+    let mut cells = Vec::new();
+    handle_ctrl_c(talk);
+    'sweep: for model in &prepared {
+        for &thread_count in &threads {
+            for target in &targets {
+                progress.set_message(format!("{} on {}", model.name(), target.label()));
+                let cell = match model {
+                    models::Prepared::Ready(m) => hardware.bound(match &edge {
+                        Some(e) => e.run_cell(m, target, thread_count, &sweep.settings),
+                        None => sweep.run_cell(m, target, thread_count),
+                    }),
+                    models::Prepared::Broken { record, error } => CellResult::not_run(
+                        record.clone(),
+                        target.record(thread_count),
+                        SINGLE_STREAM,
+                        Status::Failed,
+                        error.clone(),
+                    ),
+                };
+                record(&mut journal, &mut cells, cell)?;
+                progress.inc(1);
+                if INTERRUPTED.load(Ordering::Relaxed) {
+                    break 'sweep;
+                }
+            }
+            // Backends the user asked for by name but that cannot run here: a skipped cell each,
+            // so the gap is visible in the results.
+            for s in skipped.iter().filter(|_| report_skips) {
+                let (name, device) = s.label.split_once(':').unwrap_or((&s.label, "-"));
+                let backend = chipbench_core::result::BackendRecord {
+                    name: name.into(),
+                    version: String::new(),
+                    device: device.into(),
+                    device_name: String::new(),
+                    device_kind: chipbench_core::DeviceKind::Cpu,
+                    threads: thread_count,
+                    settings: BTreeMap::new(),
+                };
+                let cell = CellResult::not_run(
+                    model.record().clone(),
+                    backend,
+                    SINGLE_STREAM,
+                    Status::Skipped,
+                    s.reason.clone(),
+                );
+                record(&mut journal, &mut cells, cell)?;
+                progress.inc(1);
+            }
+        }
+    }
+    progress.finish_and_clear();
+
+    let projections = hardware.projections(&cells);
+    let run = RunResult {
+        schema: SCHEMA.into(),
+        run_id,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        started_at: humantime::format_rfc3339_seconds(started).to_string(),
+        finished_at: Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
+        interrupted: INTERRUPTED.load(Ordering::Relaxed),
+        host,
+        config,
+        cells,
+        idle_baseline: hardware.idle_baseline(),
+        projections,
+    };
+    let run_json = journal.finish(&run)?;
+    let variant_summary = crate::optimize_cmd::variant_summary(&run);
+    let mut markdown = chipbench_report::markdown::render(&run);
+    if !variant_summary.is_empty() {
+        markdown += &format!("\n## Variants\n\n```\n{variant_summary}```\n");
+    }
+    write_atomically(&out.join("report.md"), markdown.as_bytes())?;
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    }
+    if talk {
+        let table = chipbench_report::terminal::render(&run);
+        let location = format!(
+            "results: {} (and report.md, cells.jsonl beside it)",
+            run_json.display()
+        );
+        let table = format!("{table}{variant_summary}");
+        if args.json {
+            eprint!("{table}");
+            eprintln!("{location}");
+        } else {
+            print!("{table}");
+            println!("{location}");
+        }
+    }
+    for path in exports.write(std::slice::from_ref(&run))? {
+        if talk {
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    crate::history::record_after_bench(history, &run, &run_json)?;
+    Ok(if run.interrupted {
+        Outcome::Interrupted
+    } else if run.cells.iter().any(|c| c.status == Status::Failed) {
+        Outcome::SomeFailed
+    } else {
+        Outcome::Success
+    })
+}
+
+/// The first Ctrl-C ends the cell in flight early (its samples are kept) and skips the rest, so
+/// that run.json and report.md are still written; a second one exits at once.
+fn handle_ctrl_c(talk: bool) {
+    let result = ctrlc::set_handler(move || {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        if talk {
+            eprintln!(
+                "\ninterrupted: finishing this cell and writing the results (Ctrl-C again to quit now)"
+            );
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("warning: Ctrl-C will stop chipbench without writing run.json: {e}");
+    }
+}
+
+fn requested_skips(skipped: &[Skipped], report_skips: bool) -> usize {
+    if report_skips { skipped.len() } else { 0 }
+}
+
+fn record(
+    journal: &mut Journal,
+    cells: &mut Vec<CellResult>,
+    cell: CellResult,
+) -> anyhow::Result<()> {
+    journal.append(&cell)?;
+    cells.push(cell);
+    Ok(())
+}
+
+fn settings(args: &BenchArgs) -> Settings {
+    let mut s = Settings::default();
+    if args.quick {
+        s.warmup = WarmUp {
+            min_iterations: 3,
+            min_duration: Duration::from_millis(100),
+        };
+        s.stop = StopRule {
+            min_iterations: 20,
+            min_duration: Duration::from_millis(300),
+            max_duration: Duration::from_secs(2),
+            ..StopRule::default()
+        };
+    }
+    if let Some(n) = args.warmup_iterations {
+        s.warmup.min_iterations = n;
+    }
+    if let Some(d) = args.warmup_duration {
+        s.warmup.min_duration = d;
+    }
+    if let Some(n) = args.min_iterations {
+        s.stop.min_iterations = n.max(1);
+    }
+    if let Some(d) = args.min_duration {
+        s.stop.min_duration = d;
+    }
+    if let Some(d) = args.max_duration {
+        s.stop.max_duration = d;
+    }
+    if let Some(p) = args.target_ci {
+        s.stop.target_relative_ci = p / 100.0;
+    }
+    if let Some(n) = args.accuracy_samples {
+        s.accuracy_samples = n;
+    }
+    s.seed = args.seed;
+    s.profile = args.profile;
+    s
+}
+
+/// The reference outputs come from the fp32 model on tract's CPU device.
+pub(crate) fn reference_target(
+    registry: &[Box<dyn chipbench_core::Backend>],
+) -> anyhow::Result<Target<'_>> {
+    let backend = registry
+        .iter()
+        .find(|b| b.name() == "tract")
+        .context("tract backend missing")?;
+    let device = backend
+        .devices()
+        .map_err(|r| anyhow::anyhow!("the reference backend is unavailable: {r}"))?
+        .into_iter()
+        .next()
+        .context("tract has no device")?;
+    Ok(Target {
+        backend: backend.as_ref(),
+        device,
+    })
+}
+
+fn model_request(args: &BenchArgs) -> Result<ModelRequest, UsageError> {
+    let mut request = ModelRequest::default();
+    for text in &args.inputs {
+        let (name, shape, dtype) =
+            parse_input_override(text).map_err(|e| UsageError(format!("--input {e}")))?;
+        request.shapes.insert(name, (shape, dtype));
+    }
+    for text in &args.dims {
+        let (name, value) = text
+            .split_once('=')
+            .and_then(|(n, v)| Some((n.to_string(), v.parse::<usize>().ok()?)))
+            .ok_or_else(|| UsageError(format!("--dim '{text}': expected NAME=N, e.g. batch=1")))?;
+        request.dims.insert(name, value);
+    }
+    for text in &args.input_files {
+        let (name, path) = text
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--input-file '{text}': expected NAME=PATH.npy")))?;
+        let tensor = chipbench_core::spec::load_npy(std::path::Path::new(path))
+            .map_err(|e| UsageError(format!("--input-file {e}")))?;
+        request.files.insert(name.to_string(), tensor);
+    }
+    Ok(request)
+}
+
+/// `20261128T134502Z-3f9a`: sortable by time, unique enough for one machine.
+fn run_id(started: SystemTime) -> String {
+    let stamp: String = humantime::format_rfc3339_seconds(started)
+        .to_string()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let nanos = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{stamp}-{:04x}", (nanos ^ std::process::id()) & 0xffff)
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string());
+    }
+    humantime::parse_duration(text).map_err(|e| format!("'{text}': {e} (e.g. 3s, 500ms, 0.3)"))
+}
+
+fn progress_bar(total: u64, visible: bool) -> ProgressBar {
+    if !visible || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} cells, ETA {eta}  {msg}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    // No steady tick: a drawing thread waking up during the timed loop would disturb it.
+    bar
+}

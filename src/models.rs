@@ -1,0 +1,341 @@
+//! `chipbench models`, and turning `--model NAME|PATH` plus input options into models ready to
+//! benchmark (or into the reason they are not).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chipbench_core::result::ModelRecord;
+use chipbench_core::spec::check_input;
+use chipbench_core::{DType, Dim, InputSpec, Tensor, TensorInfo};
+use chipbench_optimize::stats::ModelStats;
+use chipbench_optimize::suite::Suite;
+use chipbench_runner::ModelUnderTest;
+use clap::{Args, Subcommand};
+
+use crate::{Outcome, UsageError};
+
+#[derive(Args)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    action: Option<ModelsAction>,
+    /// Folder of the built-in suite (default: ./models, else the one chipbench was built with).
+    #[arg(long, value_name = "DIR", global = true)]
+    suite: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Regenerates the built-in models (deterministic: the same bytes every time).
+    Generate {
+        /// Where to write the models and suite.toml.
+        #[arg(long, default_value = "models")]
+        out: PathBuf,
+    },
+}
+
+pub fn run(args: ModelsArgs) -> anyhow::Result<Outcome> {
+    if let Some(ModelsAction::Generate { out }) = args.action {
+        let files = chipbench_optimize::suite::generate(&out)?;
+        for f in files {
+            println!("wrote {}", f.display());
+        }
+        return Ok(Outcome::Success);
+    }
+    let dir = suite_dir(args.suite.as_deref())?;
+    let suite = Suite::load(&dir)?;
+    println!(
+        "{:<18} {:>10} {:>14} {:>10} {:>10}  inputs",
+        "model", "params", "MACs", "weights", "file"
+    );
+    for m in &suite.models {
+        let path = dir.join(&m.file);
+        let line = (|| -> anyhow::Result<String> {
+            let proto = chipbench_optimize::model::load(&path)?;
+            let bound = bind_all(&m.inputs, &m.dims).map_err(anyhow::Error::msg)?;
+            let stats = ModelStats::of(
+                &proto,
+                &bound,
+                Some(chipbench_optimize::model::model_dir(&path)),
+            );
+            let file_bytes = std::fs::metadata(&path)?.len();
+            Ok(format!(
+                "{:<18} {:>10} {:>14} {:>10} {:>10}  {}",
+                m.name,
+                group(stats.params),
+                stats.macs.map(group).unwrap_or_else(|| "unknown".into()),
+                chipbench_report::format_bytes(stats.weight_bytes as f64),
+                chipbench_report::format_bytes(file_bytes as f64),
+                describe_inputs(&m.inputs)
+            ))
+        })();
+        match line {
+            Ok(l) => println!("{l}"),
+            Err(e) => println!("{:<18} error: {e:#}", m.name),
+        }
+    }
+    println!(
+        "\nparams and MACs counted from the ONNX graph (MACs per inference at the bound shapes)."
+    );
+    Ok(Outcome::Success)
+}
+
+/// How the command line shapes the models' inputs.
+#[derive(Default)]
+pub struct ModelRequest {
+    /// `--input name:shape[:type]`
+    pub shapes: BTreeMap<String, (Vec<usize>, Option<DType>)>,
+    /// `--dim name=N`
+    pub dims: BTreeMap<String, usize>,
+    /// `--input-file name=path.npy`
+    pub files: BTreeMap<String, Tensor>,
+}
+
+/// A model ready to measure, or one that cannot be (its cells fail with the reason).
+#[derive(Clone)]
+pub enum Prepared {
+    Ready(ModelUnderTest),
+    Broken { record: ModelRecord, error: String },
+}
+
+impl Prepared {
+    pub fn record(&self) -> &ModelRecord {
+        match self {
+            Prepared::Ready(m) => &m.record,
+            Prepared::Broken { record, .. } => record,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.record().name
+    }
+}
+
+/// The suite folder: `--suite`, else `./models`, else the folder this binary was built from.
+pub fn suite_dir(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_path_buf());
+    }
+    let local = PathBuf::from("models");
+    if local.join("suite.toml").is_file() {
+        return Ok(local);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    if built.join("suite.toml").is_file() {
+        return Ok(built);
+    }
+    anyhow::bail!(
+        "no built-in suite found (looked for models/suite.toml here and in {}); pass --suite DIR",
+        built.display()
+    )
+}
+
+/// Resolves `--model` arguments (none = the whole suite) into prepared models.
+pub fn resolve(
+    suite_dir: &Path,
+    names: &[String],
+    request: &ModelRequest,
+) -> anyhow::Result<Vec<Prepared>> {
+    let suite = Suite::load(suite_dir).with_context(|| "cannot read the built-in suite")?;
+    let wanted: Vec<String> = if names.is_empty() {
+        suite.models.iter().map(|m| m.name.clone()).collect()
+    } else {
+        names.to_vec()
+    };
+    let mut prepared = Vec::new();
+    for name in &wanted {
+        if let Some(m) = suite.models.iter().find(|m| &m.name == name) {
+            let path = suite_dir.join(&m.file);
+            prepared.push(prepare(&m.name, &path, Some((&m.inputs, &m.dims)), request));
+        } else if looks_like_path(name) {
+            let path = PathBuf::from(name);
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| name.clone());
+            prepared.push(prepare(&stem, &path, None, request));
+        } else {
+            let known: Vec<&str> = suite.models.iter().map(|m| m.name.as_str()).collect();
+            return Err(UsageError(format!(
+                "unknown model '{name}': not in the suite ({}) and not a path to an .onnx file",
+                known.join(", ")
+            ))
+            .into());
+        }
+    }
+    check_every_override_is_used(&prepared, request)?;
+    Ok(prepared)
+}
+
+fn looks_like_path(name: &str) -> bool {
+    name.ends_with(".onnx")
+        || name.contains('/')
+        || name.contains('\\')
+        || Path::new(name).is_file()
+}
+
+fn check_every_override_is_used(
+    prepared: &[Prepared],
+    request: &ModelRequest,
+) -> Result<(), UsageError> {
+    let has_input = |name: &str| {
+        prepared.iter().any(|p| match p {
+            Prepared::Ready(m) => m.specs.iter().any(|s| s.name == name),
+            Prepared::Broken { .. } => true, // cannot tell; its cell reports the real problem
+        })
+    };
+    for name in request.shapes.keys().chain(request.files.keys()) {
+        if !has_input(name) {
+            return Err(UsageError(format!(
+                "no selected model has an input named '{name}'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn prepare(
+    name: &str,
+    path: &Path,
+    declared: Option<(&Vec<InputSpec>, &BTreeMap<String, usize>)>,
+    request: &ModelRequest,
+) -> Prepared {
+    let mut record = ModelRecord {
+        name: name.to_string(),
+        path: path.display().to_string(),
+        variant: "fp32".into(),
+        ..ModelRecord::default()
+    };
+    match try_prepare(path, declared, request, &mut record) {
+        Ok((specs, bound, fixed_inputs)) => Prepared::Ready(ModelUnderTest {
+            record,
+            path: path.to_path_buf(),
+            specs,
+            bound,
+            fixed_inputs,
+            reference: path.to_path_buf(),
+        }),
+        Err(e) => Prepared::Broken {
+            record,
+            error: format!("{e:#}"),
+        },
+    }
+}
+
+type Inputs = (Vec<InputSpec>, Vec<TensorInfo>, BTreeMap<String, Tensor>);
+
+fn try_prepare(
+    path: &Path,
+    declared: Option<(&Vec<InputSpec>, &BTreeMap<String, usize>)>,
+    request: &ModelRequest,
+    record: &mut ModelRecord,
+) -> anyhow::Result<Inputs> {
+    let proto = chipbench_optimize::model::load(path)?;
+    record.sha256 = chipbench_optimize::model::sha256_file(path)?;
+    record.file_bytes = Some(
+        std::fs::metadata(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            .len(),
+    );
+    let (mut specs, mut dims) = match declared {
+        Some((specs, dims)) => (specs.clone(), dims.clone()),
+        None => (chipbench_optimize::model::inputs(&proto)?, BTreeMap::new()),
+    };
+    dims.extend(request.dims.iter().map(|(k, v)| (k.clone(), *v)));
+    for spec in &mut specs {
+        if let Some((shape, dtype)) = request.shapes.get(&spec.name) {
+            check_override(spec, shape).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            spec.shape = shape.iter().map(|&d| Dim::Fixed(d)).collect();
+            if let Some(dtype) = dtype {
+                spec.dtype = *dtype;
+            }
+        }
+    }
+    let bound = bind_all(&specs, &dims).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut fixed = BTreeMap::new();
+    for info in &bound {
+        if let Some(tensor) = request.files.get(&info.name) {
+            check_input(info, tensor).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            fixed.insert(info.name.clone(), tensor.clone());
+        }
+    }
+    // A model whose shapes cannot be inferred still runs; its MACs stay unknown.
+    let stats = ModelStats::of(
+        &proto,
+        &bound,
+        Some(chipbench_optimize::model::model_dir(path)),
+    );
+    record.params = Some(stats.params);
+    record.weight_bytes = Some(stats.weight_bytes);
+    record.macs = stats.macs;
+    Ok((specs, bound, fixed))
+}
+
+/// An `--input` shape must keep the rank and the fixed dimensions the model declares.
+fn check_override(spec: &InputSpec, shape: &[usize]) -> Result<(), String> {
+    let declared = spec
+        .shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("x");
+    let given = chipbench_core::tensor::format_shape(shape);
+    if spec.shape.len() != shape.len() {
+        return Err(format!(
+            "input '{}': --input gives {given} ({} dims) but the model declares {declared} ({} dims)",
+            spec.name,
+            shape.len(),
+            spec.shape.len()
+        ));
+    }
+    for (i, (d, &g)) in spec.shape.iter().zip(shape).enumerate() {
+        if let Dim::Fixed(f) = d
+            && *f != g
+        {
+            return Err(format!(
+                "input '{}': --input gives {given} but dimension {i} is fixed at {f} (declared {declared})",
+                spec.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn bind_all(
+    specs: &[InputSpec],
+    dims: &BTreeMap<String, usize>,
+) -> Result<Vec<TensorInfo>, String> {
+    specs
+        .iter()
+        .map(|s| s.bind(dims).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn describe_inputs(specs: &[InputSpec]) -> String {
+    specs
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}:{}",
+                s.name,
+                s.shape
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x"),
+                s.dtype
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// 1234567 -> 1.23M
+fn group(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        _ => format!("{:.2}G", n as f64 / 1e9),
+    }
+}

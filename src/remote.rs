@@ -1,0 +1,1067 @@
+//! `chipbench remote --ssh user@host -- [bench options]`: benchmarks a real device. Copies a
+//! chipbench built for it and the selected models there with the system `scp`, runs `chipbench
+//! bench` there over `ssh`, streams each cell back as the device's journal gets it, fetches
+//! `run.json`, and writes the local reports and history entry with the device's own host
+//! fingerprint. Every connection has bounded time-outs; when the connection is lost, the cells that
+//! finished are kept and the others fail with the reason.
+//!
+//! Also home of `plan.json`, which every `bench` run writes before its first cell: the cells it
+//! set out to measure, so that a reader of a stopped run knows which did not finish.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use chipbench_core::result::{
+    BackendRecord, CellResult, Host, ModelRecord, RunConfig, RunResult, SCHEMA, Status,
+};
+use chipbench_optimize::suite::Suite;
+use chipbench_runner::journal::{Journal, write_atomically};
+use chipbench_runner::measure::INTERRUPTED;
+use chipbench_runner::{SINGLE_STREAM, Target};
+use clap::Args;
+use clap::parser::ValueSource;
+use serde::{Deserialize, Serialize};
+
+use crate::models::{self, Prepared};
+use crate::{Outcome, UsageError};
+
+/// The file of a run folder that lists the planned cells.
+pub const PLAN_FILE: &str = "plan.json";
+
+/// What a `bench` run sets out to measure, written before its first cell.
+#[derive(Serialize, Deserialize)]
+pub struct Plan {
+    pub run_id: String,
+    pub tool_version: String,
+    pub started_at: String,
+    pub host: Host,
+    pub config: RunConfig,
+    /// In the order they run (requested-but-unavailable backends, recorded as skipped cells,
+    /// are not planned).
+    pub cells: Vec<PlannedCell>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct PlannedCell {
+    pub model: ModelRecord,
+    pub backend: BackendRecord,
+}
+
+/// Writes `plan.json` into the run folder `dir`, as one line.
+#[allow(clippy::too_many_arguments)]
+pub fn write_plan(
+    dir: &Path,
+    run_id: &str,
+    started: SystemTime,
+    host: &Host,
+    config: &RunConfig,
+    prepared: &[Prepared],
+    threads: &[Option<usize>],
+    targets: &[Target],
+) -> anyhow::Result<()> {
+    let cells = prepared
+        .iter()
+        .flat_map(|model| {
+            threads.iter().flat_map(move |&t| {
+                targets.iter().map(move |target| PlannedCell {
+                    model: model.record().clone(),
+                    backend: target.record(t),
+                })
+            })
+        })
+        .collect();
+    let plan = Plan {
+        run_id: run_id.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        started_at: humantime::format_rfc3339_seconds(started).to_string(),
+        host: host.clone(),
+        config: config.clone(),
+        cells,
+    };
+    write_atomically(&dir.join(PLAN_FILE), &serde_json::to_vec(&plan)?)?;
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct RemoteArgs {
+    /// The device: user@host, or a host alias of your ssh configuration.
+    #[arg(long, value_name = "USER@HOST")]
+    ssh: String,
+    /// The device's ssh port.
+    #[arg(long, short = 'p', value_name = "N")]
+    port: Option<u16>,
+    /// The private key ssh and scp authenticate with.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    identity: Option<PathBuf>,
+    /// An ssh option for every connection (repeatable), e.g. -o StrictHostKeyChecking=accept-new.
+    #[arg(long = "ssh-option", short = 'o', value_name = "KEY=VALUE")]
+    ssh_options: Vec<String>,
+    /// The device's Rust target (default: from its `uname -m`, e.g. aarch64-unknown-linux-gnu).
+    #[arg(long, value_name = "TRIPLE")]
+    target: Option<String>,
+    /// chipbench built for the device (default: this binary when the device has this host's
+    /// target, else what scripts/build-arm.sh builds: target/cross/TRIPLE/chipbench).
+    #[arg(long, value_name = "PATH")]
+    binary: Option<PathBuf>,
+    /// How long to wait for each connection to open.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "TIME")]
+    connect_timeout: Duration,
+    /// Maximum duration of the whole remote run: copying, benchmarking, fetching. The cells not
+    /// finished by then fail with a time-out.
+    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "TIME")]
+    timeout: Duration,
+    /// The folder on the device under which a temporary run folder is created (removed after).
+    #[arg(long, default_value = "/tmp", value_name = "DIR")]
+    remote_dir: String,
+    /// Leave the run folder on the device.
+    #[arg(long)]
+    keep_remote: bool,
+    /// The built-in suite to copy models from (default: ./models, else the one chipbench was built
+    /// with).
+    #[arg(long, value_name = "DIR")]
+    suite: Option<PathBuf>,
+    /// Local output folder (default: bench-results/<run-id>/).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Do not record the run in the history database.
+    #[arg(long)]
+    no_history: bool,
+    /// The history database the run is recorded in.
+    #[arg(long, value_name = "FILE", default_value = chipbench_report::history::DEFAULT_PATH)]
+    history_db: PathBuf,
+    /// Print the run JSON on stdout and nothing else there.
+    #[arg(long)]
+    json: bool,
+    /// No progress lines and no table.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+    /// `chipbench bench` options for the device, after `--`: -- --quick --backend tract -m mlp.
+    #[arg(last = true, value_name = "BENCH OPTIONS")]
+    bench: Vec<String>,
+}
+
+/// Bench options that `remote` sets itself, or that name local files it does not copy.
+const OWN_OPTIONS: [(&str, &str); 10] = [
+    (
+        "out",
+        "--out: give it to chipbench remote (the local output folder)",
+    ),
+    ("json", "--json: give it to chipbench remote"),
+    ("quiet", "--quiet: give it to chipbench remote"),
+    (
+        "no_history",
+        "--no-history: give it to chipbench remote (the history is local)",
+    ),
+    (
+        "history_db",
+        "--history-db: give it to chipbench remote (the history is local)",
+    ),
+    (
+        "suite",
+        "--suite: give it to chipbench remote, which copies the models from it",
+    ),
+    (
+        "export",
+        "--export: render the fetched run with `chipbench report` instead",
+    ),
+    (
+        "ceilings",
+        "--ceilings names a local file; measure the device's with `chipbench roofline` there",
+    ),
+    (
+        "variant_cache",
+        "--variant-cache names a local folder; the device derives and caches its own",
+    ),
+    (
+        "edge_profile",
+        "--edge-profile emulates a device on a host; on the device itself, leave it out",
+    ),
+];
+
+/// The bench options as the device gets them, and the local files they need there.
+struct Forwarded {
+    args: Vec<String>,
+    /// Suite model files to copy into the device's `models/` (suite.toml always goes).
+    suite_models: Vec<PathBuf>,
+    /// Other local files and where they go in the device's run folder.
+    files: Vec<(PathBuf, String)>,
+    suite_toml: PathBuf,
+}
+
+impl Forwarded {
+    fn parse(tokens: &[String], suite_dir: &Path) -> anyhow::Result<Forwarded> {
+        let command =
+            crate::bench::BenchArgs::augment_args(clap::Command::new("bench").no_binary_name(true));
+        let bench_command = || command.clone();
+        let matches = bench_command().try_get_matches_from(tokens).map_err(|e| {
+            let text = e.to_string();
+            UsageError(format!(
+                "the bench options after --: {}",
+                text.lines()
+                    .next()
+                    .unwrap_or("invalid")
+                    .trim_start_matches("error: ")
+            ))
+        })?;
+        for (id, why) in OWN_OPTIONS {
+            if matches.value_source(id) == Some(ValueSource::CommandLine) {
+                return Err(
+                    UsageError(format!("the bench options after -- cannot hold {why}")).into(),
+                );
+            }
+        }
+        let suite = Suite::load(suite_dir).with_context(|| "cannot read the built-in suite")?;
+        let mut suite_models: Vec<PathBuf> = Vec::new();
+        let mut files: Vec<(PathBuf, String)> = Vec::new();
+        let mut add_suite_model = |name: &str| -> bool {
+            match suite.model(name) {
+                Some(m) => {
+                    let path = suite_dir.join(&m.file);
+                    if !suite_models.contains(&path) {
+                        suite_models.push(path);
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        let mut add_file = |local: &str| -> Result<String, UsageError> {
+            let path = PathBuf::from(local);
+            if !path.is_file() {
+                return Err(UsageError(format!(
+                    "{local}: no such file to copy to the device"
+                )));
+            }
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // A folder per file keeps its name, and so the model name bench derives from it.
+            let remote = format!("files/{}/{name}", files.len());
+            files.push((path, remote.clone()));
+            Ok(remote)
+        };
+        let mut failure = None;
+        let args = rewrite(tokens, |id, value| {
+            let result = match id {
+                "models" if add_suite_model(value) => Ok(value.to_string()),
+                "models" => add_file(value),
+                "input_files" => match value.split_once('=') {
+                    Some((name, path)) => add_file(path).map(|remote| format!("{name}={remote}")),
+                    None => Ok(value.to_string()),
+                },
+                _ => add_file(value),
+            };
+            result.unwrap_or_else(|e| {
+                failure.get_or_insert(e);
+                value.to_string()
+            })
+        });
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        if matches.get_many::<String>("models").is_none() {
+            for m in &suite.models {
+                add_suite_model(&m.name);
+            }
+        }
+        // What the device will parse: every file argument must now point into its run folder.
+        let check = bench_command()
+            .try_get_matches_from(&args)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let copied = |v: &str| v.starts_with("files/") || suite.model(v).is_some();
+        for id in ["models", "input_files"] {
+            for value in check.get_many::<String>(id).into_iter().flatten() {
+                let path = value.split_once('=').map_or(value.as_str(), |(_, p)| p);
+                if !copied(if id == "models" { value } else { path }) {
+                    return Err(UsageError(format!(
+                        "cannot tell which local file '{value}' is: write it as its own option (--model PATH)"
+                    ))
+                    .into());
+                }
+            }
+        }
+        Ok(Forwarded {
+            args,
+            suite_models,
+            files,
+            suite_toml: suite_dir.join("suite.toml"),
+        })
+    }
+}
+
+/// The options whose values are local files, and how they are spelled.
+const FILE_OPTIONS: [(&str, &str, Option<char>); 3] = [
+    ("models", "--model", Some('m')),
+    ("input_files", "--input-file", None),
+    ("calibration", "--calibration", None),
+];
+
+/// `tokens` with the value of every file option replaced by `rename(id, value)`.
+fn rewrite(tokens: &[String], mut rename: impl FnMut(&str, &str) -> String) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let token = &tokens[i];
+        if token == "--" {
+            out.extend(tokens[i..].iter().cloned());
+            break;
+        }
+        let mut handled = false;
+        for (id, long, short) in FILE_OPTIONS {
+            let short = short.map(|c| format!("-{c}"));
+            if (token == long || short.as_deref() == Some(token.as_str())) && i + 1 < tokens.len() {
+                out.push(token.clone());
+                out.push(rename(id, &tokens[i + 1]));
+                i += 1;
+                handled = true;
+            } else if let Some(value) = token.strip_prefix(&format!("{long}=")) {
+                out.push(format!("{long}={}", rename(id, value)));
+                handled = true;
+            } else if let Some(value) = short
+                .as_deref()
+                .and_then(|s| token.strip_prefix(s))
+                .filter(|v| !v.is_empty() && !token.starts_with("--"))
+            {
+                out.push(format!(
+                    "{}{}",
+                    short.as_deref().unwrap_or_default(),
+                    rename(id, value)
+                ));
+                handled = true;
+            }
+            if handled {
+                break;
+            }
+        }
+        if !handled {
+            out.push(token.clone());
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The device and how to reach it.
+struct Device {
+    destination: String,
+    port: Option<u16>,
+    identity: Option<PathBuf>,
+    options: Vec<String>,
+    connect_timeout: Duration,
+}
+
+impl Device {
+    /// `ssh` or `scp` with the bounded time-outs and the user's options.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command
+            .arg("-o")
+            .arg("BatchMode=yes")
+            .arg("-o")
+            .arg(format!(
+                "ConnectTimeout={}",
+                self.connect_timeout.as_secs().max(1)
+            ))
+            .arg("-o")
+            .arg("ServerAliveInterval=5")
+            .arg("-o")
+            .arg("ServerAliveCountMax=3");
+        if let Some(key) = &self.identity {
+            command.arg("-i").arg(key);
+        }
+        for option in &self.options {
+            command.arg("-o").arg(option);
+        }
+        if let Some(port) = self.port {
+            command
+                .arg(if program == "scp" { "-P" } else { "-p" })
+                .arg(port.to_string());
+        }
+        command
+    }
+
+    /// Runs `script` on the device and returns its stdout.
+    fn exec(&self, script: &str, deadline: Instant, what: &str) -> anyhow::Result<String> {
+        let mut command = self.command("ssh");
+        command.arg(&self.destination).arg(script);
+        let output = run_bounded(command, deadline, what)?;
+        Ok(output.trim().to_string())
+    }
+
+    /// Copies local `sources` to `destination` on the device.
+    fn copy(&self, sources: &[&Path], destination: &str, deadline: Instant) -> anyhow::Result<()> {
+        let mut command = self.command("scp");
+        command.arg("-p").arg("-q");
+        command.args(sources);
+        command.arg(format!("{}:{destination}", self.destination));
+        run_bounded(
+            command,
+            deadline,
+            &format!("copying to {}:{destination}", self.destination),
+        )?;
+        Ok(())
+    }
+
+    fn fetch(&self, source: &str, local: &Path, deadline: Instant) -> anyhow::Result<()> {
+        let mut command = self.command("scp");
+        command
+            .arg("-q")
+            .arg(format!("{}:{source}", self.destination))
+            .arg(local);
+        run_bounded(
+            command,
+            deadline,
+            &format!("fetching {}:{source}", self.destination),
+        )?;
+        Ok(())
+    }
+}
+
+/// Runs a command to completion or until `deadline`; its stdout, or an error with its stderr.
+fn run_bounded(mut command: Command, deadline: Instant, what: &str) -> anyhow::Result<String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("{what}: cannot run {:?}", command.get_program()))?;
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .map(|pipe| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let [stdout, stderr] = readers.map(|r| r.join().unwrap_or_default());
+    match status {
+        None => anyhow::bail!("{what}: time-out (--timeout)"),
+        Some(s) if s.success() => Ok(stdout),
+        Some(s) => anyhow::bail!(
+            "{what}: {} ({s})",
+            last_line(&stderr).unwrap_or("no message")
+        ),
+    }
+}
+
+fn last_line(text: &str) -> Option<&str> {
+    text.lines().map(str::trim).rev().find(|l| !l.is_empty())
+}
+
+/// A shell word: the text in single quotes.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The Rust target of a `uname -m`.
+fn target_of(machine: &str) -> Option<&'static str> {
+    match machine {
+        "x86_64" | "amd64" => Some("x86_64-unknown-linux-gnu"),
+        "aarch64" | "arm64" => Some("aarch64-unknown-linux-gnu"),
+        _ => None,
+    }
+}
+
+/// What the device prints while its run goes on.
+enum Line {
+    Pid(u32),
+    Plan(Box<Plan>),
+    Cell(Box<CellResult>),
+    Exit(i32),
+    Err(String),
+    Other(String),
+}
+
+fn classify(line: &str) -> Line {
+    if let Some(pid) = line
+        .strip_prefix("PID ")
+        .and_then(|p| p.trim().parse().ok())
+    {
+        Line::Pid(pid)
+    } else if let Some(plan) = line
+        .strip_prefix("PLAN ")
+        .and_then(|p| serde_json::from_str(p).ok())
+    {
+        Line::Plan(Box::new(plan))
+    } else if let Some(code) = line
+        .strip_prefix("EXIT ")
+        .and_then(|c| c.trim().parse().ok())
+    {
+        Line::Exit(code)
+    } else if let Some(text) = line.strip_prefix("ERR ") {
+        Line::Err(text.to_string())
+    } else if let Ok(cell) = serde_json::from_str::<CellResult>(line) {
+        Line::Cell(Box::new(cell))
+    } else {
+        Line::Other(line.to_string())
+    }
+}
+
+/// The shell script that runs the benchmark in `dir` on the device and streams its journal.
+fn run_script(dir: &str, args: &[String]) -> String {
+    let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
+    format!(
+        r#"cd {dir} || exit 97
+./chipbench bench --suite models --out run --no-history --quiet {args} >run.stdout 2>run.stderr &
+pid=$!
+echo "PID $pid"
+i=0
+while [ ! -s run/{PLAN_FILE} ] && kill -0 "$pid" 2>/dev/null && [ "$i" -lt 6000 ]; do sleep 0.1; i=$((i+1)); done
+if [ -s run/{PLAN_FILE} ]; then printf 'PLAN '; cat run/{PLAN_FILE}; echo; fi
+if tail --pid=1 -n 0 /dev/null 2>/dev/null; then
+  # GNU tail follows the journal until the run ends; if it fails, nobody reads us any more.
+  tail --pid="$pid" -s 0.2 -n +1 -F run/cells.jsonl 2>/dev/null || kill "$pid" 2>/dev/null
+else
+  wait "$pid"; cat run/cells.jsonl 2>/dev/null
+fi
+wait "$pid"; code=$?
+echo "EXIT $code"
+tail -n 20 run.stderr | sed 's/^/ERR /'
+"#,
+        dir = quote(dir),
+        args = args.join(" ")
+    )
+}
+
+pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    let deadline = started + args.timeout;
+    let talk = !args.quiet;
+    let suite_dir = models::suite_dir(args.suite.as_deref())?;
+    let forwarded = Forwarded::parse(&args.bench, &suite_dir)?;
+    let device = Device {
+        destination: args.ssh.clone(),
+        port: args.port,
+        identity: args.identity.clone(),
+        options: args.ssh_options.clone(),
+        connect_timeout: args.connect_timeout,
+    };
+    let history = crate::history::open_for_bench(args.no_history, &args.history_db);
+
+    let machine = device
+        .exec("uname -m", deadline, &format!("connecting to {}", args.ssh))
+        .map_err(|e| UsageError(format!("{e:#}")))?;
+    let target = match (&args.target, target_of(&machine)) {
+        (Some(t), Some(found)) if t != found => {
+            return Err(UsageError(format!(
+                "--target {t}, but {} is {machine} ({found})",
+                args.ssh
+            ))
+            .into());
+        }
+        (Some(t), _) => t.clone(),
+        (None, Some(found)) => found.to_string(),
+        (None, None) => {
+            return Err(UsageError(format!(
+                "{} is {machine}: give --target and --binary for it",
+                args.ssh
+            ))
+            .into());
+        }
+    };
+    let binary = device_binary(args.binary.as_deref(), &target)?;
+    if talk {
+        eprintln!("{} is {machine}: using {}", args.ssh, binary.display());
+    }
+
+    let base = quote(&args.remote_dir);
+    let file_dirs: String = (0..forwarded.files.len())
+        .map(|i| format!(" \"$d/files/{i}\""))
+        .collect();
+    let dir = device.exec(
+        &format!(
+            "mkdir -p {base} && d=$(mktemp -d {base}/chipbench.XXXXXX) && mkdir -p \"$d/models\"{file_dirs} && echo \"$d\""
+        ),
+        deadline,
+        "creating the run folder on the device",
+    )?;
+    anyhow::ensure!(
+        dir.starts_with('/'),
+        "the device did not name its run folder (got '{dir}')"
+    );
+    let copied = (|| -> anyhow::Result<()> {
+        device.copy(&[&binary], &format!("{dir}/chipbench"), deadline)?;
+        let mut suite_files: Vec<&Path> = vec![&forwarded.suite_toml];
+        suite_files.extend(forwarded.suite_models.iter().map(PathBuf::as_path));
+        device.copy(&suite_files, &format!("{dir}/models/"), deadline)?;
+        for (local, remote) in &forwarded.files {
+            device.copy(&[local], &format!("{dir}/{remote}"), deadline)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = copied {
+        cleanup(&device, &dir, None, args.keep_remote);
+        return Err(e);
+    }
+    if talk {
+        eprintln!(
+            "copied chipbench and {} model file(s) to {}:{dir}",
+            forwarded.suite_models.len() + forwarded.files.len(),
+            args.ssh
+        );
+    }
+
+    let streamed = stream(&device, &dir, &forwarded.args, deadline, &args, talk)?;
+    let Streamed {
+        plan,
+        received,
+        exit,
+        errors,
+        lost,
+        mut journal,
+        pid,
+    } = streamed;
+    let out_dir = journal.as_ref().map(|j| j.dir().to_path_buf());
+
+    let fetched: Option<RunResult> = match exit {
+        Some(_) => {
+            let local =
+                std::env::temp_dir().join(format!("chipbench-remote-{}.json", std::process::id()));
+            let result = device
+                .fetch(&format!("{dir}/run/run.json"), &local, deadline)
+                .and_then(|_| chipbench_report::load_run(&local).map_err(anyhow::Error::from));
+            let _ = std::fs::remove_file(&local);
+            result.ok()
+        }
+        None => None,
+    };
+    cleanup(
+        &device,
+        &dir,
+        if exit.is_none() { pid } else { None },
+        args.keep_remote,
+    );
+
+    let (Some(plan), Some(out_dir)) = (plan, out_dir) else {
+        let why = match (exit, &lost) {
+            (Some(2), _) => {
+                return Err(
+                    UsageError(format!("the device's chipbench: {}", errors.join("\n"))).into(),
+                );
+            }
+            (Some(code), _) => format!(
+                "the device's chipbench exited with {code} before planning: {}",
+                errors.join("\n")
+            ),
+            (None, Some(reason)) => format!("{reason} before the run started"),
+            (None, None) => "the device's run ended without a plan".into(),
+        };
+        anyhow::bail!("{why}");
+    };
+    let mut journal = journal.take().expect("created with the plan");
+    let destination = args.ssh.clone();
+    let complete = fetched.is_some();
+    let mut run = match fetched {
+        Some(run) => run,
+        None => {
+            let reason = lost.clone().unwrap_or_else(|| match exit {
+                Some(code) => format!(
+                    "the device's chipbench exited with {code} and left no run.json: {}",
+                    errors.join(" ")
+                ),
+                None => "the connection ended".into(),
+            });
+            partial_run(plan, received, &reason, &mut journal)?
+        }
+    };
+    run.host.provenance.insert(
+        "remote".into(),
+        format!(
+            "measured on the device over ssh (chipbench remote {destination}, {target} binary {}); the host figures \
+             were probed there",
+            binary.display()
+        ),
+    );
+    let run_json = journal.finish(&run)?;
+    let variant_summary = crate::optimize_cmd::variant_summary(&run);
+    let mut markdown = chipbench_report::markdown::render(&run);
+    if !variant_summary.is_empty() {
+        markdown += &format!("\n## Variants\n\n```\n{variant_summary}```\n");
+    }
+    write_atomically(&out_dir.join("report.md"), markdown.as_bytes())?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    }
+    if talk {
+        let table = format!(
+            "{}{variant_summary}",
+            chipbench_report::terminal::render(&run)
+        );
+        let location = format!(
+            "results: {} (and report.md, cells.jsonl beside it)",
+            run_json.display()
+        );
+        if args.json {
+            eprint!("{table}");
+            eprintln!("{location}");
+        } else {
+            print!("{table}");
+            println!("{location}");
+        }
+    }
+    if complete {
+        crate::history::record_after_bench(history, &run, &run_json)?;
+    } else if !args.no_history {
+        eprintln!(
+            "not recorded in {}: the run did not finish (record what it kept with `chipbench history add {}`)",
+            args.history_db.display(),
+            run_json.display()
+        );
+    }
+    Ok(if run.interrupted {
+        Outcome::Interrupted
+    } else if !complete || run.cells.iter().any(|c| c.status == Status::Failed) {
+        Outcome::SomeFailed
+    } else {
+        Outcome::Success
+    })
+}
+
+/// What came back while the device ran.
+struct Streamed {
+    plan: Option<Plan>,
+    received: Vec<CellResult>,
+    exit: Option<i32>,
+    errors: Vec<String>,
+    /// Why the stream ended early: the connection, the time-out or Ctrl-C.
+    lost: Option<String>,
+    journal: Option<Journal>,
+    pid: Option<u32>,
+}
+
+/// Runs the benchmark on the device and journals each cell locally as it arrives.
+fn stream(
+    device: &Device,
+    dir: &str,
+    bench_args: &[String],
+    deadline: Instant,
+    args: &RemoteArgs,
+    talk: bool,
+) -> anyhow::Result<Streamed> {
+    let mut command = device.command("ssh");
+    command
+        .arg(&device.destination)
+        .arg("sh -s")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().context("cannot run ssh")?;
+    child
+        .stdin
+        .take()
+        .context("ssh's stdin")?
+        .write_all(run_script(dir, bench_args).as_bytes())
+        .context("sending the run script to the device")?;
+    let (sender, lines) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().context("ssh's stdout")?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stderr_pipe = child.stderr.take().context("ssh's stderr")?;
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text);
+        text
+    });
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+
+    let mut streamed = Streamed {
+        plan: None,
+        received: Vec::new(),
+        exit: None,
+        errors: Vec::new(),
+        lost: None,
+        journal: None,
+        pid: None,
+    };
+    let mut timed_out = false;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            break;
+        }
+        match lines.recv_timeout((deadline - now).min(Duration::from_millis(200))) {
+            Ok(line) => match classify(&line) {
+                Line::Pid(pid) => streamed.pid = Some(pid),
+                Line::Plan(plan) => {
+                    let out = args.out.clone().unwrap_or_else(|| {
+                        PathBuf::from(crate::hardware::RESULTS_DIR).join(&plan.run_id)
+                    });
+                    let mut journal =
+                        Journal::create(&out).with_context(|| "cannot create the output folder")?;
+                    for cell in &streamed.received {
+                        journal.append(cell)?;
+                    }
+                    if talk {
+                        eprintln!(
+                            "the device planned {} cells (run {})",
+                            plan.cells.len(),
+                            plan.run_id
+                        );
+                    }
+                    streamed.journal = Some(journal);
+                    streamed.plan = Some(*plan);
+                }
+                Line::Cell(cell) => {
+                    if let Some(journal) = streamed.journal.as_mut() {
+                        journal.append(&cell)?;
+                    }
+                    if talk {
+                        eprintln!(
+                            "{} {} on {}:{}: {}",
+                            cell.model.name,
+                            cell.model.variant,
+                            cell.backend.name,
+                            cell.backend.device,
+                            match (&cell.latency_ms, &cell.error) {
+                                (Some(l), _) =>
+                                    format!("p50 {} ms", chipbench_report::fmt_ms(l.p50)),
+                                (None, Some(e)) => format!("{:?}: {e}", cell.status).to_lowercase(),
+                                (None, None) => format!("{:?}", cell.status).to_lowercase(),
+                            }
+                        );
+                    }
+                    streamed.received.push(*cell);
+                }
+                Line::Exit(code) => streamed.exit = Some(code),
+                Line::Err(text) => streamed.errors.push(text),
+                Line::Other(text) => streamed.errors.push(text),
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if INTERRUPTED.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if streamed.exit.is_none() {
+        let _ = child.kill();
+    }
+    let status = child.wait().ok();
+    let ssh_stderr = stderr_reader.join().unwrap_or_default();
+    if streamed.exit.is_none() {
+        streamed.lost = Some(if INTERRUPTED.load(Ordering::Relaxed) {
+            "interrupted (Ctrl-C)".to_string()
+        } else if timed_out {
+            format!(
+                "time-out: the remote run exceeded --timeout {}",
+                humantime::format_duration(args.timeout)
+            )
+        } else {
+            format!(
+                "connection to {} lost ({})",
+                device.destination,
+                last_line(&ssh_stderr)
+                    .map(|l| l.trim_end_matches('.').to_string())
+                    .or_else(|| status.map(|s| format!("ssh ended with {s}")))
+                    .unwrap_or_else(|| "ssh ended".into())
+            )
+        });
+    }
+    Ok(streamed)
+}
+
+/// The run as far as it got: the cells received, and the planned ones that did not arrive as
+/// failed cells with `reason`.
+fn partial_run(
+    plan: Plan,
+    received: Vec<CellResult>,
+    reason: &str,
+    journal: &mut Journal,
+) -> anyhow::Result<RunResult> {
+    let key = |model: &ModelRecord, backend: &BackendRecord| {
+        (
+            model.name.clone(),
+            model.variant.clone(),
+            backend.name.clone(),
+            backend.device.clone(),
+        )
+    };
+    let mut arrived: BTreeMap<_, VecDeque<CellResult>> = BTreeMap::new();
+    for cell in received {
+        arrived
+            .entry(key(&cell.model, &cell.backend))
+            .or_default()
+            .push_back(cell);
+    }
+    let mut cells = Vec::new();
+    for planned in plan.cells {
+        match arrived
+            .get_mut(&key(&planned.model, &planned.backend))
+            .and_then(VecDeque::pop_front)
+        {
+            Some(cell) => cells.push(cell),
+            None => {
+                let cell = CellResult::not_run(
+                    planned.model,
+                    planned.backend,
+                    SINGLE_STREAM,
+                    Status::Failed,
+                    format!("{reason}; this cell had not finished"),
+                );
+                journal.append(&cell)?;
+                cells.push(cell);
+            }
+        }
+    }
+    // Cells the plan does not list (skipped backends) keep their place at the end.
+    cells.extend(arrived.into_values().flatten());
+    Ok(RunResult {
+        schema: SCHEMA.into(),
+        run_id: plan.run_id,
+        tool_version: plan.tool_version,
+        started_at: plan.started_at,
+        finished_at: Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
+        interrupted: INTERRUPTED.load(Ordering::Relaxed),
+        host: plan.host,
+        config: plan.config,
+        cells,
+        idle_baseline: None,
+        projections: None,
+    })
+}
+
+/// Stops a run the connection left behind and removes the device's run folder, in one bounded
+/// attempt; a failure is only reported.
+fn cleanup(device: &Device, dir: &str, orphan: Option<u32>, keep: bool) {
+    let mut script = String::new();
+    if let Some(pid) = orphan {
+        script.push_str(&format!("kill {pid} 2>/dev/null; "));
+    }
+    if !keep {
+        script.push_str(&format!("rm -rf {}", quote(dir)));
+    }
+    if script.is_empty() {
+        return;
+    }
+    let deadline = Instant::now() + device.connect_timeout + Duration::from_secs(10);
+    if let Err(e) = device.exec(&script, deadline, "cleaning up on the device") {
+        eprintln!("warning: {e:#}; the device may keep {dir}");
+    }
+}
+
+/// The chipbench to copy: `--binary`, this one when the device has this host's target, else
+/// the cross build's.
+fn device_binary(explicit: Option<&Path>, target: &str) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            return Err(UsageError(format!("--binary {}: no such file", path.display())).into());
+        }
+        return Ok(path.to_path_buf());
+    }
+    if Some(target) == target_of(std::env::consts::ARCH) && cfg!(target_os = "linux") {
+        return std::env::current_exe().context("cannot find this chipbench binary");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let candidates = [
+        root.join("cross").join(target).join("chipbench"),
+        root.join(target).join("chipbench"),
+        root.join("cross").join(target).join("release/chipbench"),
+        root.join(target).join("release/chipbench"),
+    ];
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        UsageError(format!(
+            "no chipbench for {target}: build it with scripts/build-arm.sh (it writes {}) or pass --binary",
+            candidates[0].display()
+        ))
+        .into()
+    })
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("'{text}': {e} (e.g. 10s, 30m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn file_options_are_rewritten_in_every_spelling() {
+        let tokens = strings(&[
+            "--quick",
+            "--model",
+            "a.onnx",
+            "-m",
+            "mlp",
+            "--model=b.onnx",
+            "-mc.onnx",
+            "--input-file",
+            "x=in.npy",
+            "--seed",
+            "3",
+        ]);
+        let out = rewrite(&tokens, |id, v| format!("<{id}:{v}>"));
+        assert_eq!(
+            out,
+            strings(&[
+                "--quick",
+                "--model",
+                "<models:a.onnx>",
+                "-m",
+                "<models:mlp>",
+                "--model=<models:b.onnx>",
+                "-m<models:c.onnx>",
+                "--input-file",
+                "<input_files:x=in.npy>",
+                "--seed",
+                "3"
+            ])
+        );
+    }
+
+    #[test]
+    fn shell_words_survive_quotes() {
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(target_of("aarch64"), Some("aarch64-unknown-linux-gnu"));
+        assert_eq!(target_of("riscv64"), None);
+    }
+
+    #[test]
+    fn device_lines_are_told_apart() {
+        assert!(matches!(classify("PID 42"), Line::Pid(42)));
+        assert!(matches!(classify("EXIT 1"), Line::Exit(1)));
+        assert!(matches!(classify("ERR boom"), Line::Err(t) if t == "boom"));
+        assert!(matches!(classify("{\"not\": \"a cell\"}"), Line::Other(_)));
+    }
+}
