@@ -1,0 +1,192 @@
+//! Recipe names: `fp32`, `fp16`, `int8-dynamic`, `int8-static`, `prune-unstructured:S`,
+//! `prune-2:4`, `prune-channels:R`, and chains of them joined by `+`
+//! (`prune-2:4+int8-static`).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// One transformation of a recipe.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Step {
+    /// Weights and computation in float16, numerically sensitive operators kept in float32.
+    Fp16,
+    /// Int8 weights, activations quantized at run time (DynamicQuantizeLinear + integer ops).
+    Int8Dynamic,
+    /// Int8 weights and activations as QuantizeLinear/DequantizeLinear pairs, activation ranges
+    /// from calibration.
+    Int8Static,
+    /// Magnitude pruning of every layer's weights to exactly this sparsity.
+    PruneUnstructured(f64),
+    /// Two zeros in every group of four consecutive weights along the input dimension.
+    Prune2of4,
+    /// Removes this fraction of the output channels with the lowest L1 norm.
+    PruneChannels(f64),
+}
+
+impl Step {
+    /// Whether the step changes the number format (and so must come last in a chain).
+    pub fn is_precision(self) -> bool {
+        matches!(self, Step::Fp16 | Step::Int8Dynamic | Step::Int8Static)
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Fp16 => f.write_str("fp16"),
+            Step::Int8Dynamic => f.write_str("int8-dynamic"),
+            Step::Int8Static => f.write_str("int8-static"),
+            Step::PruneUnstructured(s) => write!(f, "prune-unstructured:{s}"),
+            Step::Prune2of4 => f.write_str("prune-2:4"),
+            Step::PruneChannels(r) => write!(f, "prune-channels:{r}"),
+        }
+    }
+}
+
+/// A chain of steps; the empty chain is the fp32 source itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recipe {
+    pub steps: Vec<Step>,
+}
+
+/// The recipe names `--variant` accepts, for error messages and help.
+pub const RECIPE_HELP: &str = "fp32, fp16, int8-dynamic, int8-static, prune-unstructured:S (0 < S < 1), \
+     prune-2:4, prune-channels:R (0 < R < 1), or pruning steps chained with one precision step by \
+     '+' (prune-2:4+int8-static)";
+
+impl Recipe {
+    /// The fp32 source model, unchanged.
+    pub fn is_identity(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The canonical name (`prune-channels:0.3+int8-static`), which the cache keys on.
+    pub fn name(&self) -> String {
+        self.to_string()
+    }
+
+    /// The precision step, when there is one.
+    pub fn precision(&self) -> Option<Step> {
+        self.steps.iter().copied().find(|s| s.is_precision())
+    }
+}
+
+impl fmt::Display for Recipe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.steps.is_empty() {
+            return f.write_str("fp32");
+        }
+        let names: Vec<String> = self.steps.iter().map(Step::to_string).collect();
+        f.write_str(&names.join("+"))
+    }
+}
+
+fn fraction(step: &str, text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{step}': '{text}' is not a number"))?;
+    if !(value > 0.0 && value < 1.0) {
+        return Err(format!(
+            "'{step}': {value} is not a fraction strictly between 0 and 1"
+        ));
+    }
+    Ok(value)
+}
+
+impl FromStr for Step {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Step, String> {
+        let lower = text.trim().to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "fp16" => Step::Fp16,
+            "int8-dynamic" => Step::Int8Dynamic,
+            "int8-static" | "int8-qdq" => Step::Int8Static,
+            "prune-2:4" => Step::Prune2of4,
+            other => {
+                if let Some(s) = other.strip_prefix("prune-unstructured:") {
+                    Step::PruneUnstructured(fraction(text, s)?)
+                } else if let Some(r) = other.strip_prefix("prune-channels:") {
+                    Step::PruneChannels(fraction(text, r)?)
+                } else {
+                    return Err(format!("unknown variant '{text}' (known: {RECIPE_HELP})"));
+                }
+            }
+        })
+    }
+}
+
+impl FromStr for Recipe {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Recipe, String> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("fp32") {
+            return Ok(Recipe { steps: Vec::new() });
+        }
+        let steps = text
+            .split('+')
+            .map(str::parse::<Step>)
+            .collect::<Result<Vec<_>, _>>()?;
+        let precision = steps.iter().filter(|s| s.is_precision()).count();
+        if precision > 1 {
+            return Err(format!(
+                "'{text}': a variant has at most one precision step (fp16, int8-dynamic, int8-static)"
+            ));
+        }
+        if precision == 1 && !steps.last().is_some_and(|s| s.is_precision()) {
+            return Err(format!(
+                "'{text}': the precision step comes last (prune first, then quantize)"
+            ));
+        }
+        let mut seen = Vec::new();
+        for s in &steps {
+            let kind = std::mem::discriminant(s);
+            if seen.contains(&kind) {
+                return Err(format!("'{text}': '{s}' appears twice"));
+            }
+            seen.push(kind);
+        }
+        Ok(Recipe { steps })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_single_and_chained_names() {
+        let r: Recipe = "prune-2:4+int8-static".parse().unwrap();
+        assert_eq!(r.steps, vec![Step::Prune2of4, Step::Int8Static]);
+        assert_eq!(r.name(), "prune-2:4+int8-static");
+        let r: Recipe = "prune-channels:0.3".parse().unwrap();
+        assert_eq!(r.steps, vec![Step::PruneChannels(0.3)]);
+        assert_eq!(r.name(), "prune-channels:0.3");
+        assert!("fp32".parse::<Recipe>().unwrap().is_identity());
+        assert_eq!(
+            "PRUNE-UNSTRUCTURED:0.50".parse::<Recipe>().unwrap().name(),
+            "prune-unstructured:0.5"
+        );
+        assert_eq!(
+            "int8-qdq".parse::<Recipe>().unwrap().precision(),
+            Some(Step::Int8Static)
+        );
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_built() {
+        for (text, expected) in [
+            ("int8", "unknown variant 'int8'"),
+            ("prune-channels:1.5", "strictly between 0 and 1"),
+            ("prune-unstructured:x", "'x' is not a number"),
+            ("fp16+int8-static", "at most one precision step"),
+            ("int8-static+prune-2:4", "comes last"),
+            ("prune-2:4+prune-2:4", "appears twice"),
+        ] {
+            let err = text.parse::<Recipe>().unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! `chipbench optimize` and `chipbench bench --variant`: what they print, what they record, and
+//! the variant cache that saves a second run the work.
+
+use std::path::Path;
+use std::process::Command;
+
+fn chipbench(args: &[&str], cwd: &Path) -> (bool, String, String) {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let out = Command::new(env!("CARGO_BIN_EXE_chipbench"))
+        .args(args)
+        .arg("--suite")
+        .arg(&models)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn optimize_prints_sizes_sparsity_counts_and_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, stderr) = chipbench(
+        &[
+            "optimize",
+            "resnet-mini",
+            "--variant",
+            "prune-2:4+int8-static",
+            "-o",
+            "v.onnx",
+        ],
+        dir.path(),
+    );
+    assert!(ok, "{stderr}");
+    for expected in [
+        "file size",
+        "weight bytes",
+        "params",
+        "MACs",
+        "sparsity",
+        "kept in float: stem (Conv)",
+        "cosine",
+        "top-1 agreement",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing '{expected}' in:\n{stdout}"
+        );
+    }
+    assert!(dir.path().join("v.onnx").is_file());
+
+    let (ok, _, stderr) = chipbench(
+        &[
+            "optimize",
+            "resnet-mini",
+            "--variant",
+            "int8",
+            "-o",
+            "v.onnx",
+        ],
+        dir.path(),
+    );
+    assert!(!ok && stderr.contains("unknown variant 'int8'"), "{stderr}");
+    let (ok, _, stderr) = chipbench(
+        &[
+            "optimize",
+            "resnet-mini",
+            "--variant",
+            "int8-static",
+            "--calibration",
+            "none.npz",
+            "-o",
+            "v.onnx",
+        ],
+        dir.path(),
+    );
+    assert!(!ok && stderr.contains("none.npz"), "{stderr}");
+
+    // --keep-float none: every layer in int8, the policy said in the output.
+    let (ok, stdout, stderr) = chipbench(
+        &[
+            "optimize",
+            "mlp",
+            "--variant",
+            "int8-static",
+            "--keep-float",
+            "none",
+            "-o",
+            "v.onnx",
+        ],
+        dir.path(),
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("kept in float by policy none") && !stdout.contains("kept in float:"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = chipbench(
+        &[
+            "optimize",
+            "mlp",
+            "--variant",
+            "int8-static",
+            "--keep-float",
+            "most",
+            "-o",
+            "v.onnx",
+        ],
+        dir.path(),
+    );
+    assert!(
+        !ok && stderr.contains("unknown float-keeping policy 'most'")
+            && stderr.contains("first-last"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bench_measures_variants_against_fp32_and_reuses_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "bench",
+        "-m",
+        "mlp",
+        "--backend",
+        "tract",
+        "--variant",
+        "fp32,int8-static,prune-channels:0.3",
+        "--quick",
+        "--variant-cache",
+        "cache",
+        "--out",
+        "run",
+    ];
+    let (ok, stdout, stderr) = chipbench(&args, dir.path());
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("derived mlp int8-static"), "{stderr}");
+    assert!(
+        stdout.contains("mlp int8-static on tract:cpu: cosine"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("top-1 agreement"), "{stdout}");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        run["config"]["variants"],
+        serde_json::json!(["fp32", "int8-static", "prune-channels:0.3"])
+    );
+    let cells = run["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3);
+    let int8 = &cells[1];
+    assert_eq!(int8["model"]["recipe"], "int8-static");
+    assert_eq!(
+        int8["model"]["derivation"]["kept_float"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "the first and last layers"
+    );
+    assert_eq!(int8["model"]["derivation"]["keep_float"], "auto");
+    assert!(int8["accuracy"]["cosine"].as_f64().unwrap() > 0.99);
+    assert!(
+        int8["accuracy"]["reference"]
+            .as_str()
+            .unwrap()
+            .contains("fp32")
+    );
+    let pruned = &cells[2]["model"];
+    assert!(pruned["params"].as_u64() < cells[0]["model"]["params"].as_u64());
+    let schema: serde_json::Value =
+        serde_json::from_str(chipbench_core::result::RUN_JSON_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    assert!(validator.is_valid(&run));
+
+    let (ok, _, stderr) = chipbench(&args, dir.path());
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("reusing cached mlp int8-static"),
+        "{stderr}"
+    );
+
+    // Another float-keeping policy is another variant, and the run records it.
+    let none = [
+        "bench",
+        "-m",
+        "mlp",
+        "--backend",
+        "tract",
+        "--variant",
+        "int8-static",
+        "--keep-float",
+        "none",
+        "--quick",
+        "--variant-cache",
+        "cache",
+        "--out",
+        "run-none",
+    ];
+    let (ok, _, stderr) = chipbench(&none, dir.path());
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("derived mlp int8-static"), "{stderr}");
+    let run: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run-none/run.json")).unwrap(),
+    )
+    .unwrap();
+    let derivation = &run["cells"][0]["model"]["derivation"];
+    assert_eq!(derivation["keep_float"], "none");
+    assert_eq!(derivation["kept_float"], serde_json::json!([]));
+    assert!(validator.is_valid(&run));
+}
