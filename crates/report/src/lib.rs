@@ -1,0 +1,278 @@
+//! Renders run results for people and for CI: the terminal table, report formats (Markdown,
+//! CSV, HTML with SVG charts, JSON, Bencher and github-action-benchmark exports), the comparison of
+//! two runs with its regression verdicts, and the SQLite history of runs.
+
+mod charts;
+pub mod compare;
+pub mod edge;
+pub mod error;
+pub mod export;
+pub mod figures;
+pub mod history;
+pub mod markdown;
+pub mod terminal;
+#[cfg(test)]
+mod test_support;
+pub mod trend;
+
+pub use error::{ReportError, Result};
+
+/// Reads a run: a `run.json` file, or a run folder that holds one.
+pub fn load_run(path: &std::path::Path) -> Result<chipbench_core::result::RunResult> {
+    let file = if path.is_dir() {
+        path.join("run.json")
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| ReportError::io(&file, e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ReportError::NotARun {
+            path: file.clone(),
+            reason: e.to_string(),
+        })?;
+    let schema = value
+        .get("schema")
+        .and_then(|s| s.as_str())
+        .unwrap_or("none");
+    if schema != chipbench_core::result::SCHEMA {
+        return Err(ReportError::NotARun {
+            path: file,
+            reason: format!(
+                "schema '{schema}', expected '{}'",
+                chipbench_core::result::SCHEMA
+            ),
+        });
+    }
+    serde_json::from_value(value).map_err(|e| ReportError::NotARun {
+        path: file,
+        reason: e.to_string(),
+    })
+}
+
+use chipbench_core::DeviceKind;
+use chipbench_core::result::{CellResult, Status};
+
+/// One row of the summary table, shared by the terminal and Markdown renderers.
+pub(crate) struct Row {
+    pub cells: Vec<String>,
+}
+
+pub(crate) const HEADER: [&str; 13] = [
+    "model",
+    "variant",
+    "backend",
+    "device",
+    "threads",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "inf/s",
+    "CPU ms/inf",
+    "energy/inf",
+    "peak RSS",
+    "status",
+];
+
+/// Columns that hold numbers (right-aligned).
+pub(crate) const NUMERIC: [bool; 13] = [
+    false, false, false, false, true, true, true, true, true, true, true, true, false,
+];
+
+pub(crate) fn row(cell: &CellResult, failure_index: Option<usize>) -> Row {
+    let latency = cell.latency_ms.as_ref();
+    let status = match (cell.status, failure_index) {
+        (Status::Ok, _) => "ok".to_string(),
+        (Status::Failed, Some(i)) => format!("failed [{i}]"),
+        (Status::Skipped, Some(i)) => format!("skipped [{i}]"),
+        (s, None) => format!("{s:?}").to_lowercase(),
+    };
+    Row {
+        cells: vec![
+            cell.model.name.clone(),
+            cell.model.variant.clone(),
+            cell.backend.name.clone(),
+            device_label(cell),
+            cell.backend
+                .threads
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into()),
+            opt(latency.map(|l| l.p50), fmt_ms),
+            opt(latency.map(|l| l.p90), fmt_ms),
+            opt(latency.map(|l| l.p99), fmt_ms),
+            opt(cell.throughput_per_s, |v| format!("{v:.1}")),
+            opt(cell.cpu_ms_per_inference, fmt_ms),
+            opt(cell.energy.as_ref(), |e| {
+                energy_label(e.joules_per_inference, &e.method)
+            }),
+            opt(cell.peak_rss_bytes, |b| format_bytes(b as f64)),
+            status,
+        ],
+    }
+}
+
+/// The device, marked when its timings are not what its API suggests (a software rasterizer is
+/// not a GPU).
+pub fn device_label(cell: &CellResult) -> String {
+    let device = match cell.backend.device_kind {
+        DeviceKind::SoftwareRasterizer => {
+            format!("{} (software rasterizer, not a GPU)", cell.backend.device)
+        }
+        _ => cell.backend.device.clone(),
+    };
+    match &cell.edge {
+        Some(edge) => format!("{device} (this host, {} limits)", edge.profile),
+        None => device,
+    }
+}
+
+/// The explanations for the footnote markers of failed and skipped cells, numbered from 1.
+pub(crate) fn footnotes(cells: &[CellResult]) -> Vec<(usize, &CellResult)> {
+    cells
+        .iter()
+        .filter(|c| c.status != Status::Ok)
+        .enumerate()
+        .map(|(i, c)| (i + 1, c))
+        .collect()
+}
+
+pub(crate) fn rows(cells: &[CellResult]) -> Vec<Row> {
+    let mut next = 0;
+    cells
+        .iter()
+        .map(|c| {
+            let index = (c.status != Status::Ok).then(|| {
+                next += 1;
+                next
+            });
+            row(c, index)
+        })
+        .collect()
+}
+
+/// How the table's figures were obtained.
+pub(crate) const LEGEND: &str = "Figures measured on this host, except those marked ~...* (estimated). Latency: host monotonic clock around each \
+inference, outputs copied back (single-stream; p50/p90/p99 by linear interpolation). inf/s: timed \
+inferences / wall time of the timed loop. CPU ms/inf: getrusage user+sys of the whole process per \
+inference (can exceed latency with several threads). energy/inf: joules per inference over a window of many \
+inferences, measured by the sensor its method names (RAPL, NVML, hwmon, INA3221); ~...* = estimated, not \
+measured (CPU time x per-core active power; the method is in run.json). Peak RSS: the process's high-water \
+mark during the cell.";
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "-".into())
+}
+
+/// Energy per inference in readable units; an estimate (any `estimated:` part in its method)
+/// is marked `~...*` so it never passes for a measurement.
+pub fn energy_label(joules: f64, method: &str) -> String {
+    let (scaled, unit) = if joules >= 1.0 {
+        (joules, "J")
+    } else if joules >= 1e-3 {
+        (joules * 1e3, "mJ")
+    } else {
+        (joules * 1e6, "µJ")
+    };
+    // Three significant digits: neither sensors nor estimates are finer than that.
+    let digits = if scaled >= 100.0 {
+        0
+    } else if scaled >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let value = format!("{scaled:.digits$} {unit}");
+    if method.contains("estimated") {
+        format!("~{value}*")
+    } else {
+        value
+    }
+}
+
+/// Milliseconds with three significant digits at least (0.0123, 1.23, 12.3, 123).
+pub fn fmt_ms(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else if v >= 0.1 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// Bytes in binary units (`12.3 MiB`).
+pub fn format_bytes(bytes: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < units.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.1} {}", units[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_run_names_the_file_and_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = crate::test_support::sample_run();
+        std::fs::write(
+            dir.path().join("run.json"),
+            serde_json::to_vec(&run).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            load_run(dir.path()).unwrap(),
+            run,
+            "a folder means its run.json"
+        );
+        let missing = load_run(&dir.path().join("nope.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("nope.json: "), "{missing}");
+        let other = dir.path().join("other.json");
+        std::fs::write(&other, r#"{"schema": "something/2"}"#).unwrap();
+        let err = load_run(&other).unwrap_err().to_string();
+        assert!(
+            err.contains("not a chipbench run: schema 'something/2'"),
+            "{err}"
+        );
+        std::fs::write(&other, "{").unwrap();
+        assert!(
+            load_run(&other)
+                .unwrap_err()
+                .to_string()
+                .contains("not a chipbench run")
+        );
+    }
+
+    #[test]
+    fn formats_numbers_readably() {
+        assert_eq!(fmt_ms(0.01234), "0.0123");
+        assert_eq!(fmt_ms(1.234), "1.23");
+        assert_eq!(fmt_ms(123.4), "123");
+        assert_eq!(format_bytes(1536.0), "1.5 KiB");
+        assert_eq!(format_bytes(12.0), "12 B");
+        assert_eq!(format_bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+        assert_eq!(
+            energy_label(0.000151, "estimated:cpu-time x active-power"),
+            "~151 µJ*"
+        );
+        assert_eq!(energy_label(0.0123, "measured:rapl"), "12.3 mJ");
+        assert_eq!(
+            energy_label(1.5, "measured:rapl + estimated:gpu-busy x active-power"),
+            "~1.50 J*"
+        );
+    }
+}

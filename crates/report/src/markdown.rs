@@ -1,0 +1,187 @@
+//! The Markdown summary (`report.md` in every run folder): fits a pull-request comment.
+
+use chipbench_core::result::RunResult;
+
+use crate::{HEADER, LEGEND, NUMERIC, footnotes, format_bytes, rows};
+
+pub fn render(run: &RunResult) -> String {
+    let h = &run.host;
+    let mut out = format!("# chipbench run `{}`\n\n", run.run_id);
+    out.push_str(&format!(
+        "Host: {} ({} logical / {} physical cores, {}), {}, kernel {} — fingerprint `{}`.  \n",
+        h.cpu_brand,
+        h.logical_cores,
+        h.physical_cores
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "?".into()),
+        format_bytes(h.memory_bytes as f64),
+        h.os,
+        h.kernel,
+        h.fingerprint
+    ));
+    out.push_str(&format!(
+        "chipbench {}, started {}, scenario {}, seed {}.\n\n",
+        run.tool_version, run.started_at, run.config.scenario, run.config.seed
+    ));
+    out.push_str(&format!("| {} |\n", HEADER.join(" | ")));
+    let align: Vec<&str> = NUMERIC
+        .iter()
+        .map(|&n| if n { "---:" } else { "---" })
+        .collect();
+    out.push_str(&format!("|{}|\n", align.join("|")));
+    for row in rows(&run.cells) {
+        let cells: Vec<String> = row.cells.iter().map(|c| escape(c)).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    let notes = footnotes(&run.cells);
+    if !notes.is_empty() {
+        out.push('\n');
+        for (i, cell) in notes {
+            out.push_str(&format!(
+                "{i}. {} {} on {}:{}: {}\n",
+                escape(&cell.model.name),
+                escape(&cell.model.variant),
+                cell.backend.name,
+                cell.backend.device,
+                escape(cell.error.as_deref().unwrap_or("no reason recorded"))
+            ));
+        }
+    }
+    if let Some(section) = crate::edge::markdown(run) {
+        out.push_str(&section);
+    }
+    placement_section(run, &mut out);
+    profile_section(run, &mut out);
+    out.push_str(&format!("\n_{LEGEND}_\n"));
+    out
+}
+
+/// Where an engine put the nodes, for cells it spread over several providers (ONNX Runtime falls
+/// back to its CPU provider silently for nodes the requested one lacks).
+fn placement_section(run: &RunResult, out: &mut String) {
+    let spread: Vec<_> = run
+        .cells
+        .iter()
+        .filter_map(|c| c.placement.as_ref().filter(|p| p.len() > 1).map(|p| (c, p)))
+        .collect();
+    if spread.is_empty() {
+        return;
+    }
+    out.push_str("\n## Node placement\n\n| model | variant | backend | nodes per provider |\n|---|---|---|---|\n");
+    for (cell, placement) in spread {
+        let nodes: Vec<String> = placement
+            .iter()
+            .map(|p| format!("{} {}", p.provider, p.nodes))
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {}:{} | {} |\n",
+            escape(&cell.model.name),
+            escape(&cell.model.variant),
+            cell.backend.name,
+            cell.backend.device,
+            nodes.join(", ")
+        ));
+    }
+}
+
+/// The slowest operators of every profiled cell (`bench --profile`): why a variant is slower than
+/// its source is usually visible here.
+fn profile_section(run: &RunResult, out: &mut String) {
+    for cell in &run.cells {
+        let Some(profile) = &cell.profile else {
+            continue;
+        };
+        out.push_str(&format!(
+            "\n## Profile: {} {} on {}:{}\n\nMeasured by the engine's profiler over {} inferences ({:.1} ms in operators).\n\n",
+            escape(&cell.model.name),
+            escape(&cell.model.variant),
+            cell.backend.name,
+            cell.backend.device,
+            profile.runs,
+            profile.total_ms
+        ));
+        out.push_str("| op type | node | provider | total ms | share |\n|---|---|---|---:|---:|\n");
+        for op in &profile.top_operators {
+            out.push_str(&format!(
+                "| {} | {} | {} | {:.2} | {:.1} % |\n",
+                escape(&op.op_type),
+                escape(&op.node),
+                escape(&op.provider),
+                op.total_ms,
+                op.share * 100.0
+            ));
+        }
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use chipbench_core::backend::{NodePlacement, OperatorTime};
+    use chipbench_core::result::OperatorProfile;
+
+    use crate::test_support::{cell, lognormal_samples, run_with};
+
+    #[test]
+    fn shows_the_slowest_operators_and_a_split_placement() {
+        let mut profiled = cell(
+            "mobilenet",
+            "int8-dynamic",
+            "ort",
+            lognormal_samples(5.0, 0.02, 50, 1),
+            Some(0.99),
+        );
+        let op = |op_type: &str, ms: f64| OperatorTime {
+            op_type: op_type.into(),
+            node: format!("{op_type}_0"),
+            provider: "CPUExecutionProvider".into(),
+            total_ms: ms,
+            share: 0.0,
+        };
+        profiled.profile = Some(OperatorProfile::summarize(
+            vec![op("ConvInteger", 30.0), op("Relu", 10.0)],
+            40,
+            15,
+        ));
+        profiled.placement = Some(vec![
+            NodePlacement {
+                provider: "CUDAExecutionProvider".into(),
+                nodes: 60,
+            },
+            NodePlacement {
+                provider: "CPUExecutionProvider".into(),
+                nodes: 4,
+            },
+        ]);
+        let plain = cell(
+            "mlp",
+            "fp32",
+            "tract",
+            lognormal_samples(1.0, 0.02, 50, 2),
+            Some(1.0),
+        );
+        let text = super::render(&run_with("r", vec![profiled, plain]));
+        assert!(
+            text.contains("## Profile: mobilenet int8-dynamic on ort:"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| ConvInteger | ConvInteger_0 | CPUExecutionProvider | 30.00 | 75.0 % |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("CUDAExecutionProvider 60, CPUExecutionProvider 4"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("## Profile").count(),
+            1,
+            "only profiled cells get a section"
+        );
+    }
+}

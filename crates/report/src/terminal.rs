@@ -1,0 +1,56 @@
+//! The table printed at the end of `chipbench bench`.
+
+use chipbench_core::result::RunResult;
+
+use crate::{HEADER, LEGEND, NUMERIC, footnotes, rows};
+
+/// A plain-text table with aligned columns, followed by the reasons of failed or skipped cells
+/// and how the figures were obtained.
+pub fn render(run: &RunResult) -> String {
+    let rows = rows(&run.cells);
+    let mut widths: Vec<usize> = HEADER.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(&row.cells) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .zip(NUMERIC)
+            .map(|((c, &w), numeric)| {
+                if numeric {
+                    format!("{c:>w$}")
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let mut out = String::new();
+    out.push_str(&line(&HEADER.map(String::from)));
+    out.push('\n');
+    for row in &rows {
+        out.push_str(&line(&row.cells));
+        out.push('\n');
+    }
+    for (i, cell) in footnotes(&run.cells) {
+        out.push_str(&format!(
+            "[{i}] {} {} on {}:{}: {}\n",
+            cell.model.name,
+            cell.model.variant,
+            cell.backend.name,
+            cell.backend.device,
+            cell.error.as_deref().unwrap_or("no reason recorded")
+        ));
+    }
+    if let Some(section) = crate::edge::terminal(run) {
+        out.push_str(&section);
+    }
+    out.push('\n');
+    out.push_str(LEGEND);
+    out.push('\n');
+    out
+}
