@@ -488,7 +488,7 @@ pub fn variant_summary(run: &chipbench_core::result::RunResult) -> String {
         return String::new();
     }
     format!(
-        "variants against the fp32 model (reference: the fp32 model on tract, same seeded inputs):\n{}\n",
+        "variants against the fp32 model (measured: each cell's outputs against the fp32 model on tract, same seeded inputs):\n{}\n",
         lines.join("\n")
     )
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod common;
-use common::chipbench;
+use common::{bench, chipbench, validate};
 
 fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
@@ -19,45 +19,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs `bench --quick --json` with extra arguments into a fresh folder; returns the exit code,
-/// the parsed run JSON from stdout and the folder.
-fn bench(extra: &[&str]) -> (i32, Value, tempfile::TempDir) {
-    let out = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "bench",
-        "--quick",
-        "--json",
-        "--quiet",
-        "--no-history",
-        "--out",
-        out.path().to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let o = chipbench(&args);
-    let run: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-            stdout(&o),
-            stderr(&o)
-        )
-    });
-    (o.status.code().unwrap_or(-1), run, out)
-}
-
-fn validate(run: &Value) {
-    let schema: Value = serde_json::from_str(chipbench_core::result::RUN_JSON_SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(run)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "run.json does not match its schema:\n{}",
-        errors.join("\n")
-    );
 }
 
 fn cells(run: &Value) -> &Vec<Value> {

@@ -7,45 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 mod common;
-use common::chipbench;
-
-/// `bench --quick --json` with `extra` into a fresh folder: exit code, run JSON, folder.
-fn bench(extra: &[&str]) -> (i32, Value, tempfile::TempDir) {
-    let out = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "bench",
-        "--quick",
-        "--json",
-        "--quiet",
-        "--no-history",
-        "--out",
-        out.path().to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let o = chipbench(&args);
-    let run: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    (o.status.code().unwrap_or(-1), run, out)
-}
-
-fn validate(run: &Value) {
-    let schema: Value = serde_json::from_str(chipbench_core::result::RUN_JSON_SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(run)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "run.json does not match its schema:\n{}",
-        errors.join("\n")
-    );
-}
+use common::{bench, chipbench, validate};
 
 fn cells(run: &Value) -> &Vec<Value> {
     run["cells"].as_array().expect("cells")

@@ -9,6 +9,9 @@ use chipbench_optimize::builder::GraphBuilder;
 use chipbench_optimize::onnx::DataType;
 use serde_json::Value;
 
+mod common;
+use common::validate;
+
 fn chipbench(args: &[&str]) -> Output {
     let o = Command::new(env!("CARGO_BIN_EXE_chipbench"))
         .args(args)
@@ -26,20 +29,6 @@ fn chipbench(args: &[&str]) -> Output {
 
 fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).expect("stdout is JSON")
-}
-
-fn validate(run: &Value) {
-    let schema: Value = serde_json::from_str(chipbench_core::result::RUN_JSON_SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(run)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "run.json does not match its schema:\n{}",
-        errors.join("\n")
-    );
 }
 
 /// A 256 x 512 x 512 fp32 MatMul: one big matrix product, the kind of work the ceilings measure.

@@ -104,13 +104,7 @@ fn an_ort_cell_records_profile_settings_and_placement_and_a_missing_provider_is_
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let run: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let schema: Value = serde_json::from_str(chipbench_core::result::RUN_JSON_SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&run)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    common::validate(&run);
 
     let cells = run["cells"].as_array().unwrap();
     let cpu = cells

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use ndarray_npy::WriteNpyExt;
 use serde_json::Value;
 
+mod common;
+use common::validate;
+
 const SSHD: &str = "/usr/sbin/sshd";
 
 /// An sshd listening on a free loopback port, stopped when dropped.
@@ -184,20 +187,6 @@ fn remote_args(sshd: &Sshd, work: &Path, own: &[&str], bench: &[&str]) -> Vec<St
     args.push("--".into());
     args.extend(bench.iter().map(|s| s.to_string()));
     args
-}
-
-fn validate(run: &Value) {
-    let schema: Value = serde_json::from_str(chipbench_core::result::RUN_JSON_SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(run)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "run.json does not match its schema:\n{}",
-        errors.join("\n")
-    );
 }
 
 fn describe(o: &Output) -> String {

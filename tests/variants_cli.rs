@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 fn chipbench(args: &[&str], cwd: &Path) -> (bool, String, String) {
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let out = Command::new(env!("CARGO_BIN_EXE_chipbench"))
@@ -172,10 +174,7 @@ fn bench_measures_variants_against_fp32_and_reuses_the_cache() {
     );
     let pruned = &cells[2]["model"];
     assert!(pruned["params"].as_u64() < cells[0]["model"]["params"].as_u64());
-    let schema: serde_json::Value =
-        serde_json::from_str(chipbench_core::result::RUN_JSON_SCHEMA).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    assert!(validator.is_valid(&run));
+    common::validate(&run);
 
     let (ok, _, stderr) = chipbench(&args, dir.path());
     assert!(ok, "{stderr}");
@@ -211,5 +210,5 @@ fn bench_measures_variants_against_fp32_and_reuses_the_cache() {
     let derivation = &run["cells"][0]["model"]["derivation"];
     assert_eq!(derivation["keep_float"], "none");
     assert_eq!(derivation["kept_float"], serde_json::json!([]));
-    assert!(validator.is_valid(&run));
+    common::validate(&run);
 }

@@ -21,3 +21,39 @@ pub fn printed(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// Asserts that a run's JSON matches `run.schema.json`, listing every violation.
+pub fn validate(run: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(chipbench_core::result::RUN_JSON_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(run)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "run.json does not match its schema:\n{}",
+        errors.join("\n")
+    );
+}
+
+/// `bench --quick --json --quiet --no-history` with `extra` into a fresh folder: the exit code,
+/// the run JSON printed on stdout, and the folder (kept alive by the caller).
+pub fn bench(extra: &[&str]) -> (i32, serde_json::Value, tempfile::TempDir) {
+    let out = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "bench",
+        "--quick",
+        "--json",
+        "--quiet",
+        "--no-history",
+        "--out",
+        out.path().to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = chipbench(&args);
+    let run = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", printed(&o)));
+    (o.status.code().unwrap_or(-1), run, out)
+}

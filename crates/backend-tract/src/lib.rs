@@ -169,7 +169,14 @@ impl Session for TractSession {
             .collect::<Result<TVec<_>>>()?;
         // tract reports some shape errors by panicking deep inside an operator.
         let outputs = catch_unwind(AssertUnwindSafe(|| self.state.run(values)))
-            .map_err(|_| Error::Run("tract panicked while running the model".into()))?
+            .map_err(|payload| {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                Error::Run(format!("tract panicked while running the model: {message}"))
+            })?
             .map_err(|e| Error::Run(root_cause(&e)))?;
         outputs.iter().map(|t| from_tract(t)).collect()
     }

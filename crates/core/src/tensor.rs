@@ -219,10 +219,6 @@ impl Tensor {
         &self.data
     }
 
-    pub fn into_data(self) -> TensorData {
-        self.data
-    }
-
     /// The elements, when they are of type `T`.
     pub fn as_slice<T: Element>(&self) -> Option<&[T]> {
         T::slice(&self.data)

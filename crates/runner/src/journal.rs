@@ -94,16 +94,3 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
     }
     Ok(())
 }
-
-/// Reads back the cells of a journal (e.g. after an interrupted run); a torn last line is skipped.
-pub fn read_cells(dir: &Path) -> Result<Vec<CellResult>, JournalError> {
-    let path = dir.join(CELLS_FILE);
-    let text = fs::read_to_string(&path).map_err(|source| JournalError {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
-}
