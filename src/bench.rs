@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use chipbench_core::result::{CellResult, RunConfig, RunResult, SCHEMA, Status};
 use chipbench_core::spec::parse_input_override;
+use chipbench_probe::speed::SpeedProbe;
 use chipbench_runner::journal::{Journal, write_atomically};
 use chipbench_runner::measure::INTERRUPTED;
 use chipbench_runner::{SINGLE_STREAM, Settings, StopRule, Sweep, Target, WarmUp};
@@ -59,6 +60,10 @@ pub struct BenchArgs {
     /// Minimum warm-up duration.
     #[arg(long, value_parser = parse_duration, value_name = "TIME")]
     warmup_duration: Option<Duration>,
+    /// Sessions per cell (default 5): the first gives the figures, each further one is loaded
+    /// afresh and timed briefly so that `compare` knows how much a fresh session's speed varies.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    sessions: Option<u16>,
     /// Seeded input samples compared with the fp32 reference (0 disables the check).
     #[arg(long, value_name = "N")]
     accuracy_samples: Option<usize>,
@@ -264,6 +269,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
     settings.energy = Some(hardware.energy_plan());
     let mut sweep = Sweep::new(settings, reference);
     let mut cells = Vec::new();
+    let mut speed = SpeedProbe::new();
+    let mut speed_checks = vec![speed.check(0)];
+    // Cells measured here (not in an edge worker, which measures its sessions itself), for the
+    // further sessions: (index in `cells`, model, target, threads).
+    let mut measured = Vec::new();
     handle_ctrl_c(talk);
     'sweep: for model in &prepared {
         for &thread_count in &threads {
@@ -272,7 +282,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
                 let cell = match model {
                     models::Prepared::Ready(m) => hardware.bound(match &edge {
                         Some(e) => e.run_cell(m, target, thread_count, &sweep.settings),
-                        None => sweep.run_cell(m, target, thread_count),
+                        None => {
+                            measured.push((cells.len(), m, target, thread_count));
+                            sweep.run_cell(m, target, thread_count)
+                        }
                     }),
                     models::Prepared::Broken { record, error } => CellResult::not_run(
                         record.clone(),
@@ -283,6 +296,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
                     ),
                 };
                 record(&mut journal, &mut cells, cell)?;
+                speed_checks.push(speed.check(cells.len()));
                 progress.inc(1);
                 if INTERRUPTED.load(Ordering::Relaxed) {
                     break 'sweep;
@@ -313,6 +327,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             }
         }
     }
+    // Further sessions in rounds over every cell, so that a cell's sessions span the run rather
+    // than one moment of it (a host's slow phase then shows as spread, not as the cell's speed).
+    let rounds = sweep.settings.sessions.saturating_sub(1);
+    progress.inc_length((measured.len() * rounds) as u64);
+    'rounds: for round in 1..=rounds {
+        progress.set_message(format!("further sessions, round {round} of {rounds}"));
+        for &(index, model, target, thread_count) in &measured {
+            if INTERRUPTED.load(Ordering::Relaxed) {
+                break 'rounds;
+            }
+            sweep.add_session(model, target, thread_count, &mut cells[index]);
+            progress.inc(1);
+        }
+    }
     progress.finish_and_clear();
 
     let projections = hardware.projections(&cells);
@@ -328,6 +356,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         cells,
         idle_baseline: hardware.idle_baseline(),
         projections,
+        speed_checks,
     };
     let run_json = journal.finish(&run)?;
     let variant_summary = crate::optimize_cmd::variant_summary(&run);
@@ -415,6 +444,9 @@ fn settings(args: &BenchArgs) -> Settings {
             max_duration: Duration::from_secs(2),
             ..StopRule::default()
         };
+    }
+    if let Some(n) = args.sessions {
+        s.sessions = n.into();
     }
     if let Some(n) = args.warmup_iterations {
         s.warmup.min_iterations = n;

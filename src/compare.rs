@@ -29,6 +29,10 @@ pub struct CompareArgs {
     /// Significance level of the Mann–Whitney test [default: 0.01].
     #[arg(long, value_name = "P")]
     alpha: Option<f64>,
+    /// Run-to-run noise one run cannot show, as a relative standard deviation per run, e.g. 0.9%;
+    /// 0 trusts each run's own spread (see the README) [default: 0.9%].
+    #[arg(long, value_parser = parse_run_noise, value_name = "PERCENT")]
+    run_noise: Option<f64>,
     /// Fewer samples than this on either side make a cell inconclusive [default: 20].
     #[arg(long, value_name = "N")]
     min_samples: Option<usize>,
@@ -67,6 +71,21 @@ fn parse_metric(text: &str) -> Result<Metric, String> {
 
 /// `5%`, `5 %`, `0.05`: a fraction; a bare number above 1 is read as a percentage.
 fn parse_threshold(text: &str) -> Result<f64, String> {
+    let fraction = parse_fraction(text)?;
+    if fraction == 0.0 {
+        return Err(format!(
+            "'{text}': the threshold must lie between 0 % and 100 %"
+        ));
+    }
+    Ok(fraction)
+}
+
+/// Like the threshold, and 0 is allowed.
+fn parse_run_noise(text: &str) -> Result<f64, String> {
+    parse_fraction(text)
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
     let trimmed = text.trim();
     let (number, percent) = match trimmed.strip_suffix('%') {
         Some(n) => (n.trim(), true),
@@ -80,10 +99,8 @@ fn parse_threshold(text: &str) -> Result<f64, String> {
     } else {
         value
     };
-    if !(fraction > 0.0 && fraction < 1.0) {
-        return Err(format!(
-            "'{text}': the threshold must lie between 0 % and 100 %"
-        ));
+    if !(0.0..1.0).contains(&fraction) {
+        return Err(format!("'{text}': must lie between 0 % and 100 %"));
     }
     Ok(fraction)
 }
@@ -101,6 +118,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
         metric: args.metric,
         threshold: args.threshold.unwrap_or(defaults.threshold),
         alpha: args.alpha.unwrap_or(defaults.alpha),
+        run_noise: args.run_noise.unwrap_or(defaults.run_noise),
         min_samples: args.min_samples.unwrap_or(defaults.min_samples),
         resamples: args.resamples.unwrap_or(defaults.resamples),
         seed: defaults.seed,
@@ -226,6 +244,8 @@ mod tests {
         assert_eq!(parse_threshold("0.03").unwrap(), 0.03);
         assert_eq!(parse_threshold("3").unwrap(), 0.03);
         assert!(parse_threshold("0%").is_err());
+        assert_eq!(parse_run_noise("0").unwrap(), 0.0);
+        assert!((parse_run_noise("0.9%").unwrap() - 0.009).abs() < 1e-12);
         assert!(parse_threshold("abc").is_err());
         assert!(parse_threshold("150%").is_err());
     }

@@ -954,6 +954,7 @@ struct JobSettings {
     accuracy_samples: usize,
     profile: bool,
     backend_settings: BTreeMap<String, String>,
+    sessions: usize,
 }
 
 impl From<&Settings> for JobSettings {
@@ -970,6 +971,7 @@ impl From<&Settings> for JobSettings {
             accuracy_samples: s.accuracy_samples,
             profile: s.profile,
             backend_settings: s.backend_settings.clone(),
+            sessions: s.sessions,
         }
     }
 }
@@ -993,6 +995,7 @@ impl JobSettings {
             profile: self.profile,
             backend_settings: self.backend_settings.clone(),
             energy: None,
+            sessions: self.sessions,
         }
     }
 }
@@ -1058,8 +1061,13 @@ pub fn worker() -> anyhow::Result<Outcome> {
         fixed_inputs,
         reference: job.reference,
     };
-    let cell =
-        Sweep::new(job.settings.settings(), reference).run_cell(&model, &target, job.threads);
+    let mut sweep = Sweep::new(job.settings.settings(), reference);
+    let mut cell = sweep.run_cell(&model, &target, job.threads);
+    for _ in 1..sweep.settings.sessions {
+        if !sweep.add_session(&model, &target, job.threads, &mut cell) {
+            break;
+        }
+    }
     let observed = Observed {
         cpus: allowed_cpus().unwrap_or_default(),
         vm_peak_bytes: vm_peak(),

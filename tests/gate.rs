@@ -1,6 +1,13 @@
 //! The regression gate on real runs of this machine: a run compared with itself, and a real A/A
 //! pair (two `--quick` runs of part of the suite). One test in this file, so nothing else in the
 //! same test binary measures at the same time.
+//!
+//! Two runs of a shared VM differ by more than any one run can show (one process's sessions of
+//! the 22 µs mlp agree to 0.5 % while processes differ by up to 4 %; see the README), so an A/A
+//! pair is now and then `regressed` on a cell: 1 of 40 cell pairs, measured over 20 pairs of this
+//! test's runs. A false alarm does not repeat, a systematic one does: a cell that regresses must
+//! not regress again against a third run. That keeps the test from failing by chance (about 1 in
+//! 800 for two cells) and still fails a gate that false-alarms on A/A pairs.
 
 use std::path::Path;
 
@@ -66,7 +73,11 @@ fn verdicts(v: &Value) -> Vec<(String, String, String)> {
 #[test]
 fn a_run_against_itself_and_a_real_a_a_pair_do_not_regress() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
     quick_run(&a);
     quick_run(&b);
 
@@ -79,13 +90,41 @@ fn a_run_against_itself_and_a_real_a_a_pair_do_not_regress() {
     }
     assert_eq!(code, 0);
 
-    // Two runs of the same code on the same machine: whatever the noise, no regression.
+    // Each run checked the host's speed before its first cell and after each cell.
+    for run in [&a, &b] {
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        let befores: Vec<u64> = v["speed_checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["before_cell"].as_u64().unwrap())
+            .collect();
+        assert_eq!(befores, [0, 1, 2], "{}", v["speed_checks"]);
+    }
+
+    // Two runs of the same code on the same machine: no regression that reproduces.
     let (code, v) = compare_json(&a, &b);
     let cells = verdicts(&v);
     assert_eq!(cells.len(), 2, "{v}");
+    let mut alarms = Vec::new();
     for (cell, verdict, reason) in &cells {
-        assert_ne!(verdict, "regressed", "A/A false alarm on {cell}: {reason}");
         eprintln!("A/A {cell}: {verdict}: {reason}");
+        if verdict == "regressed" {
+            alarms.push(cell.clone());
+        }
     }
-    assert_eq!(code, 0, "{v}");
+    assert_eq!(code, i32::from(!alarms.is_empty()), "{v}");
+    if alarms.is_empty() {
+        return;
+    }
+    quick_run(&c);
+    let (_, v) = compare_json(&a, &c);
+    for (cell, verdict, reason) in verdicts(&v) {
+        eprintln!("A/A again {cell}: {verdict}: {reason}");
+        assert!(
+            !(alarms.contains(&cell) && verdict == "regressed"),
+            "A/A false alarm on {cell} twice: {reason}"
+        );
+    }
 }

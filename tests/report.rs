@@ -218,8 +218,7 @@ fn the_html_report_renders_in_headless_chromium() {
     // Two runs in one report: the second is the first slowed down by 10 %.
     let mut slower = load(&f.run_dir);
     for c in &mut slower.cells {
-        c.samples_ms.iter_mut().for_each(|x| *x *= 1.1);
-        c.latency_ms = chipbench_core::stats::summarize(&c.samples_ms);
+        slow_down(c, 1.1);
     }
     slower.run_id.push_str("-slower");
     let slower_path = dir.path().join("slower.json");
@@ -280,6 +279,13 @@ fn the_html_report_renders_in_headless_chromium() {
     }
 }
 
+/// Scales a cell's samples and session medians by `factor`: the same run, slower.
+fn slow_down(cell: &mut chipbench_core::result::CellResult, factor: f64) {
+    cell.samples_ms.iter_mut().for_each(|x| *x *= factor);
+    cell.session_p50_ms.iter_mut().for_each(|x| *x *= factor);
+    cell.latency_ms = chipbench_core::stats::summarize(&cell.samples_ms);
+}
+
 #[test]
 fn compare_exit_codes_follow_the_verdicts() {
     let f = fixture();
@@ -289,8 +295,7 @@ fn compare_exit_codes_follow_the_verdicts() {
     let mut slow = base.clone();
     slow.run_id.push_str("-slow");
     for c in &mut slow.cells {
-        c.samples_ms.iter_mut().for_each(|x| *x *= 1.10);
-        c.latency_ms = chipbench_core::stats::summarize(&c.samples_ms);
+        slow_down(c, 1.10);
     }
     let slow_path = dir.path().join("slow.json");
     write_run(&slow, &slow_path);
@@ -374,8 +379,7 @@ fn history_records_lists_shows_and_trends() {
         r.run_id = format!("{}-{i}", base.run_id);
         r.started_at = format!("2026-11-28T10:0{i}:00Z");
         for c in &mut r.cells {
-            c.samples_ms.iter_mut().for_each(|x| *x *= factor);
-            c.latency_ms = chipbench_core::stats::summarize(&c.samples_ms);
+            slow_down(c, *factor);
         }
         let p = dir.path().join(format!("r{i}.json"));
         write_run(&r, &p);
@@ -460,7 +464,11 @@ fn history_records_lists_shows_and_trends() {
     assert_eq!(o.status.code(), Some(0), "{}", printed(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let cell = &v["cells"][0];
-    let expected = base.cells[0].latency_ms.as_ref().unwrap().p50 * 1.02;
+    // Each run's p50 is the geometric mean of its session medians.
+    let sessions = &base.cells[0].session_p50_ms;
+    let geometric_mean =
+        (sessions.iter().map(|x| x.ln()).sum::<f64>() / sessions.len() as f64).exp();
+    let expected = geometric_mean * 1.02;
     assert!(
         (cell["baseline"].as_f64().unwrap() - expected).abs() < 1e-9 * expected,
         "{cell}"

@@ -36,6 +36,10 @@ pub struct RunResult {
     /// datasheet figures, never measurements; kept apart from `cells` so they cannot be mixed up.
     #[serde(default)]
     pub projections: Option<Projections>,
+    /// The host's own speed, checked before the first cell and after each cell with a fixed
+    /// kernel, so a comparison can tell a slower host from slower code.
+    #[serde(default)]
+    pub speed_checks: Vec<SpeedCheck>,
 }
 
 /// The machine a run was measured on.
@@ -244,6 +248,11 @@ pub struct CellResult {
     pub latency_ms: Option<LatencyStats>,
     /// Every timed inference, in the order measured.
     pub samples_ms: Vec<f64>,
+    /// Median latency of each session measured for the cell, the first being the one all other
+    /// figures come from, the others loaded afresh and timed briefly: how much the speed of a
+    /// fresh session varies (buffer placement, the host), which one session's samples cannot show.
+    #[serde(default)]
+    pub session_p50_ms: Vec<f64>,
     pub stop_reason: Option<StopReason>,
     /// Device-side time of the timed inferences, where the backend measures it (GPU timestamp
     /// queries); `latency_ms` stays the host end-to-end time.
@@ -311,6 +320,19 @@ pub struct EnergyDomain {
     pub joules: f64,
     /// Whether it adds to the cell's total; a sub-domain (RAPL `core` inside `package`) does not.
     pub in_total: bool,
+}
+
+/// One check of the host's speed (`chipbench_probe::speed`): a fixed compute kernel timed on one
+/// thread with the monotonic clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpeedCheck {
+    /// Cells recorded before this check: the check brackets cell `before_cell - 1` (after it)
+    /// and cell `before_cell` (before it).
+    pub before_cell: usize,
+    /// Seconds since the run's first check.
+    pub at_s: f64,
+    /// Lower quartile of the kernel's timings (small f32 matmuls held in L1), ms.
+    pub kernel_ms: f64,
 }
 
 /// Power drawn by the idle machine, measured once per run before the cells.
@@ -567,6 +589,7 @@ impl CellResult {
             warmup: None,
             latency_ms: None,
             samples_ms: Vec::new(),
+            session_p50_ms: Vec::new(),
             stop_reason: None,
             device_latency_ms: None,
             device_time_discarded: None,

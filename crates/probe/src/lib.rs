@@ -1,6 +1,7 @@
 //! The hardware side of a result: what the host is (CPU and its ISA features, caches, clocks,
 //! memory, OS, VM or container, GPUs, energy sensors), what chips users compare can do (the
-//! catalog), the roofline ceilings measured on this host and projections onto catalog chips.
+//! catalog), the roofline ceilings measured on this host and projections onto catalog chips,
+//! and the host's own speed checked between cells.
 //!
 //! Readers of sysfs and procfs take a root directory (`/` on a real host) so tests can point
 //! them at fixture trees.
@@ -12,6 +13,7 @@ pub mod gpu;
 pub mod profile;
 pub mod projection;
 pub mod roofline;
+pub mod speed;
 pub mod virt;
 
 use std::collections::BTreeMap;

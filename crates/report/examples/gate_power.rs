@@ -8,13 +8,15 @@
 //! false-alarm rate (`regressed` verdicts on A/A pairs).
 //!
 //! `cargo run --release -p chipbench-report --example gate_power -- RUN.json [--pairs N]
-//!  [--samples N] [--run-offset SD] [--history N] [--threshold T] [--alpha A] [--min-samples N] [--seed S]`
+//!  [--samples N] [--run-offset SD] [--sessions N] [--history N] [--threshold T] [--alpha A] [--min-samples N] [--seed S]`
 //!
 //! `--samples N` gives every cell N samples instead of its own count (how the gate does at the
 //! `--quick` minimum of 20, say).
 //!
-//! `--run-offset SD` multiplies each simulated run by exp(N(0, SD)): the run-to-run drift of a
-//! real machine (frequency, placement, neighbours), which within-run samples cannot show.
+//! `--run-offset SD` multiplies each simulated session by exp(N(0, SD)): the drift from one
+//! session (and run) to the next of a real machine (buffer placement, frequency, neighbours),
+//! which one session's samples cannot show. Each simulated run records `--sessions N` (default 5,
+//! as `bench` does) session medians, the first being the session its samples come from.
 //!
 //! `--history N` makes the baseline N runs (each with its own drift), as
 //! `compare --against-history N` uses them: the median of the N runs' figures.
@@ -24,7 +26,7 @@ use std::process::ExitCode;
 use chipbench_core::result::{RunResult, Status};
 use chipbench_core::stats;
 use chipbench_report::compare::{Baseline, GateSettings, Verdict, compare};
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Normal};
 
@@ -33,6 +35,7 @@ struct Options {
     pairs: usize,
     samples: Option<usize>,
     run_offset: f64,
+    sessions: usize,
     history: usize,
     seed: u64,
     settings: GateSettings,
@@ -45,6 +48,7 @@ fn parse() -> Result<Options, String> {
         pairs: 500,
         samples: None,
         run_offset: 0.0,
+        sessions: 5,
         history: 1,
         seed: 1,
         settings: GateSettings::default(),
@@ -56,6 +60,7 @@ fn parse() -> Result<Options, String> {
             "--pairs" => o.pairs = number(value("--pairs")?)? as usize,
             "--samples" => o.samples = Some(number(value("--samples")?)? as usize),
             "--history" => o.history = (number(value("--history")?)? as usize).max(1),
+            "--sessions" => o.sessions = (number(value("--sessions")?)? as usize).max(1),
             "--run-offset" => o.run_offset = number(value("--run-offset")?)?,
             "--threshold" => o.settings.threshold = number(value("--threshold")?)?,
             "--alpha" => o.settings.alpha = number(value("--alpha")?)?,
@@ -66,7 +71,7 @@ fn parse() -> Result<Options, String> {
         }
     }
     if o.run.is_empty() {
-        return Err("usage: gate_power RUN.json [--pairs N] [--samples N] [--run-offset SD] [--history N] [--threshold T] [--alpha A] \
+        return Err("usage: gate_power RUN.json [--pairs N] [--samples N] [--run-offset SD] [--sessions N] [--history N] [--threshold T] [--alpha A] \
                     [--min-samples N] [--seed S]"
             .into());
     }
@@ -83,18 +88,23 @@ fn shape(samples: &[f64]) -> (f64, f64) {
     (centre.exp(), 1.4826 * stats::percentile(&deviations, 0.5))
 }
 
-/// `template` with cell `index` alone, its samples replaced by `n` lognormal draws.
+/// `template` with cell `index` alone: its sessions' medians, and its samples replaced by `n`
+/// lognormal draws around the first session's.
 fn synthetic(
     template: &RunResult,
     index: usize,
-    median: f64,
+    sessions: Vec<f64>,
     sigma: f64,
     n: usize,
     rng: &mut ChaCha8Rng,
 ) -> RunResult {
     let mut run = template.clone();
+    // Each simulated run is a run of its own (a run compared with itself has no run-to-run noise).
+    run.run_id = format!("synthetic-{:016x}", rng.random::<u64>());
     let mut cell = run.cells.swap_remove(index);
-    let dist = LogNormal::new(median.ln(), sigma.max(1e-9)).expect("finite lognormal parameters");
+    let dist =
+        LogNormal::new(sessions[0].ln(), sigma.max(1e-9)).expect("finite lognormal parameters");
+    cell.session_p50_ms = sessions;
     cell.samples_ms = (0..n).map(|_| dist.sample(rng)).collect();
     cell.latency_ms = stats::summarize(&cell.samples_ms);
     let mean = cell.samples_ms.iter().sum::<f64>() / n as f64;
@@ -122,9 +132,9 @@ fn main() -> ExitCode {
     let drift = Normal::new(0.0, o.run_offset.max(0.0)).expect("finite drift");
     println!("gate settings: {}", o.settings.describe());
     println!(
-        "{} pairs per case; samples: lognormal with each cell's n, median and robust spread; run-to-run drift sd {}; \
-         baseline: {} run(s)\n",
-        o.pairs, o.run_offset, o.history
+        "{} pairs per case; samples: lognormal with each cell's n, median and robust spread; session-to-session \
+         drift sd {}, {} session(s) per run; baseline: {} run(s)\n",
+        o.pairs, o.run_offset, o.sessions, o.history
     );
     println!(
         "{:<44} {:>6} {:>7}  {:>12} {:>12}  {:>12} {:>13} {:>13}",
@@ -147,14 +157,19 @@ fn main() -> ExitCode {
         let verdicts = |slowdown: f64, rng: &mut ChaCha8Rng| -> Vec<Verdict> {
             (0..o.pairs)
                 .map(|_| {
+                    let sessions = |level: f64, rng: &mut ChaCha8Rng| -> Vec<f64> {
+                        (0..o.sessions)
+                            .map(|_| level * drift.sample(rng).exp())
+                            .collect()
+                    };
                     let runs: Vec<RunResult> = (0..o.history)
                         .map(|_| {
-                            let a_drift = drift.sample(rng).exp();
-                            synthetic(&template, index, median * a_drift, sigma, n, rng)
+                            let a = sessions(median, rng);
+                            synthetic(&template, index, a, sigma, n, rng)
                         })
                         .collect();
-                    let b_drift = drift.sample(rng).exp();
-                    let b = synthetic(&template, index, median * b_drift * slowdown, sigma, n, rng);
+                    let b = sessions(median * slowdown, rng);
+                    let b = synthetic(&template, index, b, sigma, n, rng);
                     let baseline = Baseline {
                         label: "a".into(),
                         runs: runs.iter().collect(),

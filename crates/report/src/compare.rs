@@ -23,6 +23,37 @@
 //! bootstrap replicate the median of N runs drawn with replacement, each contributing a replicate
 //! of its own figure (a two-stage bootstrap, so run-to-run variation widens the CI), and the
 //! Mann–Whitney test takes the union of the N runs' samples.
+//!
+//! **From one session to the next, and one run to the next.** A figure comes from one session
+//! of the model, and a fresh session runs at a slightly different speed (buffer placement, the
+//! host's phase): on a 2-core VM six fresh sessions of the 22 µs mlp had medians 4.8 % apart,
+//! while each session's own CI was ±0.2 %. Cells therefore record the medians of further fresh
+//! sessions (`session_p50_ms`, `bench --sessions`, measured in rounds across the run). From them
+//! the gate pools the spread s of the log session medians of both sides, with its degrees of
+//! freedom. Processes differ by more still (the sessions of one process share its memory
+//! placement) and a host phase can span a whole run, which no run can show: the gate assumes a
+//! run-level noise p per run ([`GateSettings::run_noise`], default [`RUN_NOISE`]).
+//!
+//! - The median (`p50`) against one baseline run is compared as the geometric mean of each
+//!   side's session medians (K_b and K_c of them): log ratio ± se·T with
+//!   se² = s²(1/K_b + 1/K_c) + 2p² and T from Student's t (Welch–Satterthwaite degrees of
+//!   freedom, since only s is estimated), drawn as replicates.
+//! - Other figures come from the first session only; their replicates are scaled by
+//!   exp(k·T), k² = 2s² + 2p² against one baseline run, and against a history (whose runs vary in
+//!   the bootstrap already) k = the largest of s, p and the spread of the history's figures.
+//! - The p-value is the larger of the samples' Mann–Whitney p and the ratio's own two-sided p
+//!   (twice the share of replicates on the far side of 1).
+//!
+//! A run compared with itself has no run-to-run noise: neither term applies.
+//!
+//! **The host's own speed.** Runs record a check of the host's speed before the first cell and
+//! after each cell (`SpeedCheck`: a fixed compute kernel on one thread). The checks around a
+//! cell, current over baseline, say how much slower the host itself ran while that cell was
+//! measured. When a change is significant and beyond the threshold but falls inside the band once
+//! the host's change is taken out, and the host changed by more than the check's own noise
+//! ([`HOST_CHECK_NOISE`]), the verdict is `inconclusive`: the code cannot be told from the host.
+//! The checks never make a regression out of an unchanged cell; they only withhold a verdict that
+//! the host explains.
 
 use std::fmt;
 use std::str::FromStr;
@@ -31,7 +62,7 @@ use chipbench_core::result::{CellResult, RunResult, Status};
 use chipbench_core::stats::{self, QuantileBootstrap};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal};
+use rand_distr::{Distribution, Normal, StandardNormal, StudentT};
 use serde::Serialize;
 
 use crate::error::{ReportError, Result};
@@ -165,6 +196,19 @@ impl fmt::Display for CellKey {
     }
 }
 
+/// How much the host speed ratio of two runs varies on a quiet host: the lower quartile of a
+/// check varied by 0.4 % (sd) on an idle 2-core VM, so the ratio of two cells' bracketing checks
+/// by about 0.4 %; a host change under 1 % is left as noise.
+pub const HOST_CHECK_NOISE: f64 = 0.01;
+
+/// The default run-level noise: on a 2-core VM, ten `--quick` runs' p50 (geometric mean of five
+/// sessions) varied beyond what their sessions showed by 0.2–1.3 % (sd) in a quiet period and by
+/// 1.2–3.3 % in a noisy one. One run cannot tell which period it is in, so the gate assumes this
+/// much: the most it can assume and still detect a 5 % slowdown of steady runs at least 95 % of
+/// the time (`scripts/gate-power.sh`). Less means more false alarms on a shared machine, more
+/// means a 5 % change goes unseen; `--run-noise` sets it, and a history baseline measures it.
+pub const RUN_NOISE: f64 = 0.009;
+
 /// The knobs of the gate. The defaults are what `scripts/gate-power.sh` measured against the
 /// goal of >= 95 % detection of a 5 % slowdown and <= 1 % false alarms (see the README).
 #[derive(Clone, Debug, Serialize)]
@@ -174,6 +218,9 @@ pub struct GateSettings {
     pub threshold: f64,
     /// Significance level of the Mann–Whitney test.
     pub alpha: f64,
+    /// Run-to-run noise a run cannot show (relative sd of a run's figure beyond what its sessions
+    /// show): process-level placement, a host phase that spans the whole run. Added to each side.
+    pub run_noise: f64,
     /// Fewer samples than this on either side make a cell inconclusive.
     pub min_samples: usize,
     /// Bootstrap replicates of the ratio.
@@ -188,6 +235,7 @@ impl Default for GateSettings {
             metric: Metric::P50,
             threshold: 0.03,
             alpha: 0.01,
+            run_noise: RUN_NOISE,
             min_samples: 20,
             resamples: 2000,
             seed: 0,
@@ -200,8 +248,10 @@ impl GateSettings {
         let t = self.threshold;
         format!(
             "metric: {} ({}); threshold ±{} % (regressed above ×{:.4}, improved below ×{:.4}); significant: \
-             Mann–Whitney p < {} and the 95 % CI of the ratio excluding 1; CI: percentile bootstrap with {} \
-             replicates; at least {} samples per side",
+             p < {} and the 95 % CI of the ratio excluding 1, where p is the larger of the samples' \
+             Mann–Whitney p and the ratio's own (from the t test of the session medians for p50); CI: {} \
+             replicates of the ratio, each side's run-to-run noise taken as at least ±{} % (sd); at least {} \
+             samples per side",
             self.metric.name(),
             self.metric.describe(),
             pct(t),
@@ -209,6 +259,7 @@ impl GateSettings {
             1.0 / (1.0 + t),
             self.alpha,
             self.resamples,
+            pct(self.run_noise),
             self.min_samples
         )
     }
@@ -251,6 +302,9 @@ pub struct CellComparison {
     pub reason: String,
     /// What else changed between the two sides (model file, backend version).
     pub notes: Vec<String>,
+    /// Current over baseline time of the host speed checks around this cell: above 1 the host
+    /// itself ran slower while the current cell was measured. `None` when a side has no checks.
+    pub host_speed_ratio: Option<f64>,
 }
 
 /// A cell that is on both sides but could not be compared (failed, skipped, no samples).
@@ -334,17 +388,37 @@ pub fn compare(
     host_warning: Option<String>,
 ) -> Comparison {
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    // A run against itself: the same sessions on both sides, so nothing varies between them.
+    let same_run = matches!(baseline.runs.as_slice(), [b] if b.run_id == current.run_id);
+    let cell_settings = GateSettings {
+        run_noise: if same_run { 0.0 } else { settings.run_noise },
+        ..settings.clone()
+    };
     let mut cells = Vec::new();
     let mut not_compared = Vec::new();
     let mut only_in_current = Vec::new();
-    for cell in &current.cells {
+    for (index, cell) in current.cells.iter().enumerate() {
         let key = CellKey::of(cell);
-        let matches: Vec<&CellResult> = baseline
+        let found: Vec<(&CellResult, Option<f64>)> = baseline
             .runs
             .iter()
-            .filter_map(|r| r.cells.iter().find(|c| CellKey::of(c) == key && usable(c)))
+            .filter_map(|r| {
+                let (index, cell) = r
+                    .cells
+                    .iter()
+                    .enumerate()
+                    .find(|(_, c)| CellKey::of(c) == key && usable(c))?;
+                Some((cell, host_time_around(r, index)))
+            })
             .take(baseline.window.unwrap_or(usize::MAX))
             .collect();
+        let matches: Vec<&CellResult> = found.iter().map(|(c, _)| *c).collect();
+        let host_speed_ratio = found
+            .iter()
+            .map(|(_, t)| *t)
+            .collect::<Option<Vec<f64>>>()
+            .zip(host_time_around(current, index))
+            .map(|(mut base, current)| current / median(&mut base));
         let any_match = baseline
             .runs
             .iter()
@@ -359,7 +433,15 @@ pub fn compare(
                 key,
                 reason: format!("baseline: {}", unusable_reason(b)),
             }),
-            (Some(_), false) => cells.push(compare_cell(key, &matches, cell, settings, &mut rng)),
+            (Some(_), false) => cells.push(compare_cell(
+                key,
+                &matches,
+                cell,
+                host_speed_ratio,
+                &cell_settings,
+                same_run,
+                &mut rng,
+            )),
         }
     }
     let mut only_in_baseline: Vec<CellKey> = baseline
@@ -380,6 +462,18 @@ pub fn compare(
         only_in_baseline,
         only_in_current,
     }
+}
+
+/// The host's speed around cell `index` of `run`: the mean kernel time of the checks just before
+/// and just after the cell, `None` when the run has neither.
+fn host_time_around(run: &RunResult, index: usize) -> Option<f64> {
+    let around: Vec<f64> = run
+        .speed_checks
+        .iter()
+        .filter(|c| c.before_cell == index || c.before_cell == index + 1)
+        .map(|c| c.kernel_ms)
+        .collect();
+    (!around.is_empty()).then(|| around.iter().sum::<f64>() / around.len() as f64)
 }
 
 fn usable(cell: &CellResult) -> bool {
@@ -408,9 +502,25 @@ enum Replicator {
         spread: Normal<f64>,
         per_time: bool,
     },
+    /// The geometric mean of a cell's session medians: exp(mean log + se · T), T ~ t(K - 1).
+    Sessions {
+        log_mean: f64,
+        standard_error: f64,
+        t: StudentT<f64>,
+    },
 }
 
 impl Replicator {
+    fn sessions(cell: &CellResult) -> Option<Self> {
+        let (mean, k) = geometric_mean(&cell.session_p50_ms)?;
+        let sd = session_spread(std::iter::once(cell))?.0;
+        Some(Replicator::Sessions {
+            log_mean: mean.ln(),
+            standard_error: sd / (k as f64).sqrt(),
+            t: StudentT::new((k - 1) as f64).ok()?,
+        })
+    }
+
     fn new(metric: Metric, cell: &CellResult) -> Option<Self> {
         match metric.quantile() {
             Some(q) => QuantileBootstrap::new(&cell.samples_ms, q).map(Replicator::Quantile),
@@ -438,6 +548,11 @@ impl Replicator {
     fn draw(&self, rng: &mut impl Rng) -> f64 {
         match self {
             Replicator::Quantile(b) => b.sample(rng),
+            Replicator::Sessions {
+                log_mean,
+                standard_error,
+                t,
+            } => (log_mean + standard_error * t.sample(rng)).exp(),
             Replicator::Scaled {
                 value,
                 mean,
@@ -464,7 +579,9 @@ fn compare_cell(
     key: CellKey,
     baseline: &[&CellResult],
     current: &CellResult,
+    host_speed_ratio: Option<f64>,
     settings: &GateSettings,
+    same_run: bool,
     rng: &mut impl Rng,
 ) -> CellComparison {
     let metric = settings.metric;
@@ -494,7 +611,15 @@ fn compare_cell(
         verdict: Verdict::Inconclusive,
         reason: String::new(),
         notes,
+        host_speed_ratio,
     };
+    if let Some(host) = host_speed_ratio.filter(|h| h.ln().abs() > HOST_CHECK_NOISE) {
+        result.notes.push(format!(
+            "the host ran {} {} around this cell (speed check)",
+            signed_pct(host).trim_start_matches(['+', '-']),
+            if host > 1.0 { "slower" } else { "faster" }
+        ));
+    }
     let (Some(current_value), false) = (current_value, base_values.len() < baseline.len()) else {
         result.reason = format!("no {} figure on both sides", metric.describe());
         return result;
@@ -508,32 +633,212 @@ fn compare_cell(
         );
         return result;
     }
-    let base_reps: Option<Vec<Replicator>> = baseline
-        .iter()
-        .map(|c| Replicator::new(metric, c))
-        .collect();
-    let (Some(base_reps), Some(cur_rep)) = (base_reps, Replicator::new(metric, current)) else {
+    // The median against a history whose runs all have sessions: each run's figure is the
+    // geometric mean of its session medians, replicated from their spread.
+    let history_sessions = metric == Metric::P50
+        && baseline.len() >= 2
+        && baseline
+            .iter()
+            .chain([&current])
+            .all(|c| geometric_mean(&c.session_p50_ms).is_some());
+    let replicator = |c: &CellResult| {
+        if history_sessions {
+            Replicator::sessions(c)
+        } else {
+            Replicator::new(metric, c)
+        }
+    };
+    let base_reps: Option<Vec<Replicator>> = baseline.iter().map(|c| replicator(c)).collect();
+    let (Some(base_reps), Some(cur_rep)) = (base_reps, replicator(current)) else {
         result.reason = "cannot bootstrap the figure".into();
         return result;
     };
-    let mut scratch = vec![0.0; base_reps.len()];
-    let mut ratios: Vec<f64> = (0..settings.resamples.max(1))
-        .map(|_| {
-            for slot in scratch.iter_mut() {
-                *slot = base_reps[rng.random_range(0..base_reps.len())].draw(rng);
-            }
-            cur_rep.draw(rng) / median(&mut scratch)
-        })
-        .collect();
+    if history_sessions {
+        base_values = baseline
+            .iter()
+            .filter_map(|c| geometric_mean(&c.session_p50_ms).map(|(g, _)| g))
+            .collect();
+        result.baseline = median(&mut base_values);
+        result.current = geometric_mean(&current.session_p50_ms).map_or(f64::NAN, |(g, _)| g);
+        result.ratio = result.current / result.baseline;
+        result
+            .notes
+            .push("p50 here: each run's geometric mean of its session medians".into());
+    }
+    let sessions = session_spread(baseline.iter().copied().chain([current])).filter(|_| !same_run);
+    if let Some((spread, _)) = sessions.filter(|(s, _)| *s > 0.0) {
+        result.notes.push(format!(
+            "fresh sessions vary by ±{:.1} % (sd of their medians); the CI carries that",
+            spread * 100.0
+        ));
+    }
+    let resamples = settings.resamples.max(1);
+    let by_sessions = match (metric, baseline, sessions) {
+        (Metric::P50, [base], Some((spread, df))) => geometric_mean(&base.session_p50_ms)
+            .zip(geometric_mean(&current.session_p50_ms))
+            .map(|(b, c)| (b, c, spread, df)),
+        _ => None,
+    };
+    let mut ratios: Vec<f64> = match by_sessions {
+        Some(((b, kb), (c, kc), spread, df)) => {
+            result.baseline = b;
+            result.current = c;
+            result.ratio = c / b;
+            result.notes.push(format!(
+                "p50 here: geometric mean of the medians of {kb} baseline and {kc} current sessions; CI and p \
+                 from Student's t on their logs ({df} degrees of freedom)"
+            ));
+            let estimated = spread.powi(2) * (1.0 / kb as f64 + 1.0 / kc as f64);
+            let known = 2.0 * settings.run_noise.powi(2);
+            let se = (estimated + known).sqrt();
+            let t = spread_distribution(estimated, df, known);
+            (0..resamples)
+                .map(|_| {
+                    let z = match &t {
+                        Some(t) => t.sample(rng),
+                        None => StandardNormal.sample(rng),
+                    };
+                    result.ratio * (se * z).exp()
+                })
+                .collect()
+        }
+        None => {
+            let run_to_run = RunToRun::new(
+                sessions.filter(|_| !history_sessions),
+                &base_values,
+                settings.run_noise,
+            );
+            let mut scratch = vec![0.0; base_reps.len()];
+            (0..resamples)
+                .map(|_| {
+                    for slot in scratch.iter_mut() {
+                        *slot = base_reps[rng.random_range(0..base_reps.len())].draw(rng);
+                    }
+                    cur_rep.draw(rng) * run_to_run.draw(rng) / median(&mut scratch)
+                })
+                .collect()
+        }
+    };
     ratios.sort_by(f64::total_cmp);
+    if sessions.is_some() || base_values.len() >= 3 || settings.run_noise > 0.0 {
+        // The samples' test knows nothing of the spread between sessions and runs; the ratio's
+        // distribution does. Its two-sided p: twice the share on the far side of 1.
+        let below = ratios.partition_point(|&r| r < 1.0);
+        let far_side = below.min(ratios.len() - below).max(1);
+        let p_ratio = (2.0 * far_side as f64 / ratios.len() as f64).min(1.0);
+        result.p_value = result.p_value.max(p_ratio);
+    }
     result.ci95 = (
         stats::percentile(&ratios, 0.025),
         stats::percentile(&ratios, 0.975),
     );
-    let (verdict, reason) = decide(result.ratio, result.ci95, p_value, metric, settings);
+    let (verdict, reason) = decide(
+        result.ratio,
+        result.ci95,
+        result.p_value,
+        host_speed_ratio,
+        metric,
+        settings,
+    );
     result.verdict = verdict;
     result.reason = reason;
     result
+}
+
+/// The run-level factor each replicate of the current figure is scaled by (module docs):
+/// exp(scale · T), T from Student's t when the scale comes from a few sessions, else normal.
+struct RunToRun {
+    scale: f64,
+    t: Option<StudentT<f64>>,
+}
+
+impl RunToRun {
+    fn new(sessions: Option<(f64, usize)>, base_values: &[f64], prior: f64) -> Self {
+        let (s, df) = sessions.unwrap_or((0.0, 0));
+        if base_values.len() == 1 {
+            // One session and one run on each side.
+            let (estimated, known) = (2.0 * s.powi(2), 2.0 * prior.powi(2));
+            return RunToRun {
+                scale: (estimated + known).sqrt(),
+                t: spread_distribution(estimated, df, known),
+            };
+        }
+        // The history's runs vary in the bootstrap; the current run is one more of them.
+        let history = log_sd(base_values).unwrap_or(0.0);
+        RunToRun {
+            scale: s.max(prior).max(history),
+            t: (s > prior.max(history))
+                .then(|| spread_distribution(s.powi(2), df, 0.0))
+                .flatten(),
+        }
+    }
+
+    fn draw(&self, rng: &mut impl Rng) -> f64 {
+        let z = match &self.t {
+            Some(t) => t.sample(rng),
+            None => StandardNormal.sample(rng),
+        };
+        (self.scale * z).exp()
+    }
+}
+
+/// Student's t for a spread whose square is `estimated` (from `df` degrees of freedom) plus
+/// `known` (assumed, exact): Welch–Satterthwaite degrees of freedom, normal when nothing is
+/// estimated.
+fn spread_distribution(estimated: f64, df: usize, known: f64) -> Option<StudentT<f64>> {
+    if estimated <= 0.0 || df == 0 {
+        return None;
+    }
+    let effective = (estimated + known).powi(2) / (estimated.powi(2) / df as f64);
+    StudentT::new(effective.min(1e6)).ok()
+}
+
+/// Geometric mean of the positive values and how many there were; `None` under two.
+fn geometric_mean(values: &[f64]) -> Option<(f64, usize)> {
+    let logs: Vec<f64> = values
+        .iter()
+        .filter(|v| **v > 0.0)
+        .map(|v| v.ln())
+        .collect();
+    (logs.len() >= 2).then(|| {
+        (
+            (logs.iter().sum::<f64>() / logs.len() as f64).exp(),
+            logs.len(),
+        )
+    })
+}
+
+/// Pooled standard deviation of the log session medians of the given cells, each around its own
+/// mean, with its degrees of freedom; `None` when no cell has two sessions.
+fn session_spread<'a>(cells: impl Iterator<Item = &'a CellResult>) -> Option<(f64, usize)> {
+    let (mut squares, mut df) = (0.0, 0usize);
+    for cell in cells {
+        let logs: Vec<f64> = cell
+            .session_p50_ms
+            .iter()
+            .filter(|v| **v > 0.0)
+            .map(|v| v.ln())
+            .collect();
+        if logs.len() < 2 {
+            continue;
+        }
+        let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+        squares += logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>();
+        df += logs.len() - 1;
+    }
+    (df > 0).then(|| ((squares / df as f64).sqrt(), df))
+}
+
+/// Standard deviation of the logs of three or more values: of the baseline runs' figures, how much
+/// a run's figure varies from run to run.
+fn log_sd(values: &[f64]) -> Option<f64> {
+    if values.len() < 3 {
+        return None;
+    }
+    let logs: Vec<f64> = values.iter().map(|v| v.ln()).collect();
+    let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+    let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (logs.len() - 1) as f64;
+    var.sqrt().is_finite().then(|| var.sqrt())
 }
 
 /// The verdict rule of the module documentation.
@@ -541,6 +846,7 @@ fn decide(
     ratio: f64,
     ci: (f64, f64),
     p: f64,
+    host_speed_ratio: Option<f64>,
     metric: Metric,
     settings: &GateSettings,
 ) -> (Verdict, String) {
@@ -562,6 +868,27 @@ fn decide(
         fmt_p(p)
     );
     if significant && beyond {
+        if let Some(host) = host_speed_ratio.filter(|h| h.ln().abs() > HOST_CHECK_NOISE) {
+            // A slower host raises latency and energy per inference and lowers throughput.
+            let without_host = if metric.higher_is_better() {
+                ratio * host
+            } else {
+                ratio / host
+            };
+            if (lower..=upper).contains(&without_host) {
+                return (
+                    Verdict::Inconclusive,
+                    format!(
+                        "{change}: significant and beyond {band}, but the host itself ran {} {} around this cell \
+                         (speed check) and the change is {} once that is taken out: the code cannot be told \
+                         from the host; rerun on a quieter host",
+                        signed_pct(host).trim_start_matches(['+', '-']),
+                        if host > 1.0 { "slower" } else { "faster" },
+                        signed_pct(without_host)
+                    ),
+                );
+            }
+        }
         let what = if worse {
             Verdict::Regressed
         } else {
@@ -873,6 +1200,7 @@ fn md(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::test_support::{cell, lognormal_samples, run_with, sample_run};
+    use chipbench_core::result::SpeedCheck;
 
     fn one(run: &RunResult) -> Baseline<'_> {
         Baseline {
@@ -1197,29 +1525,172 @@ mod tests {
         assert!((mlp.ratio - 1.1).abs() < 1e-9);
     }
 
+    /// A one-cell run whose speed checks around the cell took `kernel_ms`.
+    fn run_with_host(id: &str, median: f64, seed: u64, kernel_ms: f64) -> RunResult {
+        let mut run = run_with(
+            id,
+            vec![cell(
+                "m",
+                "fp32",
+                "tract",
+                lognormal_samples(median, 0.02, 400, seed),
+                None,
+            )],
+        );
+        run.speed_checks = (0..2)
+            .map(|before_cell| SpeedCheck {
+                before_cell,
+                at_s: before_cell as f64,
+                kernel_ms,
+            })
+            .collect();
+        run
+    }
+
+    #[test]
+    fn a_change_the_host_explains_is_withheld_and_one_it_does_not_is_not() {
+        let s = GateSettings::default();
+        let base = run_with_host("a", 1.0, 1, 0.300);
+        // 5 % slower while the host itself ran 4 % slower: +1 % once that is out.
+        let slow_host = run_with_host("b", 1.05, 2, 0.312);
+        let r = &compare(&one(&base), &slow_host, &s, None).cells[0];
+        assert_eq!(r.verdict, Verdict::Inconclusive, "{}", r.reason);
+        assert!(
+            r.reason.contains("host itself ran 4.0 % slower"),
+            "{}",
+            r.reason
+        );
+        assert!((r.host_speed_ratio.unwrap() - 1.04).abs() < 1e-9);
+        // The same slowdown on an unchanged host is a regression ...
+        let same_host = run_with_host("c", 1.05, 2, 0.3005);
+        let r = &compare(&one(&base), &same_host, &s, None).cells[0];
+        assert_eq!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        // ... and so it is on a host that ran faster (the code is slower still).
+        let fast_host = run_with_host("d", 1.05, 2, 0.290);
+        let r = &compare(&one(&base), &fast_host, &s, None).cells[0];
+        assert_eq!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        // A 10 % slowdown is beyond what a 4 % slower host explains.
+        let much_slower = run_with_host("e", 1.10, 2, 0.312);
+        let r = &compare(&one(&base), &much_slower, &s, None).cells[0];
+        assert_eq!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        // Throughput: the slower host lowers it; the same pair is withheld.
+        let t = GateSettings {
+            metric: Metric::Throughput,
+            ..GateSettings::default()
+        };
+        let r = &compare(&one(&base), &slow_host, &t, None).cells[0];
+        assert_eq!(r.verdict, Verdict::Inconclusive, "{}", r.reason);
+        // Runs without checks (older results) compare as before.
+        let mut unchecked = slow_host.clone();
+        unchecked.speed_checks.clear();
+        let r = &compare(&one(&base), &unchecked, &s, None).cells[0];
+        assert_eq!((r.verdict, r.host_speed_ratio), (Verdict::Regressed, None));
+    }
+
+    #[test]
+    fn sessions_that_vary_widen_the_ci_and_steady_ones_do_not() {
+        let s = GateSettings::default();
+        let with_sessions = |id: &str, median: f64, seed: u64, sessions: [f64; 5]| {
+            let mut run = run_with_host(id, median, seed, 0.3);
+            run.cells[0].session_p50_ms = sessions.to_vec();
+            run
+        };
+        let base = with_sessions("a", 1.0, 1, [1.0, 1.001, 0.999, 1.0, 1.002]);
+        let slower = with_sessions("b", 1.05, 2, [1.05, 1.049, 1.051, 1.05, 1.048]);
+        let r = &compare(&one(&base), &slower, &s, None).cells[0];
+        assert_eq!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        // Fresh sessions 3-5 % apart: a 5 % change is within what one more session could show.
+        let base = with_sessions("a", 1.0, 1, [1.0, 1.04, 0.97, 1.03, 0.98]);
+        let slower = with_sessions("b", 1.05, 2, [1.05, 1.0, 1.08, 1.02, 1.09]);
+        let r = &compare(&one(&base), &slower, &s, None).cells[0];
+        assert_eq!(r.verdict, Verdict::Inconclusive, "{}", r.reason);
+        assert!(r.p_value >= s.alpha, "{}", r.p_value);
+        assert!(r.ci95.0 < 1.0 && r.ci95.1 > 1.1, "{:?}", r.ci95);
+        assert!(
+            r.notes.iter().any(|n| n.contains("fresh sessions vary")),
+            "{:?}",
+            r.notes
+        );
+        let (spread, df) = session_spread([&base.cells[0], &slower.cells[0]].into_iter()).unwrap();
+        assert_eq!(df, 8);
+        assert!(spread > 0.02 && spread < 0.05, "{spread}");
+    }
+
+    #[test]
+    fn a_shift_one_run_cannot_tell_from_run_to_run_noise_is_not_a_regression() {
+        // 3.2 % slower with a tight CI of the samples: beyond ±3 %, but within 2.6 sd of the
+        // run-to-run noise assumed for two runs (√2 × 0.9 %).
+        let base = run_with_host("a", 1.0, 1, 0.3);
+        let shifted = run_with_host("b", 1.032, 2, 0.3);
+        let r = &compare(&one(&base), &shifted, &GateSettings::default(), None).cells[0];
+        assert_eq!(r.verdict, Verdict::Inconclusive, "{}", r.reason);
+        assert!(r.p_value > 0.01, "{}", r.p_value);
+        let trusting = GateSettings {
+            run_noise: 0.0,
+            ..GateSettings::default()
+        };
+        let r = &compare(&one(&base), &shifted, &trusting, None).cells[0];
+        assert_eq!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        // The same run on both sides has no run-to-run noise at all.
+        let r = &compare(&one(&base), &base, &GateSettings::default(), None).cells[0];
+        assert_eq!(r.verdict, Verdict::Unchanged, "{}", r.reason);
+        assert!(r.ci95.1 - r.ci95.0 < 0.01, "{:?}", r.ci95);
+    }
+
+    #[test]
+    fn against_a_history_the_current_run_carries_the_run_to_run_spread() {
+        // Five baseline runs whose medians spread by about 2 %, and a current run 3.5 % slower
+        // than their median: beyond the ±3 % band, but within what one more run could show.
+        let runs: Vec<RunResult> = [1.0, 0.98, 1.02, 1.01, 0.985]
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| run_with_host(&format!("h{i}"), m, i as u64, 0.3))
+            .collect();
+        let current = run_with_host("c", 1.035, 9, 0.3);
+        let history = Baseline {
+            label: "history".into(),
+            runs: runs.iter().collect(),
+            window: None,
+        };
+        let s = GateSettings::default();
+        let r = &compare(&history, &current, &s, None).cells[0];
+        assert_ne!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        // One baseline run, trusted as measured, gives the narrow CI of two runs' samples.
+        let trusting = GateSettings {
+            run_noise: 0.0,
+            ..GateSettings::default()
+        };
+        let r1 = &compare(&one(&runs[0]), &current, &trusting, None).cells[0];
+        let width = |r: &CellComparison| r.ci95.1 - r.ci95.0;
+        assert!(width(r) > 3.0 * width(r1), "{:?} vs {:?}", r.ci95, r1.ci95);
+        assert_eq!(log_sd(&[1.0, 1.0]), None);
+        let spread = log_sd(&[1.0, 1.1, 0.9]).unwrap();
+        assert!((spread - 0.1).abs() < 0.01, "{spread}");
+    }
+
     #[test]
     fn metrics_and_verdict_rule() {
         assert_eq!("P99".parse::<Metric>().unwrap(), Metric::P99);
         assert!("p42".parse::<Metric>().is_err());
         let s = GateSettings::default();
         assert_eq!(
-            decide(1.10, (1.08, 1.12), 1e-9, Metric::P50, &s).0,
+            decide(1.10, (1.08, 1.12), 1e-9, None, Metric::P50, &s).0,
             Verdict::Regressed
         );
         assert_eq!(
-            decide(1.10, (1.08, 1.12), 0.5, Metric::P50, &s).0,
+            decide(1.10, (1.08, 1.12), 0.5, None, Metric::P50, &s).0,
             Verdict::Inconclusive
         );
         assert_eq!(
-            decide(1.01, (1.005, 1.015), 1e-9, Metric::P50, &s).0,
+            decide(1.01, (1.005, 1.015), 1e-9, None, Metric::P50, &s).0,
             Verdict::Unchanged
         );
         assert_eq!(
-            decide(0.90, (0.88, 0.92), 1e-9, Metric::Throughput, &s).0,
+            decide(0.90, (0.88, 0.92), 1e-9, None, Metric::Throughput, &s).0,
             Verdict::Regressed
         );
         assert_eq!(
-            decide(1.0, (0.9, 1.1), 0.9, Metric::P50, &s).0,
+            decide(1.0, (0.9, 1.1), 0.9, None, Metric::P50, &s).0,
             Verdict::Inconclusive
         );
     }

@@ -50,7 +50,7 @@ pub fn load_run(path: &std::path::Path) -> Result<chipbench_core::result::RunRes
 }
 
 use chipbench_core::DeviceKind;
-use chipbench_core::result::{CellResult, Status};
+use chipbench_core::result::{CellResult, RunResult, Status};
 
 /// One row of the summary table, shared by the terminal and Markdown renderers.
 pub(crate) struct Row {
@@ -189,6 +189,25 @@ pub fn energy_label(joules: f64, method: &str) -> String {
 }
 
 /// Milliseconds with three significant digits at least (0.0123, 1.23, 12.3, 123).
+/// How steady the host was during a run, from its speed checks: one sentence, `None` for runs
+/// without checks. The spread is the slowest check over the fastest.
+pub fn host_speed_line(run: &RunResult) -> Option<String> {
+    let times: Vec<f64> = run.speed_checks.iter().map(|c| c.kernel_ms).collect();
+    let fastest = times.iter().copied().reduce(f64::min)?;
+    let slowest = times.iter().copied().reduce(f64::max)?;
+    let spread = (slowest / fastest - 1.0) * 100.0;
+    let verdict = if spread > 5.0 {
+        "the host was not steady; the cells measured while it was slow carry that noise"
+    } else {
+        "steady"
+    };
+    Some(format!(
+        "Host speed during the run: {} checks of a fixed kernel (measured, monotonic clock), slowest {spread:.1} % \
+         above the fastest: {verdict}.",
+        times.len()
+    ))
+}
+
 pub fn fmt_ms(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
@@ -222,6 +241,31 @@ pub fn format_bytes(bytes: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_speed_line_says_how_steady_the_host_was() {
+        let mut run = crate::test_support::sample_run();
+        assert_eq!(host_speed_line(&run), None);
+        let check = |before_cell, kernel_ms| chipbench_core::result::SpeedCheck {
+            before_cell,
+            at_s: before_cell as f64,
+            kernel_ms,
+        };
+        run.speed_checks = vec![check(0, 0.300), check(1, 0.303), check(2, 0.301)];
+        let line = host_speed_line(&run).unwrap();
+        assert!(
+            line.contains("3 checks") && line.contains("1.0 %") && line.ends_with("steady."),
+            "{line}"
+        );
+        run.speed_checks.push(check(3, 0.330));
+        let line = host_speed_line(&run).unwrap();
+        assert!(
+            line.contains("10.0 %") && line.contains("not steady"),
+            "{line}"
+        );
+        assert!(markdown::render(&run).contains("not steady"));
+        assert!(terminal::render(&run).contains("not steady"));
+    }
 
     #[test]
     fn load_run_names_the_file_and_the_cause() {

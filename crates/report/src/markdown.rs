@@ -23,6 +23,9 @@ pub fn render(run: &RunResult) -> String {
         "chipbench {}, started {}, scenario {}, seed {}.\n\n",
         run.tool_version, run.started_at, run.config.scenario, run.config.seed
     ));
+    if let Some(line) = crate::host_speed_line(run) {
+        out.push_str(&format!("{line}\n\n"));
+    }
     out.push_str(&format!("| {} |\n", HEADER.join(" | ")));
     let align: Vec<&str> = NUMERIC
         .iter()

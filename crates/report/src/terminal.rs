@@ -50,6 +50,10 @@ pub fn render(run: &RunResult) -> String {
         out.push_str(&section);
     }
     out.push('\n');
+    if let Some(line) = crate::host_speed_line(run) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     out.push_str(LEGEND);
     out.push('\n');
     out

@@ -120,6 +120,7 @@ pub fn run_with(run_id: &str, cells: Vec<CellResult>) -> RunResult {
         cells,
         idle_baseline: None,
         projections: None,
+        speed_checks: Vec::new(),
     }
 }
 

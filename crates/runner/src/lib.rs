@@ -46,6 +46,14 @@ pub struct Settings {
     pub backend_settings: BTreeMap<String, String>,
     /// Meters and estimate for the energy of each cell; `None` records no energy.
     pub energy: Option<Arc<chipbench_energy::EnergyPlan>>,
+    /// Sessions per cell. The first gives the cell's figures; each further one
+    /// ([`Sweep::add_session`]) is loaded afresh, warmed up and timed under the `for_extra_session`
+    /// rules, and only its median is kept: two sessions of one model
+    /// differ by more than one session's samples show (measured: the 22 µs mlp on tract, six
+    /// fresh sessions in one process, medians 4.8 % apart), and a comparison needs that spread.
+    /// Five by default: with a 1 % session-to-session spread, three sessions a side detected a
+    /// 5 % slowdown in 84 % of simulated pairs, five in 99.9 % (`scripts/gate-power.sh`).
+    pub sessions: usize,
 }
 
 impl Default for Settings {
@@ -58,6 +66,7 @@ impl Default for Settings {
             profile: false,
             backend_settings: BTreeMap::new(),
             energy: None,
+            sessions: 5,
         }
     }
 }
@@ -175,6 +184,66 @@ impl<'a> Sweep<'a> {
             }
         }
         cell
+    }
+
+    /// Measures one more fresh session of a measured cell (see [`Settings::sessions`]): loads the
+    /// model afresh, warms up and times it under the `for_extra_session` rules, and appends the
+    /// median to `cell.session_p50_ms`. A failure only stops the cell's further sessions; it is
+    /// noted in the provenance and returns false.
+    pub fn add_session(
+        &mut self,
+        model: &ModelUnderTest,
+        target: &Target,
+        threads: Option<usize>,
+        cell: &mut CellResult,
+    ) -> bool {
+        if cell.status != Status::Ok || cell.session_p50_ms.is_empty() {
+            return false;
+        }
+        let settings = &self.settings;
+        let options = SessionOptions {
+            threads,
+            profile: settings.profile,
+            settings: settings.backend_settings.clone(),
+        };
+        let warmup = WarmUp::for_extra_session(&settings.warmup);
+        let stop = StopRule::for_extra_session(&settings.stop);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let inputs = model.inputs(settings.seed, 0);
+            let mut session =
+                target
+                    .backend
+                    .load(&model.source(model.path.clone()), &target.device, &options)?;
+            measure::warm_up(session.as_mut(), &inputs, &warmup)?;
+            measure::timed_loop(session.as_mut(), &inputs, &stop)
+        }));
+        let failure = match outcome {
+            Ok(Ok(m)) => match stats::summarize(&m.samples_ms) {
+                Some(latency) => {
+                    cell.session_p50_ms.push(latency.p50);
+                    None
+                }
+                None => Some("no timed inference".to_string()),
+            },
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(payload) => Some(format!("the backend panicked: {}", panic_message(payload))),
+        };
+        let what = format!(
+            "measured: the median of each of {} sessions (monotonic clock); the first is the cell's, the \
+             others loaded afresh later (`bench` measures them in rounds over all its cells), each warmed up for at least {} \
+             inferences and {:.2} s and timed for at least {} inferences and {:.2} s",
+            cell.session_p50_ms.len(),
+            warmup.min_iterations,
+            warmup.min_duration.as_secs_f64(),
+            stop.min_iterations,
+            stop.min_duration.as_secs_f64()
+        );
+        let note = match &failure {
+            None => what,
+            Some(e) => format!("{what}; a further session failed, so no more were measured: {e}"),
+        };
+        cell.provenance.insert("session_p50_ms".into(), note);
+        failure.is_none()
     }
 
     fn measure(
@@ -362,6 +431,7 @@ impl<'a> Sweep<'a> {
         drop(session);
         cell.peak_rss_bytes = memory.peak_bytes();
         cell.rss_before_load_bytes = memory.baseline_bytes();
+        cell.session_p50_ms = cell.latency_ms.iter().map(|l| l.p50).collect();
         Ok(())
     }
 

@@ -51,6 +51,29 @@ impl Default for StopRule {
     }
 }
 
+impl StopRule {
+    /// The shorter loop of a cell's further sessions: a fifth of the durations and iterations (at
+    /// least 10), enough for a median, not for every other figure.
+    pub fn for_extra_session(main: &StopRule) -> StopRule {
+        StopRule {
+            min_iterations: (main.min_iterations / 5).max(10),
+            min_duration: main.min_duration / 5,
+            max_duration: main.max_duration / 5,
+            ..main.clone()
+        }
+    }
+}
+
+impl WarmUp {
+    /// The warm-up of a cell's further sessions: the same iterations, a fifth of the duration.
+    pub fn for_extra_session(main: &WarmUp) -> WarmUp {
+        WarmUp {
+            min_iterations: main.min_iterations,
+            min_duration: main.min_duration / 5,
+        }
+    }
+}
+
 /// What a timed loop produced.
 #[derive(Clone, Debug)]
 pub struct Measurement {
