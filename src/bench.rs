@@ -327,9 +327,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             }
         }
     }
-    // Further sessions in rounds over every cell, so that a cell's sessions span the run rather
-    // than one moment of it (a host's slow phase then shows as spread, not as the cell's speed).
+    // Further sessions, each in a fresh process (the sessions of one process share its memory
+    // placement), in rounds over every cell so that a cell's sessions span the run rather than
+    // one moment of it (a slow phase of the host then shows as spread, not as the cell's speed).
     let rounds = sweep.settings.sessions.saturating_sub(1);
+    let input_files = crate::worker::input_file_paths(&args.input_files);
+    let how = "in a process of its own each, in rounds over all the run's cells";
+    let mut stopped = vec![false; cells.len()];
     progress.inc_length((measured.len() * rounds) as u64);
     'rounds: for round in 1..=rounds {
         progress.set_message(format!("further sessions, round {round} of {rounds}"));
@@ -337,8 +341,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             if INTERRUPTED.load(Ordering::Relaxed) {
                 break 'rounds;
             }
-            sweep.add_session(model, target, thread_count, &mut cells[index]);
             progress.inc(1);
+            if stopped[index] || cells[index].status != Status::Ok {
+                continue;
+            }
+            let job = crate::worker::Job::new(
+                model,
+                target,
+                thread_count,
+                &sweep.settings,
+                &input_files,
+                args.engines.ort_lib.clone(),
+            );
+            let session = crate::worker::session_in_fresh_process(&job);
+            stopped[index] = !sweep.record_session(&mut cells[index], session, how);
         }
     }
     progress.finish_and_clear();

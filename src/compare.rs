@@ -29,8 +29,8 @@ pub struct CompareArgs {
     /// Significance level of the Mann–Whitney test [default: 0.01].
     #[arg(long, value_name = "P")]
     alpha: Option<f64>,
-    /// Run-to-run noise one run cannot show, as a relative standard deviation per run, e.g. 0.9%;
-    /// 0 trusts each run's own spread (see the README) [default: 0.9%].
+    /// Run-to-run noise one run cannot show, as a relative standard deviation per run, e.g. 1%;
+    /// 0 trusts each run's sessions (see the README) [default: 0.5%].
     #[arg(long, value_parser = parse_run_noise, value_name = "PERCENT")]
     run_noise: Option<f64>,
     /// Fewer samples than this on either side make a cell inconclusive [default: 20].

@@ -13,15 +13,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use chipbench_core::result::{CellResult, EDGE_LABEL, EdgeEmulation, EdgeFit, ModelRecord, Status};
-use chipbench_core::{InputSpec, TensorInfo};
+use chipbench_core::result::{CellResult, EDGE_LABEL, EdgeEmulation, EdgeFit, Status};
 use chipbench_probe::profile::{self, Profile};
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{ModelUnderTest, SINGLE_STREAM, Settings, StopRule, Sweep, Target, WarmUp};
+use chipbench_runner::{ModelUnderTest, SINGLE_STREAM, Settings, Target};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::backends::{self, EngineArgs, Skipped};
+use crate::worker::Job;
 use crate::{Outcome, UsageError};
 
 #[derive(Args, Debug, Default)]
@@ -193,11 +193,7 @@ impl Emulation {
                   vendor publishes the profile's power"
                 .into(),
         });
-        let input_files = input_files
-            .iter()
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(name, path)| (name.to_string(), PathBuf::from(path)))
-            .collect();
+        let input_files = crate::worker::input_file_paths(input_files);
         let exe =
             std::env::current_exe().context("cannot find the chipbench binary to run cells")?;
         Ok(Some(Emulation {
@@ -293,23 +289,14 @@ impl Emulation {
         threads: Option<usize>,
         settings: &Settings,
     ) -> CellResult {
-        let job = Job {
-            model: model.record.clone(),
-            path: model.path.clone(),
-            specs: model.specs.clone(),
-            bound: model.bound.clone(),
-            reference: model.reference.clone(),
-            input_files: self
-                .input_files
-                .iter()
-                .filter(|(name, _)| model.fixed_inputs.contains_key(*name))
-                .map(|(n, p)| (n.clone(), p.clone()))
-                .collect(),
-            backend: target.label(),
+        let job = Job::new(
+            model,
+            target,
             threads,
-            settings: JobSettings::from(settings),
-            ort_lib: self.ort_lib.clone(),
-        };
+            settings,
+            &self.input_files,
+            self.ort_lib.clone(),
+        );
         let end = self.spawn(&job).unwrap_or_else(|e| WorkerEnd::Died {
             reason: format!("{e:#}"),
             oom: false,
@@ -924,82 +911,6 @@ impl Drop for CellCgroup {
     }
 }
 
-/// What the parent hands a worker on its stdin.
-#[derive(Serialize, Deserialize)]
-struct Job {
-    model: ModelRecord,
-    path: PathBuf,
-    specs: Vec<InputSpec>,
-    bound: Vec<TensorInfo>,
-    reference: PathBuf,
-    input_files: BTreeMap<String, PathBuf>,
-    /// `backend:device`
-    backend: String,
-    threads: Option<usize>,
-    settings: JobSettings,
-    ort_lib: Option<PathBuf>,
-}
-
-/// The runner settings that cross the process boundary (the worker records no energy).
-#[derive(Serialize, Deserialize)]
-struct JobSettings {
-    warmup_min_iterations: u64,
-    warmup_min_duration_s: f64,
-    min_iterations: u64,
-    min_duration_s: f64,
-    max_duration_s: f64,
-    target_relative_ci: f64,
-    check_interval_s: f64,
-    seed: u64,
-    accuracy_samples: usize,
-    profile: bool,
-    backend_settings: BTreeMap<String, String>,
-    sessions: usize,
-}
-
-impl From<&Settings> for JobSettings {
-    fn from(s: &Settings) -> Self {
-        JobSettings {
-            warmup_min_iterations: s.warmup.min_iterations,
-            warmup_min_duration_s: s.warmup.min_duration.as_secs_f64(),
-            min_iterations: s.stop.min_iterations,
-            min_duration_s: s.stop.min_duration.as_secs_f64(),
-            max_duration_s: s.stop.max_duration.as_secs_f64(),
-            target_relative_ci: s.stop.target_relative_ci,
-            check_interval_s: s.stop.check_interval.as_secs_f64(),
-            seed: s.seed,
-            accuracy_samples: s.accuracy_samples,
-            profile: s.profile,
-            backend_settings: s.backend_settings.clone(),
-            sessions: s.sessions,
-        }
-    }
-}
-
-impl JobSettings {
-    fn settings(&self) -> Settings {
-        Settings {
-            warmup: WarmUp {
-                min_iterations: self.warmup_min_iterations,
-                min_duration: Duration::from_secs_f64(self.warmup_min_duration_s),
-            },
-            stop: StopRule {
-                min_iterations: self.min_iterations,
-                min_duration: Duration::from_secs_f64(self.min_duration_s),
-                max_duration: Duration::from_secs_f64(self.max_duration_s),
-                target_relative_ci: self.target_relative_ci,
-                check_interval: Duration::from_secs_f64(self.check_interval_s),
-            },
-            seed: self.seed,
-            accuracy_samples: self.accuracy_samples,
-            profile: self.profile,
-            backend_settings: self.backend_settings.clone(),
-            energy: None,
-            sessions: self.sessions,
-        }
-    }
-}
-
 /// What a worker prints on its stdout.
 #[derive(Serialize, Deserialize)]
 struct WorkerOutput {
@@ -1019,52 +930,19 @@ struct Observed {
 /// what the process observed of its constraints.
 pub fn worker() -> anyhow::Result<Outcome> {
     eprintln!("{WORKER_STARTED}");
-    let mut text = String::new();
-    std::io::stdin()
-        .read_to_string(&mut text)
-        .context("reading the job on stdin")?;
-    let job: Job = serde_json::from_str(&text).context("the job on stdin is not valid")?;
-    // The engines catch some panics and keep only that one happened; the parent reads the
-    // messages on stderr to tell an allocation refused by the memory cap from other failures.
-    let recorder = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        eprintln!("panic: {info}");
-        recorder(info);
-    }));
-    // Ctrl-C reaches the whole process group: end the cell early and keep its samples, as bench does.
-    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-    let registry = backends::registry(&EngineArgs {
-        ort_lib: job.ort_lib.clone(),
-    });
-    let (targets, skipped) = backends::select(&registry, std::slice::from_ref(&job.backend))?;
-    let target = match targets.into_iter().next() {
-        Some(t) => t,
-        None => anyhow::bail!(
-            "{} is not available in the worker: {}",
-            job.backend,
-            skipped
-                .first()
-                .map(|s| s.reason.as_str())
-                .unwrap_or("no such device")
-        ),
-    };
-    let reference = crate::bench::reference_target(&registry)?;
-    let mut fixed_inputs = BTreeMap::new();
-    for (name, path) in &job.input_files {
-        fixed_inputs.insert(name.clone(), chipbench_core::spec::load_npy(path)?);
-    }
-    let model = ModelUnderTest {
-        record: job.model,
-        path: job.path,
-        specs: job.specs,
-        bound: job.bound,
-        fixed_inputs,
-        reference: job.reference,
-    };
-    let mut sweep = Sweep::new(job.settings.settings(), reference);
+    let job = Job::receive()?;
+    let registry = job.registry();
+    let (mut sweep, model, target) = job.prepare(&registry)?;
     let mut cell = sweep.run_cell(&model, &target, job.threads);
+    // The further sessions run here, one after another: this process is the cell's, under its
+    // constraints.
     for _ in 1..sweep.settings.sessions {
-        if !sweep.add_session(&model, &target, job.threads, &mut cell) {
+        if cell.status != Status::Ok || INTERRUPTED.load(Ordering::Relaxed) {
+            break;
+        }
+        let session = sweep.fresh_session_p50(&model, &target, job.threads);
+        let how = "one after another in the cell's constrained process";
+        if !sweep.record_session(&mut cell, session, how) {
             break;
         }
     }

@@ -14,6 +14,7 @@ mod outputs;
 mod remote;
 mod report_cmd;
 mod roofline;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,9 @@ enum Command {
     /// Internal: measures one cell of `bench --edge-profile` in a constrained process.
     #[command(hide = true)]
     EdgeWorker,
+    /// Internal: measures one further session of a cell in a fresh process.
+    #[command(hide = true)]
+    SessionWorker,
 }
 
 /// Exit codes: 0 when every cell ran, 1 when some failed (or a runtime error stopped the run),
@@ -93,6 +97,7 @@ fn main() -> ExitCode {
         Command::Remote(args) => remote::run(*args),
         Command::Outputs(args) => outputs::run(args),
         Command::EdgeWorker => edge::worker(),
+        Command::SessionWorker => worker::session_worker(),
     });
     match result {
         Ok(Ok(Outcome::Success)) => ExitCode::SUCCESS,

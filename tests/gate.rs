@@ -2,12 +2,12 @@
 //! pair (two `--quick` runs of part of the suite). One test in this file, so nothing else in the
 //! same test binary measures at the same time.
 //!
-//! Two runs of a shared VM differ by more than any one run can show (one process's sessions of
-//! the 22 µs mlp agree to 0.5 % while processes differ by up to 4 %; see the README), so an A/A
-//! pair is now and then `regressed` on a cell: 1 of 40 cell pairs, measured over 20 pairs of this
-//! test's runs. A false alarm does not repeat, a systematic one does: a cell that regresses must
-//! not regress again against a third run. That keeps the test from failing by chance (about 1 in
-//! 800 for two cells) and still fails a gate that false-alarms on A/A pairs.
+//! Two runs of a shared VM differ by more than any one process shows, which the cells' further
+//! sessions (each in its own process) let the gate see: over 20 pairs of this test's runs, no
+//! cell pair was `regressed`. A slow phase of the host that spans a whole run can still make an
+//! A/A cell look slower now and then; such a false alarm does not repeat, a systematic one does.
+//! So a cell that regresses must not regress again against a third run: the test does not fail
+//! by chance and still fails a gate that false-alarms on A/A pairs.
 
 use std::path::Path;
 

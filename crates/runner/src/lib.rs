@@ -47,12 +47,12 @@ pub struct Settings {
     /// Meters and estimate for the energy of each cell; `None` records no energy.
     pub energy: Option<Arc<chipbench_energy::EnergyPlan>>,
     /// Sessions per cell. The first gives the cell's figures; each further one
-    /// ([`Sweep::add_session`]) is loaded afresh, warmed up and timed under the `for_extra_session`
-    /// rules, and only its median is kept: two sessions of one model
+    /// ([`Sweep::fresh_session_p50`]) is loaded afresh, warmed up and timed under the
+    /// `for_extra_session` rules, and only its median is kept: two sessions of one model
     /// differ by more than one session's samples show (measured: the 22 µs mlp on tract, six
     /// fresh sessions in one process, medians 4.8 % apart), and a comparison needs that spread.
     /// Five by default: with a 1 % session-to-session spread, three sessions a side detected a
-    /// 5 % slowdown in 84 % of simulated pairs, five in 99.9 % (`scripts/gate-power.sh`).
+    /// 5 % slowdown in 86 % of simulated pairs, five in 99.4 % (`scripts/gate-power.sh`).
     pub sessions: usize,
 }
 
@@ -186,20 +186,15 @@ impl<'a> Sweep<'a> {
         cell
     }
 
-    /// Measures one more fresh session of a measured cell (see [`Settings::sessions`]): loads the
-    /// model afresh, warms up and times it under the `for_extra_session` rules, and appends the
-    /// median to `cell.session_p50_ms`. A failure only stops the cell's further sessions; it is
-    /// noted in the provenance and returns false.
-    pub fn add_session(
-        &mut self,
+    /// Loads the model afresh, warms it up and times it under the `for_extra_session` rules:
+    /// one further session of a cell (see [`Settings::sessions`]). Returns its median latency, or
+    /// the reason it could not be measured.
+    pub fn fresh_session_p50(
+        &self,
         model: &ModelUnderTest,
         target: &Target,
         threads: Option<usize>,
-        cell: &mut CellResult,
-    ) -> bool {
-        if cell.status != Status::Ok || cell.session_p50_ms.is_empty() {
-            return false;
-        }
+    ) -> std::result::Result<f64, String> {
         let settings = &self.settings;
         let options = SessionOptions {
             threads,
@@ -217,33 +212,48 @@ impl<'a> Sweep<'a> {
             measure::warm_up(session.as_mut(), &inputs, &warmup)?;
             measure::timed_loop(session.as_mut(), &inputs, &stop)
         }));
-        let failure = match outcome {
-            Ok(Ok(m)) => match stats::summarize(&m.samples_ms) {
-                Some(latency) => {
-                    cell.session_p50_ms.push(latency.p50);
-                    None
-                }
-                None => Some("no timed inference".to_string()),
-            },
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(payload) => Some(format!("the backend panicked: {}", panic_message(payload))),
+        match outcome {
+            Ok(Ok(m)) => stats::summarize(&m.samples_ms)
+                .map(|latency| latency.p50)
+                .ok_or_else(|| "no timed inference".to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(payload) => Err(format!("the backend panicked: {}", panic_message(payload))),
+        }
+    }
+
+    /// Appends a further session's median to a measured cell and says in its provenance how the
+    /// sessions were measured (`how`: "in a process of its own each", say). A failure is noted
+    /// there instead; returns whether the session was measured.
+    pub fn record_session(
+        &self,
+        cell: &mut CellResult,
+        session: std::result::Result<f64, String>,
+        how: &str,
+    ) -> bool {
+        let measured = session.is_ok();
+        let failure = match session {
+            Ok(p50) => {
+                cell.session_p50_ms.push(p50);
+                String::new()
+            }
+            Err(e) => format!("; a further session failed, so no more were measured: {e}"),
         };
-        let what = format!(
-            "measured: the median of each of {} sessions (monotonic clock); the first is the cell's, the \
-             others loaded afresh later (`bench` measures them in rounds over all its cells), each warmed up for at least {} \
-             inferences and {:.2} s and timed for at least {} inferences and {:.2} s",
-            cell.session_p50_ms.len(),
-            warmup.min_iterations,
-            warmup.min_duration.as_secs_f64(),
-            stop.min_iterations,
-            stop.min_duration.as_secs_f64()
+        let warmup = WarmUp::for_extra_session(&self.settings.warmup);
+        let stop = StopRule::for_extra_session(&self.settings.stop);
+        cell.provenance.insert(
+            "session_p50_ms".into(),
+            format!(
+                "measured: the median of each of {} sessions (monotonic clock); the first is the cell's, the \
+                 others loaded afresh {how}, each warmed up for at least {} inferences and {:.2} s and timed \
+                 for at least {} inferences and {:.2} s{failure}",
+                cell.session_p50_ms.len(),
+                warmup.min_iterations,
+                warmup.min_duration.as_secs_f64(),
+                stop.min_iterations,
+                stop.min_duration.as_secs_f64()
+            ),
         );
-        let note = match &failure {
-            None => what,
-            Some(e) => format!("{what}; a further session failed, so no more were measured: {e}"),
-        };
-        cell.provenance.insert("session_p50_ms".into(), note);
-        failure.is_none()
+        measured
     }
 
     fn measure(

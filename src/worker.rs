@@ -1,0 +1,254 @@
+//! Measuring in a process of its own: the job a parent hands a `chipbench` child on its stdin
+//! (a cell of an edge run, or one further session of a cell), and the child's side.
+//!
+//! A cell's further sessions run in fresh processes because processes differ by more than one
+//! process's sessions show: the sessions of one process reuse its memory (the allocator hands
+//! the freed buffers back), so they share its placement. Measured on a 2-vCPU VM: the 22 µs mlp
+//! on tract ran at 0.0222 ms in one process and 0.0231 ms in the next, each process's five
+//! sessions within 0.5 % of each other.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use chipbench_core::result::ModelRecord;
+use chipbench_core::{Backend, InputSpec, TensorInfo};
+use chipbench_runner::measure::INTERRUPTED;
+use chipbench_runner::{ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
+use serde::{Deserialize, Serialize};
+
+use crate::Outcome;
+use crate::backends::{self, EngineArgs};
+
+/// What the parent hands a worker on its stdin.
+#[derive(Serialize, Deserialize)]
+pub struct Job {
+    model: ModelRecord,
+    path: PathBuf,
+    specs: Vec<InputSpec>,
+    bound: Vec<TensorInfo>,
+    reference: PathBuf,
+    /// `--input-file` tensors by input name, which the worker loads again.
+    input_files: BTreeMap<String, PathBuf>,
+    /// `backend:device`
+    backend: String,
+    pub threads: Option<usize>,
+    settings: JobSettings,
+    ort_lib: Option<PathBuf>,
+}
+
+impl Job {
+    pub fn new(
+        model: &ModelUnderTest,
+        target: &Target,
+        threads: Option<usize>,
+        settings: &Settings,
+        input_files: &BTreeMap<String, PathBuf>,
+        ort_lib: Option<PathBuf>,
+    ) -> Job {
+        Job {
+            model: model.record.clone(),
+            path: model.path.clone(),
+            specs: model.specs.clone(),
+            bound: model.bound.clone(),
+            reference: model.reference.clone(),
+            input_files: input_files
+                .iter()
+                .filter(|(name, _)| model.fixed_inputs.contains_key(*name))
+                .map(|(n, p)| (n.clone(), p.clone()))
+                .collect(),
+            backend: target.label(),
+            threads,
+            settings: JobSettings::from(settings),
+            ort_lib,
+        }
+    }
+
+    /// Reads the job on stdin and installs the worker's panic and Ctrl-C handling.
+    pub fn receive() -> anyhow::Result<Job> {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the job on stdin")?;
+        let job: Job = serde_json::from_str(&text).context("the job on stdin is not valid")?;
+        // The engines catch some panics and keep only that one happened; the parent reads the
+        // messages on stderr.
+        let recorder = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            eprintln!("panic: {info}");
+            recorder(info);
+        }));
+        // Ctrl-C reaches the whole process group: end early and keep the samples, as bench does.
+        let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
+        Ok(job)
+    }
+
+    /// The backends the job may use (the same discovery as the parent's).
+    pub fn registry(&self) -> Vec<Box<dyn Backend>> {
+        backends::registry(&EngineArgs {
+            ort_lib: self.ort_lib.clone(),
+        })
+    }
+
+    /// What the job measures: the sweep, the model and the target.
+    pub fn prepare<'r>(
+        &self,
+        registry: &'r [Box<dyn Backend>],
+    ) -> anyhow::Result<(Sweep<'r>, ModelUnderTest, Target<'r>)> {
+        let job = self;
+        let (targets, skipped) = backends::select(registry, std::slice::from_ref(&job.backend))?;
+        let target = match targets.into_iter().next() {
+            Some(t) => t,
+            None => anyhow::bail!(
+                "{} is not available in the worker: {}",
+                job.backend,
+                skipped
+                    .first()
+                    .map(|s| s.reason.as_str())
+                    .unwrap_or("no such device")
+            ),
+        };
+        let reference = crate::bench::reference_target(registry)?;
+        let mut fixed_inputs = BTreeMap::new();
+        for (name, path) in &job.input_files {
+            fixed_inputs.insert(name.clone(), chipbench_core::spec::load_npy(path)?);
+        }
+        let model = ModelUnderTest {
+            record: job.model.clone(),
+            path: job.path.clone(),
+            specs: job.specs.clone(),
+            bound: job.bound.clone(),
+            fixed_inputs,
+            reference: job.reference.clone(),
+        };
+        let sweep = Sweep::new(job.settings.settings(), reference);
+        Ok((sweep, model, target))
+    }
+}
+
+/// The runner settings that cross the process boundary (the worker records no energy).
+#[derive(Serialize, Deserialize)]
+struct JobSettings {
+    warmup_min_iterations: u64,
+    warmup_min_duration_s: f64,
+    min_iterations: u64,
+    min_duration_s: f64,
+    max_duration_s: f64,
+    target_relative_ci: f64,
+    check_interval_s: f64,
+    seed: u64,
+    accuracy_samples: usize,
+    profile: bool,
+    backend_settings: BTreeMap<String, String>,
+    sessions: usize,
+}
+
+impl From<&Settings> for JobSettings {
+    fn from(s: &Settings) -> Self {
+        JobSettings {
+            warmup_min_iterations: s.warmup.min_iterations,
+            warmup_min_duration_s: s.warmup.min_duration.as_secs_f64(),
+            min_iterations: s.stop.min_iterations,
+            min_duration_s: s.stop.min_duration.as_secs_f64(),
+            max_duration_s: s.stop.max_duration.as_secs_f64(),
+            target_relative_ci: s.stop.target_relative_ci,
+            check_interval_s: s.stop.check_interval.as_secs_f64(),
+            seed: s.seed,
+            accuracy_samples: s.accuracy_samples,
+            profile: s.profile,
+            backend_settings: s.backend_settings.clone(),
+            sessions: s.sessions,
+        }
+    }
+}
+
+impl JobSettings {
+    fn settings(&self) -> Settings {
+        Settings {
+            warmup: WarmUp {
+                min_iterations: self.warmup_min_iterations,
+                min_duration: Duration::from_secs_f64(self.warmup_min_duration_s),
+            },
+            stop: StopRule {
+                min_iterations: self.min_iterations,
+                min_duration: Duration::from_secs_f64(self.min_duration_s),
+                max_duration: Duration::from_secs_f64(self.max_duration_s),
+                target_relative_ci: self.target_relative_ci,
+                check_interval: Duration::from_secs_f64(self.check_interval_s),
+            },
+            seed: self.seed,
+            accuracy_samples: self.accuracy_samples,
+            profile: self.profile,
+            backend_settings: self.backend_settings.clone(),
+            energy: None,
+            sessions: self.sessions,
+        }
+    }
+}
+
+/// `--input-file NAME=PATH` pairs by input name.
+pub fn input_file_paths(pairs: &[String]) -> BTreeMap<String, PathBuf> {
+    pairs
+        .iter()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, path)| (name.to_string(), PathBuf::from(path)))
+        .collect()
+}
+
+/// What a session worker prints on its stdout.
+#[derive(Serialize, Deserialize)]
+struct SessionOutput {
+    p50_ms: f64,
+}
+
+/// Measures one further session of a cell in a fresh `chipbench session-worker` process and
+/// returns its median; the reason when it fails.
+pub fn session_in_fresh_process(job: &Job) -> Result<f64, String> {
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the chipbench binary to start a session: {e}"))?;
+    let mut child = Command::new(&exe)
+        .arg("session-worker")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+    let job_json = serde_json::to_vec(job).map_err(|e| e.to_string())?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A worker that dies before reading its job closes the pipe; its output says why.
+        let _ = stdin.write_all(&job_json);
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for the session's process: {e}"))?;
+    match serde_json::from_slice::<SessionOutput>(&output.stdout) {
+        Ok(out) if output.status.success() => Ok(out.p50_ms),
+        _ => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+            Err(format!(
+                "the session's process ended with {}{}",
+                output.status,
+                last.map(|l| format!(": {l}")).unwrap_or_default()
+            ))
+        }
+    }
+}
+
+/// `chipbench session-worker` (hidden): loads the cell described on stdin afresh, warms it up,
+/// times it under the further-session rules and prints the median.
+pub fn session_worker() -> anyhow::Result<Outcome> {
+    let job = Job::receive()?;
+    let registry = job.registry();
+    let (sweep, model, target) = job.prepare(&registry)?;
+    let p50_ms = sweep
+        .fresh_session_p50(&model, &target, job.threads)
+        .map_err(anyhow::Error::msg)?;
+    println!("{}", serde_json::to_string(&SessionOutput { p50_ms })?);
+    Ok(Outcome::Success)
+}
