@@ -3,9 +3,10 @@
 //! same test binary measures at the same time.
 //!
 //! Two runs of a shared VM differ by more than any one process shows, which the cells' further
-//! sessions (each in its own process) let the gate see: over 20 pairs of this test's runs, no
-//! cell pair was `regressed`. A slow phase of the host that spans a whole run can still make an
-//! A/A cell look slower now and then; such a false alarm does not repeat, a systematic one does.
+//! sessions (each in its own process) let the gate see. A slow phase of the host that spans a
+//! whole `--quick` run still makes an A/A cell look slower now and then: over 40 pairs of this
+//! test's runs, one cell pair was `regressed` (see the README). Such a false alarm does not
+//! repeat; a systematic one does.
 //! So a cell that regresses must not regress again against a third run: the test does not fail
 //! by chance and still fails a gate that false-alarms on A/A pairs.
 
