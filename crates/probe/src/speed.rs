@@ -13,10 +13,6 @@ use std::time::Instant;
 
 use chipbench_core::result::SpeedCheck;
 
-/// What the kernel is, for reports.
-pub const METHOD: &str = "lower quartile of 31 timings (monotonic clock, one thread) of 16 f32 \
-                          matmuls of 64x64x64";
-
 const N: usize = 64;
 const MATMULS: usize = 16;
 /// 31 timings and their lower quartile: measured on an idle 2-core VM over 40 checks between
