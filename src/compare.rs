@@ -31,7 +31,7 @@ pub struct CompareArgs {
     alpha: Option<f64>,
     /// Run-to-run noise one run cannot show, as a relative standard deviation per run, e.g. 1%;
     /// 0 trusts each run's sessions (see the README) [default: 0.5%].
-    #[arg(long, value_parser = parse_run_noise, value_name = "PERCENT")]
+    #[arg(long, value_parser = parse_fraction, value_name = "PERCENT")]
     run_noise: Option<f64>,
     /// Fewer samples than this on either side make a cell inconclusive [default: 20].
     #[arg(long, value_name = "N")]
@@ -80,11 +80,7 @@ fn parse_threshold(text: &str) -> Result<f64, String> {
     Ok(fraction)
 }
 
-/// Like the threshold, and 0 is allowed.
-fn parse_run_noise(text: &str) -> Result<f64, String> {
-    parse_fraction(text)
-}
-
+/// Like the threshold, and 0 is allowed (the run noise).
 fn parse_fraction(text: &str) -> Result<f64, String> {
     let trimmed = text.trim();
     let (number, percent) = match trimmed.strip_suffix('%') {
@@ -244,8 +240,8 @@ mod tests {
         assert_eq!(parse_threshold("0.03").unwrap(), 0.03);
         assert_eq!(parse_threshold("3").unwrap(), 0.03);
         assert!(parse_threshold("0%").is_err());
-        assert_eq!(parse_run_noise("0").unwrap(), 0.0);
-        assert!((parse_run_noise("0.9%").unwrap() - 0.009).abs() < 1e-12);
+        assert_eq!(parse_fraction("0").unwrap(), 0.0);
+        assert!((parse_fraction("0.9%").unwrap() - 0.009).abs() < 1e-12);
         assert!(parse_threshold("abc").is_err());
         assert!(parse_threshold("150%").is_err());
     }

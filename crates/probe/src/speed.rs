@@ -54,16 +54,15 @@ impl SpeedProbe {
     pub fn check(&mut self, before_cell: usize) -> SpeedCheck {
         clean_vector_state();
         let at_s = self.started.elapsed().as_secs_f64();
-        let mut times: Vec<f64> = (0..REPEATS)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..MATMULS {
-                    matmul(black_box(&self.a), black_box(&self.b), &mut self.c);
-                }
-                black_box(&self.c);
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
+        let mut times = [0.0; REPEATS];
+        for time in &mut times {
+            let t = Instant::now();
+            for _ in 0..MATMULS {
+                matmul(black_box(&self.a), black_box(&self.b), &mut self.c);
+            }
+            black_box(&self.c);
+            *time = t.elapsed().as_secs_f64() * 1e3;
+        }
         times.sort_by(f64::total_cmp);
         SpeedCheck {
             before_cell,

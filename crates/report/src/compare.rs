@@ -389,10 +389,6 @@ pub fn compare(
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     // A run against itself: the same sessions on both sides, so nothing varies between them.
     let same_run = matches!(baseline.runs.as_slice(), [b] if b.run_id == current.run_id);
-    let cell_settings = GateSettings {
-        run_noise: if same_run { 0.0 } else { settings.run_noise },
-        ..settings.clone()
-    };
     let mut cells = Vec::new();
     let mut not_compared = Vec::new();
     let mut only_in_current = Vec::new();
@@ -437,7 +433,7 @@ pub fn compare(
                 &matches,
                 cell,
                 host_speed_ratio,
-                &cell_settings,
+                settings,
                 same_run,
                 &mut rng,
             )),
@@ -584,6 +580,7 @@ fn compare_cell(
     rng: &mut impl Rng,
 ) -> CellComparison {
     let metric = settings.metric;
+    let run_noise = if same_run { 0.0 } else { settings.run_noise };
     let n_baseline = baseline
         .iter()
         .map(|c| c.samples_ms.len())
@@ -614,9 +611,8 @@ fn compare_cell(
     };
     if let Some(host) = host_speed_ratio.filter(|h| h.ln().abs() > HOST_CHECK_NOISE) {
         result.notes.push(format!(
-            "the host ran {} {} around this cell (speed check)",
-            signed_pct(host).trim_start_matches(['+', '-']),
-            if host > 1.0 { "slower" } else { "faster" }
+            "the host ran {} around this cell (speed check)",
+            host_change(host)
         ));
     }
     let (Some(current_value), false) = (current_value, base_values.len() < baseline.len()) else {
@@ -688,7 +684,7 @@ fn compare_cell(
                  from Student's t on their logs ({df} degrees of freedom)"
             ));
             let estimated = spread.powi(2) * (1.0 / kb as f64 + 1.0 / kc as f64);
-            let known = 2.0 * settings.run_noise.powi(2);
+            let known = 2.0 * run_noise.powi(2);
             let se = (estimated + known).sqrt();
             let t = spread_distribution(estimated, df, known);
             (0..resamples)
@@ -705,7 +701,7 @@ fn compare_cell(
             let run_to_run = RunToRun::new(
                 sessions.filter(|_| !history_sessions),
                 &base_values,
-                settings.run_noise,
+                run_noise,
             );
             let mut scratch = vec![0.0; base_reps.len()];
             (0..resamples)
@@ -719,14 +715,12 @@ fn compare_cell(
         }
     };
     ratios.sort_by(f64::total_cmp);
-    if sessions.is_some() || base_values.len() >= 3 || settings.run_noise > 0.0 {
-        // The samples' test knows nothing of the spread between sessions and runs; the ratio's
-        // distribution does. Its two-sided p: twice the share on the far side of 1.
-        let below = ratios.partition_point(|&r| r < 1.0);
-        let far_side = below.min(ratios.len() - below).max(1);
-        let p_ratio = (2.0 * far_side as f64 / ratios.len() as f64).min(1.0);
-        result.p_value = result.p_value.max(p_ratio);
-    }
+    // The samples' test knows nothing of the spread between sessions and runs; the ratio's
+    // distribution does. Its two-sided p: twice the share on the far side of 1.
+    let below = ratios.partition_point(|&r| r < 1.0);
+    let far_side = below.min(ratios.len() - below).max(1);
+    let p_ratio = (2.0 * far_side as f64 / ratios.len() as f64).min(1.0);
+    result.p_value = result.p_value.max(p_ratio);
     result.ci95 = (
         stats::percentile(&ratios, 0.025),
         stats::percentile(&ratios, 0.975),
@@ -792,52 +786,50 @@ fn spread_distribution(estimated: f64, df: usize, known: f64) -> Option<StudentT
     StudentT::new(effective.min(1e6)).ok()
 }
 
-/// Geometric mean of the positive values and how many there were; `None` under two.
-fn geometric_mean(values: &[f64]) -> Option<(f64, usize)> {
+/// The logs of the positive values: their mean, their sum of squared deviations from it, and
+/// how many there were.
+fn log_moments(values: &[f64]) -> (f64, f64, usize) {
     let logs: Vec<f64> = values
         .iter()
         .filter(|v| **v > 0.0)
         .map(|v| v.ln())
         .collect();
-    (logs.len() >= 2).then(|| {
-        (
-            (logs.iter().sum::<f64>() / logs.len() as f64).exp(),
-            logs.len(),
-        )
-    })
+    let n = logs.len();
+    let mean = logs.iter().sum::<f64>() / n.max(1) as f64;
+    let squares = logs.iter().map(|l| (l - mean).powi(2)).sum();
+    (mean, squares, n)
+}
+
+/// Geometric mean of the positive values and how many there were; `None` under two.
+fn geometric_mean(values: &[f64]) -> Option<(f64, usize)> {
+    let (mean, _, n) = log_moments(values);
+    (n >= 2).then(|| (mean.exp(), n))
 }
 
 /// Pooled standard deviation of the log session medians of the given cells, each around its own
 /// mean, with its degrees of freedom; `None` when no cell has two sessions.
 fn session_spread<'a>(cells: impl Iterator<Item = &'a CellResult>) -> Option<(f64, usize)> {
-    let (mut squares, mut df) = (0.0, 0usize);
-    for cell in cells {
-        let logs: Vec<f64> = cell
-            .session_p50_ms
-            .iter()
-            .filter(|v| **v > 0.0)
-            .map(|v| v.ln())
-            .collect();
-        if logs.len() < 2 {
-            continue;
-        }
-        let mean = logs.iter().sum::<f64>() / logs.len() as f64;
-        squares += logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>();
-        df += logs.len() - 1;
-    }
+    let (squares, df) = cells
+        .map(|c| log_moments(&c.session_p50_ms))
+        .filter(|&(_, _, n)| n >= 2)
+        .fold((0.0, 0), |(s, d), (_, squares, n)| (s + squares, d + n - 1));
     (df > 0).then(|| ((squares / df as f64).sqrt(), df))
 }
 
 /// Standard deviation of the logs of three or more values: of the baseline runs' figures, how much
 /// a run's figure varies from run to run.
 fn log_sd(values: &[f64]) -> Option<f64> {
-    if values.len() < 3 {
-        return None;
-    }
-    let logs: Vec<f64> = values.iter().map(|v| v.ln()).collect();
-    let mean = logs.iter().sum::<f64>() / logs.len() as f64;
-    let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (logs.len() - 1) as f64;
-    var.sqrt().is_finite().then(|| var.sqrt())
+    let (_, squares, n) = log_moments(values);
+    (n >= 3).then(|| (squares / (n - 1) as f64).sqrt())
+}
+
+/// "2.4 % slower" for a host speed ratio of 1.024.
+fn host_change(host: f64) -> String {
+    format!(
+        "{} {}",
+        signed_pct(host).trim_start_matches(['+', '-']),
+        if host > 1.0 { "slower" } else { "faster" }
+    )
 }
 
 /// The verdict rule of the module documentation.
@@ -878,11 +870,10 @@ fn decide(
                 return (
                     Verdict::Inconclusive,
                     format!(
-                        "{change}: significant and beyond {band}, but the host itself ran {} {} around this cell \
+                        "{change}: significant and beyond {band}, but the host itself ran {} around this cell \
                          (speed check) and the change is {} once that is taken out: the code cannot be told \
                          from the host; rerun on a quieter host",
-                        signed_pct(host).trim_start_matches(['+', '-']),
-                        if host > 1.0 { "slower" } else { "faster" },
+                        host_change(host),
                         signed_pct(without_host)
                     ),
                 );

@@ -188,7 +188,6 @@ pub fn energy_label(joules: f64, method: &str) -> String {
     }
 }
 
-/// Milliseconds with three significant digits at least (0.0123, 1.23, 12.3, 123).
 /// How steady the host was during a run, from its speed checks: one sentence, `None` for runs
 /// without checks. The spread is the slowest check over the fastest.
 pub fn host_speed_line(run: &RunResult) -> Option<String> {
@@ -208,6 +207,7 @@ pub fn host_speed_line(run: &RunResult) -> Option<String> {
     ))
 }
 
+/// Milliseconds with three significant digits at least (0.0123, 1.23, 12.3, 123).
 pub fn fmt_ms(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}")
