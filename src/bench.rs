@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use chipbench_core::result::{CellResult, RunConfig, RunResult, SCHEMA, Status};
-use chipbench_core::spec::parse_input_override;
 use chipbench_probe::speed::SpeedProbe;
 use chipbench_runner::journal::{Journal, write_atomically};
 use chipbench_runner::measure::INTERRUPTED;
@@ -19,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::backends::{self, Skipped};
 use crate::hardware::Hardware;
-use crate::models::{self, ModelRequest};
+use crate::models;
 use crate::{Outcome, UsageError};
 
 #[derive(Args, Debug)]
@@ -33,23 +32,16 @@ pub struct BenchArgs {
     /// Intra-op threads; a comma-separated list measures each (default: physical cores).
     #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
     threads: Vec<usize>,
-    /// Input shape (and type) for a model with dynamic dimensions: name:1x3x224x224[:f32].
-    #[arg(long = "input", value_name = "NAME:SHAPE[:TYPE]")]
-    inputs: Vec<String>,
-    /// Binds a named dynamic dimension in every model that has it: batch=1.
-    #[arg(long = "dim", value_name = "NAME=N")]
-    dims: Vec<String>,
-    /// Feeds an input from a .npy file instead of seeded random data: name=path.npy.
-    #[arg(long = "input-file", value_name = "NAME=PATH")]
-    input_files: Vec<String>,
+    #[command(flatten)]
+    inputs: models::InputArgs,
     /// Minimum timed iterations before the stop rule may end a cell.
     #[arg(long, value_name = "N")]
     min_iterations: Option<u64>,
     /// Minimum duration of the timed loop (e.g. 3s, 500ms).
-    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    #[arg(long, value_parser = crate::parse_duration, value_name = "TIME")]
     min_duration: Option<Duration>,
     /// Maximum duration of the timed loop; ends a cell whose median is still uncertain.
-    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    #[arg(long, value_parser = crate::parse_duration, value_name = "TIME")]
     max_duration: Option<Duration>,
     /// Stop once the 95 % CI of the median is within ± this percentage of the median.
     #[arg(long, value_name = "PERCENT")]
@@ -58,7 +50,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     warmup_iterations: Option<u64>,
     /// Minimum warm-up duration.
-    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    #[arg(long, value_parser = crate::parse_duration, value_name = "TIME")]
     warmup_duration: Option<Duration>,
     /// Sessions per cell (default 5): the first gives the figures, each further one is loaded
     /// afresh and timed briefly so that `compare` knows how much a fresh session's speed varies.
@@ -67,7 +59,8 @@ pub struct BenchArgs {
     /// Seeded input samples compared with the fp32 reference (0 disables the check).
     #[arg(long, value_name = "N")]
     accuracy_samples: Option<usize>,
-    /// A short run for smoke tests: 20 iterations and 0.3 s minimum, 2 s maximum per cell.
+    /// A short run for smoke tests: warm-up of 3 inferences and 0.1 s, then 20 iterations and
+    /// 0.3 s minimum, 2 s maximum per cell.
     #[arg(long)]
     quick: bool,
     /// Seed of the generated inputs.
@@ -101,7 +94,7 @@ pub struct BenchArgs {
     edge: crate::edge::EdgeArgs,
     /// Measure idle power for this long before the cells, once, and report energy above it
     /// (needs an energy sensor), e.g. 5s.
-    #[arg(long, value_parser = parse_duration, value_name = "TIME")]
+    #[arg(long, value_parser = crate::parse_duration, value_name = "TIME")]
     idle_baseline: Option<Duration>,
     /// Roofline ceilings bounding each cell (default: bench-results/roofline/<host
     /// fingerprint>.json, written by `chipbench roofline`, when present).
@@ -177,7 +170,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
     let history = crate::history::open_for_bench(args.no_history, &args.history_db);
     let run_id = run_id(started);
     let mut host = chipbench_probe::host();
-    let edge = crate::edge::Emulation::prepare(&args.edge, &args.engines, &args.input_files)?;
+    let edge =
+        crate::edge::Emulation::prepare(&args.edge, &args.engines, &args.inputs.input_files)?;
     let threads: Vec<Option<usize>> = if args.threads.is_empty() {
         vec![Some(edge.as_ref().map_or(
             host.physical_cores.unwrap_or(host.logical_cores),
@@ -193,7 +187,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         args.threads.iter().map(|&t| Some(t)).collect()
     };
 
-    let request = model_request(&args)?;
+    let request = args.inputs.request()?;
     let suite_dir = models::suite_dir(args.suite.as_deref())?;
     let prepared = models::resolve(&suite_dir, &args.models, &request)?;
     let recipes = crate::optimize_cmd::parse_variants(&args.variants)?;
@@ -214,7 +208,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             (targets, skipped, !args.backends.is_empty())
         }
     };
-    let reference = reference_target(&registry)?;
+    let references = reference_targets(&registry)?;
 
     let out = args
         .out
@@ -267,7 +261,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         talk,
     )?;
     settings.energy = Some(hardware.energy_plan());
-    let mut sweep = Sweep::new(settings, reference);
+    let mut sweep = Sweep::new(settings, references);
     let mut cells = Vec::new();
     let mut speed = SpeedProbe::new();
     let mut speed_checks = vec![speed.check(0)];
@@ -331,7 +325,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
     // placement), in rounds over every cell so that a cell's sessions span the run rather than
     // one moment of it (a slow phase of the host then shows as spread, not as the cell's speed).
     let rounds = sweep.settings.sessions.saturating_sub(1);
-    let input_files = crate::worker::input_file_paths(&args.input_files);
+    let input_files = crate::worker::input_file_paths(&args.inputs.input_files);
     let how = "in a process of its own each, in rounds over all the run's cells";
     let mut stopped = vec![false; cells.len()];
     progress.inc_length((measured.len() * rounds) as u64);
@@ -359,7 +353,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
     }
     progress.finish_and_clear();
 
-    let projections = hardware.projections(&cells);
+    let projections = hardware.projections(&cells, &host);
+    for c in projections
+        .iter()
+        .flat_map(|p| &p.checks)
+        .filter(|c| !c.holds)
+    {
+        eprintln!(
+            "warning: {} {} on {} ran in {:.4} ms, below the {:.4} ms lower bound projected from catalog '{}' for \
+             this CPU: that entry's figures do not hold for this host",
+            c.model, c.variant, c.backend, c.measured_min_ms, c.lower_bound_ms, c.chip
+        );
+    }
     let run = RunResult {
         schema: SCHEMA.into(),
         run_id,
@@ -490,49 +495,25 @@ fn settings(args: &BenchArgs) -> Settings {
     s
 }
 
-/// The reference outputs come from the fp32 model on tract's CPU device.
-pub(crate) fn reference_target(
+/// The targets whose fp32 outputs are the reference, in order of preference: tract's CPU device,
+/// then ONNX Runtime's CPU provider where the library loads (for models tract cannot run).
+pub(crate) fn reference_targets(
     registry: &[Box<dyn chipbench_core::Backend>],
-) -> anyhow::Result<Target<'_>> {
-    let backend = registry
-        .iter()
-        .find(|b| b.name() == "tract")
-        .context("tract backend missing")?;
-    let device = backend
-        .devices()
-        .map_err(|r| anyhow::anyhow!("the reference backend is unavailable: {r}"))?
-        .into_iter()
-        .next()
-        .context("tract has no device")?;
-    Ok(Target {
-        backend: backend.as_ref(),
-        device,
-    })
-}
-
-fn model_request(args: &BenchArgs) -> Result<ModelRequest, UsageError> {
-    let mut request = ModelRequest::default();
-    for text in &args.inputs {
-        let (name, shape, dtype) =
-            parse_input_override(text).map_err(|e| UsageError(format!("--input {e}")))?;
-        request.shapes.insert(name, (shape, dtype));
-    }
-    for text in &args.dims {
-        let (name, value) = text
-            .split_once('=')
-            .and_then(|(n, v)| Some((n.to_string(), v.parse::<usize>().ok()?)))
-            .ok_or_else(|| UsageError(format!("--dim '{text}': expected NAME=N, e.g. batch=1")))?;
-        request.dims.insert(name, value);
-    }
-    for text in &args.input_files {
-        let (name, path) = text
-            .split_once('=')
-            .ok_or_else(|| UsageError(format!("--input-file '{text}': expected NAME=PATH.npy")))?;
-        let tensor = chipbench_core::spec::load_npy(std::path::Path::new(path))
-            .map_err(|e| UsageError(format!("--input-file {e}")))?;
-        request.files.insert(name.to_string(), tensor);
-    }
-    Ok(request)
+) -> anyhow::Result<Vec<Target<'_>>> {
+    let cpu_of = |name: &str| {
+        let backend = registry.iter().find(|b| b.name() == name)?;
+        let device = backend
+            .devices()
+            .ok()?
+            .into_iter()
+            .find(|d| d.id == "cpu")?;
+        Some(Target {
+            backend: backend.as_ref(),
+            device,
+        })
+    };
+    let tract = cpu_of("tract").context("the reference backend (tract:cpu) is unavailable")?;
+    Ok(std::iter::once(tract).chain(cpu_of("ort")).collect())
 }
 
 /// `20261128T134502Z-3f9a`: sortable by time, unique enough for one machine.
@@ -547,13 +528,6 @@ fn run_id(started: SystemTime) -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!("{stamp}-{:04x}", (nanos ^ std::process::id()) & 0xffff)
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string());
-    }
-    humantime::parse_duration(text).map_err(|e| format!("'{text}': {e} (e.g. 3s, 500ms, 0.3)"))
 }
 
 fn progress_bar(total: u64, visible: bool) -> ProgressBar {

@@ -84,8 +84,9 @@ impl Hardware {
     }
 
     /// Every measured model variant projected onto every catalog chip; `None` when no cell has
-    /// the figures (MACs unknown, or nothing ran).
-    pub fn projections(&self, cells: &[CellResult]) -> Option<Projections> {
+    /// the figures (MACs unknown, or nothing ran). Where a catalog entry names this host's CPU,
+    /// its lower bounds are checked against the cells measured here.
+    pub fn projections(&self, cells: &[CellResult], host: &Host) -> Option<Projections> {
         let mut workloads: Vec<Workload> = Vec::new();
         for cell in cells.iter().filter(|c| c.status == Status::Ok) {
             let Some(r) = &cell.roofline else { continue };
@@ -107,7 +108,16 @@ impl Hardware {
                 weight_bytes: cell.model.weight_bytes.unwrap_or(0) as f64,
             });
         }
-        (!workloads.is_empty()).then(|| projection::project(&workloads, &self.chips))
+        if workloads.is_empty() {
+            return None;
+        }
+        let mut projections = projection::project(&workloads, &self.chips);
+        if let Some(own) =
+            catalog::cpu_core_for(&self.chips, host).filter(|chip| chip.matches(&host.cpu_brand))
+        {
+            projections.checks = projection::check(&projections, own, cells, host.logical_cores);
+        }
+        Some(projections)
     }
 }
 

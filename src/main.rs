@@ -76,6 +76,16 @@ pub enum Outcome {
     Regressed,
 }
 
+/// The one parser of every duration option: seconds as a plain number (`0.3`) or a humantime
+/// span (`500ms`, `3s`, `30m`).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|e| format!("'{text}': {e}"));
+    }
+    humantime::parse_duration(text).map_err(|e| format!("'{text}': {e} (e.g. 3s, 500ms, 0.3)"))
+}
+
 /// A mistake in the command line or configuration: exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -121,5 +131,149 @@ fn main() -> ExitCode {
             eprintln!("internal error: {message}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every long option of every command, hidden ones included.
+    fn options(command: &clap::Command, into: &mut BTreeSet<String>) {
+        into.extend(
+            command
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .map(str::to_string),
+        );
+        into.extend(["help".to_string(), "version".to_string()]);
+        for sub in command.get_subcommands() {
+            options(sub, into);
+        }
+    }
+
+    /// `--name` tokens inside the string literals of one line of Rust (comments skipped).
+    fn suggested_flags(line: &str) -> Vec<String> {
+        if line.trim_start().starts_with("//") {
+            return Vec::new();
+        }
+        let mut flags = Vec::new();
+        for (i, literal) in line.split('"').enumerate() {
+            if i % 2 == 0 {
+                continue;
+            }
+            let mut rest = literal;
+            while let Some(at) = rest.find("--") {
+                let name: String = rest[at + 2..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
+                let preceded_by_word = rest[..at]
+                    .chars()
+                    .last()
+                    .is_some_and(|c| c.is_ascii_alphanumeric());
+                if !preceded_by_word && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                {
+                    flags.push(name.clone());
+                }
+                rest = &rest[at + 2 + name.len()..];
+            }
+        }
+        flags
+    }
+
+    fn rust_files(dir: &Path, into: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, into);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                into.push(path);
+            }
+        }
+    }
+
+    /// An error that tells the user to pass `--x` must name an option chipbench has: a message
+    /// once suggested `--input` to `optimize`, which had none.
+    #[test]
+    fn every_option_a_message_suggests_exists() {
+        let cli = Cli::command();
+        let mut known = BTreeSet::new();
+        options(&cli, &mut known);
+        // Options of other programs that messages quote for the user to run.
+        let foreign = [
+            "release", // cargo build --release
+            "gpu",     // scripts/setup-ort.sh --gpu
+            "path",    // cargo install --path
+        ];
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        rust_files(&root.join("src"), &mut files);
+        for krate in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+            rust_files(&krate.path().join("src"), &mut files);
+        }
+        let mut unknown = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            // Unit tests quote options of their own making.
+            let text = text.split("#[cfg(test)]").next().unwrap();
+            for (n, line) in text.lines().enumerate() {
+                for flag in suggested_flags(line) {
+                    if !known.contains(&flag) && !foreign.contains(&flag.as_str()) {
+                        unknown.push(format!("{}:{}: --{flag}", file.display(), n + 1));
+                    }
+                }
+            }
+        }
+        assert!(
+            unknown.is_empty(),
+            "options that no command has:\n{}",
+            unknown.join("\n")
+        );
+    }
+
+    /// The input-spec errors of model loading suggest --dim and --input: every command that
+    /// loads models has them.
+    #[test]
+    fn every_command_that_loads_models_takes_the_input_options() {
+        let cli = Cli::command();
+        for name in ["bench", "optimize", "outputs"] {
+            let command = cli.find_subcommand(name).unwrap();
+            for option in ["input", "dim", "input-file"] {
+                assert!(
+                    command
+                        .get_arguments()
+                        .any(|a| a.get_long() == Some(option)),
+                    "{name} has no --{option}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_duration_option_reads_the_same_forms() {
+        use std::time::Duration;
+        assert_eq!(super::parse_duration("0.3"), Ok(Duration::from_millis(300)));
+        assert_eq!(
+            super::parse_duration("500ms"),
+            Ok(Duration::from_millis(500))
+        );
+        assert_eq!(super::parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert!(super::parse_duration("-1").is_err() && super::parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn flags_are_found_in_string_literals_only() {
+        assert_eq!(
+            suggested_flags(r#"format!("bind it with --dim {name}=N or --input x", a--b)"#),
+            ["dim", "input"]
+        );
+        assert!(suggested_flags("// see --nothing").is_empty());
+        assert!(suggested_flags(r#""a-b--c 2--3""#).is_empty());
     }
 }

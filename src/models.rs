@@ -80,6 +80,50 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// The options that shape a model's inputs, shared by every command that loads models (the
+/// errors of input specs suggest them, so each such command must have all of them).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct InputArgs {
+    /// Input shape (and type) for a model with dynamic dimensions: name:1x3x224x224[:f32].
+    #[arg(long = "input", value_name = "NAME:SHAPE[:TYPE]")]
+    pub inputs: Vec<String>,
+    /// Binds a named dynamic dimension in every model that has it: batch=1.
+    #[arg(long = "dim", value_name = "NAME=N")]
+    pub dims: Vec<String>,
+    /// Feeds an input from a .npy file instead of seeded random data: name=path.npy.
+    #[arg(long = "input-file", value_name = "NAME=PATH")]
+    pub input_files: Vec<String>,
+}
+
+impl InputArgs {
+    pub fn request(&self) -> Result<ModelRequest, UsageError> {
+        let mut request = ModelRequest::default();
+        for text in &self.inputs {
+            let (name, shape, dtype) = chipbench_core::spec::parse_input_override(text)
+                .map_err(|e| UsageError(format!("--input {e}")))?;
+            request.shapes.insert(name, (shape, dtype));
+        }
+        for text in &self.dims {
+            let (name, value) = text
+                .split_once('=')
+                .and_then(|(n, v)| Some((n.to_string(), v.parse::<usize>().ok()?)))
+                .ok_or_else(|| {
+                    UsageError(format!("--dim '{text}': expected NAME=N, e.g. batch=1"))
+                })?;
+            request.dims.insert(name, value);
+        }
+        for text in &self.input_files {
+            let (name, path) = text.split_once('=').ok_or_else(|| {
+                UsageError(format!("--input-file '{text}': expected NAME=PATH.npy"))
+            })?;
+            let tensor = chipbench_core::spec::load_npy(Path::new(path))
+                .map_err(|e| UsageError(format!("--input-file {e}")))?;
+            request.files.insert(name.to_string(), tensor);
+        }
+        Ok(request)
+    }
+}
+
 /// How the command line shapes the models' inputs.
 #[derive(Default)]
 pub struct ModelRequest {

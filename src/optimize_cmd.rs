@@ -17,7 +17,7 @@ use chipbench_optimize::variants::{
 use chipbench_runner::ModelUnderTest;
 use clap::Args;
 
-use crate::models::{self, ModelRequest, Prepared};
+use crate::models::{self, Prepared};
 use crate::{Outcome, UsageError};
 
 /// How int8-static calibrates (shared by `optimize` and `bench`).
@@ -93,9 +93,8 @@ pub struct OptimizeArgs {
     out: PathBuf,
     #[command(flatten)]
     calibration: CalibrationArgs,
-    /// Binds a named dynamic dimension: batch=1.
-    #[arg(long = "dim", value_name = "NAME=N")]
-    dims: Vec<String>,
+    #[command(flatten)]
+    inputs: models::InputArgs,
     /// Seeded inputs the variant's accuracy is measured on against the fp32 model.
     #[arg(long, value_name = "N", default_value_t = 8)]
     accuracy_samples: usize,
@@ -115,14 +114,7 @@ pub fn parse_recipe(text: &str) -> Result<Recipe, UsageError> {
 pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
     let recipe = parse_recipe(&args.variant)?;
     let options = args.calibration.options()?;
-    let mut request = ModelRequest::default();
-    for text in &args.dims {
-        let (name, value) = text
-            .split_once('=')
-            .and_then(|(n, v)| Some((n.to_string(), v.parse::<usize>().ok()?)))
-            .ok_or_else(|| UsageError(format!("--dim '{text}': expected NAME=N, e.g. batch=1")))?;
-        request.dims.insert(name, value);
-    }
+    let request = args.inputs.request()?;
     let suite_dir = models::suite_dir(args.suite.as_deref())?;
     let model =
         match models::resolve(&suite_dir, std::slice::from_ref(&args.model), &request)?.remove(0) {

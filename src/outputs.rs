@@ -10,7 +10,7 @@ use chipbench_core::{Backend, ModelSource, SessionOptions, Tensor, accuracy};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::models::{self, ModelRequest, Prepared};
+use crate::models::{self, Prepared};
 use crate::{Outcome, UsageError};
 
 #[derive(Args)]
@@ -42,6 +42,8 @@ pub struct OutputsArgs {
     /// Largest accepted max_rel_err: max |y - r| / max |r| over every output of a model.
     #[arg(long, default_value_t = 1e-4, value_name = "X")]
     tolerance: f64,
+    #[command(flatten)]
+    inputs: models::InputArgs,
 }
 
 /// What `--write` writes.
@@ -106,7 +108,7 @@ pub fn run(args: OutputsArgs) -> anyhow::Result<Outcome> {
         None => None,
     };
     let suite_dir = models::suite_dir(args.suite.as_deref())?;
-    let prepared = models::resolve(&suite_dir, &args.models, &ModelRequest::default())?;
+    let prepared = models::resolve(&suite_dir, &args.models, &args.inputs.request()?)?;
     let backend = TractBackend;
     let device = backend
         .devices()

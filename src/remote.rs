@@ -110,11 +110,11 @@ pub struct RemoteArgs {
     #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
     /// How long to wait for each connection to open.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "TIME")]
+    #[arg(long, default_value = "10s", value_parser = crate::parse_duration, value_name = "TIME")]
     connect_timeout: Duration,
     /// Maximum duration of the whole remote run: copying, benchmarking, fetching. The cells not
     /// finished by then fail with a time-out.
-    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "TIME")]
+    #[arg(long, default_value = "30m", value_parser = crate::parse_duration, value_name = "TIME")]
     timeout: Duration,
     /// The folder on the device under which a temporary run folder is created (removed after).
     #[arg(long, default_value = "/tmp", value_name = "DIR")]
@@ -1004,10 +1004,6 @@ fn device_binary(explicit: Option<&Path>, target: &str) -> anyhow::Result<PathBu
         ))
         .into()
     })
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("'{text}': {e} (e.g. 10s, 30m)"))
 }
 
 #[cfg(test)]

@@ -108,6 +108,8 @@ fn measure(args: &RooflineArgs) -> anyhow::Result<Outcome> {
         .unwrap_or(32 << 20);
     let array_bytes = (4 * llc).max(32 << 20);
     let repetitions = if args.quick { 3 } else { 10 };
+    // Per cache level and kernel: many short repetitions within this time.
+    let cache_budget = Duration::from_millis(if args.quick { 60 } else { 300 });
 
     let dir = std::env::temp_dir().join(format!("chipbench-roofline-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -129,6 +131,7 @@ fn measure(args: &RooflineArgs) -> anyhow::Result<Outcome> {
                 budget,
                 array_bytes,
                 repetitions,
+                cache_budget,
                 &host.caches,
             )?);
         }
@@ -283,6 +286,7 @@ fn cpu_ceilings(
     budget: Duration,
     array_bytes: usize,
     repetitions: usize,
+    cache_budget: Duration,
     caches: &[chipbench_core::result::CpuCache],
 ) -> anyhow::Result<DeviceCeilings> {
     let mut fp32 = (0.0, String::new());
@@ -334,7 +338,7 @@ fn cpu_ceilings(
     }
     let sizes: Vec<String> = models.iter().map(|m| m.size.to_string()).collect();
     let memory = roofline::stream_triad(threads, array_bytes, repetitions);
-    let cache_bandwidth = roofline::cache_bandwidths(caches, threads, repetitions);
+    let cache_bandwidth = roofline::cache_bandwidths(caches, threads, cache_budget);
     let mut provenance = BTreeMap::new();
     provenance.insert(
         "fp32_gflops".into(),
@@ -349,12 +353,7 @@ fn cpu_ceilings(
         "not measured: tract has no fp16 matmul path worth a ceiling on this CPU".into(),
     );
     provenance.insert("memory_gbs".into(), memory.method);
-    provenance.insert(
-        "cache_bandwidth".into(),
-        "measured: the same triad on a working set of half each data cache level the threads have between \
-         them (private caches add up), passed over until each repetition moves 256 MiB; best of the repetitions"
-            .into(),
-    );
+    provenance.insert("cache_bandwidth".into(), roofline::CACHE_METHOD.into());
     Ok(DeviceCeilings {
         backend: backend.name().into(),
         device: device.id.clone(),

@@ -113,7 +113,7 @@ impl Job {
                     .unwrap_or("no such device")
             ),
         };
-        let reference = crate::bench::reference_target(registry)?;
+        let references = crate::bench::reference_targets(registry)?;
         let mut fixed_inputs = BTreeMap::new();
         for (name, path) in &job.input_files {
             fixed_inputs.insert(name.clone(), chipbench_core::spec::load_npy(path)?);
@@ -126,7 +126,7 @@ impl Job {
             fixed_inputs,
             reference: job.reference.clone(),
         };
-        let sweep = Sweep::new(job.settings.settings(), reference);
+        let sweep = Sweep::new(job.settings.settings(), references);
         Ok((sweep, model, target))
     }
 }

@@ -332,3 +332,41 @@ fn ctrl_c_keeps_what_was_measured() {
     assert_eq!(c["stop_reason"], "interrupted");
     assert!(c["samples_ms"].as_array().unwrap().len() > 10);
 }
+
+/// The README's main command itself (`scripts/bench.sh`): it runs `bench` through cargo and,
+/// with an ONNX Runtime library installed as CI installs it (or required), compares at least
+/// tract and ort.
+#[test]
+fn the_readme_main_command_compares_two_engines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = Command::new(root.join("scripts/bench.sh"))
+        .args([
+            "--quick",
+            "--quiet",
+            "--no-history",
+            "-m",
+            "mlp",
+            "--sessions",
+            "1",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    validate(&run);
+    assert_eq!(cell(&run, "mlp", "tract")["status"], "ok");
+    let ort_expected = std::env::var_os("CHIPBENCH_REQUIRE_ORT").is_some()
+        || root.join(".ort/cpu").is_dir()
+        || std::env::var_os("ORT_DYLIB_PATH").is_some();
+    if ort_expected {
+        assert_eq!(cell(&run, "mlp", "ort")["status"], "ok", "{}", stderr(&o));
+    } else {
+        eprintln!("SKIPPED the ort half: no ONNX Runtime library installed here");
+    }
+}

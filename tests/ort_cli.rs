@@ -190,3 +190,52 @@ fn a_bad_ort_setting_is_a_usage_error_before_anything_runs() {
         "{help}"
     );
 }
+
+/// A model tract cannot run (tract 0.23 has no ONNX `Loop`) still gets accuracy: ONNX Runtime's
+/// CPU provider computes the reference, and the provenance says so and why.
+#[test]
+fn a_model_tract_cannot_run_is_checked_against_ort_cpu() {
+    if ort_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("loop.onnx");
+    chipbench_optimize::model::save(&chipbench_optimize::fixtures::loop_model(), &model).unwrap();
+    let out = dir.path().join("run");
+    let o = chipbench(&[
+        "bench",
+        "--quick",
+        "--quiet",
+        "--json",
+        "--no-history",
+        "--sessions",
+        "1",
+        "--accuracy-samples",
+        "2",
+        "-b",
+        "ort",
+        "--dim",
+        "batch=2",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let run: Value = serde_json::from_slice(&o.stdout).unwrap();
+    common::validate(&run);
+    let cell = &run["cells"][0];
+    assert_eq!(cell["status"], "ok", "{cell}");
+    // The same engine and inputs on both sides: the outputs agree exactly.
+    assert_eq!(
+        cell["accuracy"]["max_abs_err"].as_f64(),
+        Some(0.0),
+        "{cell}"
+    );
+    let how = cell["provenance"]["accuracy"].as_str().unwrap();
+    assert!(
+        how.contains("ort:cpu fp32 (fallback reference: tract:cpu could not run it")
+            && how.contains("Loop"),
+        "{how}"
+    );
+}

@@ -212,3 +212,27 @@ fn bench_measures_variants_against_fp32_and_reuses_the_cache() {
     assert_eq!(derivation["kept_float"], serde_json::json!([]));
     common::validate(&run);
 }
+
+/// A model file given by path has no suite dims: the error suggests `--dim` and `--input`, and
+/// `optimize` takes both (it once suggested an `--input` it did not have).
+#[test]
+fn optimize_takes_the_input_options_its_errors_suggest() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mobilenet-v2-0.5.onnx");
+    let model = model.to_str().unwrap();
+    let base = ["optimize", model, "--variant", "prune-2:4", "-o", "v.onnx"];
+    let (ok, _, stderr) = chipbench(&base, dir.path());
+    assert!(
+        !ok && stderr.contains("--dim batch=N") && stderr.contains("--input"),
+        "{stderr}"
+    );
+    let with = |extra: &[&str]| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        chipbench(&args, dir.path())
+    };
+    let (ok, _, stderr) = with(&["--input", "input:1x3x224x224", "--accuracy-samples", "1"]);
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = with(&["--dim", "batch=1", "--accuracy-samples", "1"]);
+    assert!(ok, "{stderr}");
+    assert!(dir.path().join("v.onnx").is_file());
+}

@@ -47,7 +47,7 @@ fn a_runner_cell_carries_threads_settings_placement_and_profile() {
         backend: &tract,
         device: common::device(&tract, "cpu"),
     };
-    let mut sweep = Sweep::new(settings, reference);
+    let mut sweep = Sweep::new(settings, vec![reference]);
     let target = Target {
         backend: &ort,
         device: common::device(&ort, "cpu"),

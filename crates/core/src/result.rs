@@ -377,6 +377,27 @@ pub struct Projections {
     /// How the figures are computed.
     pub method: String,
     pub entries: Vec<Projection>,
+    /// The lower bounds on this host's own catalog entry held against the cells measured here.
+    #[serde(default)]
+    pub checks: Vec<ProjectionCheck>,
+}
+
+/// A projection checked against ground truth: a cell of this host beside the lower bound its
+/// own catalog entry gives. A measured latency below it means the catalog figures (or the
+/// method) are wrong for this chip.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProjectionCheck {
+    pub model: String,
+    pub variant: String,
+    /// `backend:device`.
+    pub backend: String,
+    pub threads: Option<usize>,
+    pub chip: String,
+    /// The entry's lower bound for the cores the cell used (a per-core entry's bound / threads).
+    pub lower_bound_ms: f64,
+    /// The fastest inference measured (a lower bound must hold for every one).
+    pub measured_min_ms: f64,
+    pub holds: bool,
 }
 
 /// The roofline lower bound of one model variant on one catalog chip.

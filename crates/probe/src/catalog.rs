@@ -57,6 +57,9 @@ pub struct Chip {
     pub peak_unstated_tops: Option<f64>,
     pub memory_bandwidth_gbs: Option<f64>,
     pub memory_gb: Option<f64>,
+    /// On-chip memory one inference can keep its working set in (last-level cache or SRAM), as
+    /// published: bytes beyond it must come from `memory_bandwidth_gbs` on every inference.
+    pub on_chip_mb: Option<f64>,
     pub tdp_w: Option<f64>,
     pub typical_power_w: Option<f64>,
     /// Active power of one busy core (CPU core entries), for the energy estimate.
@@ -215,7 +218,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Chip>> {
     Ok(file.chip)
 }
 
-fn figures(chip: &Chip) -> [(&'static str, Option<f64>); 10] {
+fn figures(chip: &Chip) -> [(&'static str, Option<f64>); 11] {
     [
         ("peak_fp32_tflops", chip.peak_fp32_tflops),
         ("peak_fp16_tflops", chip.peak_fp16_tflops),
@@ -223,6 +226,7 @@ fn figures(chip: &Chip) -> [(&'static str, Option<f64>); 10] {
         ("peak_unstated_tops", chip.peak_unstated_tops),
         ("memory_bandwidth_gbs", chip.memory_bandwidth_gbs),
         ("memory_gb", chip.memory_gb),
+        ("on_chip_mb", chip.on_chip_mb),
         ("tdp_w", chip.tdp_w),
         ("typical_power_w", chip.typical_power_w),
         ("per_core_active_w", chip.per_core_active_w),

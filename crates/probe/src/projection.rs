@@ -3,15 +3,18 @@
 //! accelerator be worth it?", never "how fast is it": labelled, and kept apart from
 //! measurements.
 
-use chipbench_core::result::{Projection, Projections};
+use chipbench_core::DeviceKind;
+use chipbench_core::result::{CellResult, Projection, ProjectionCheck, Projections, Status};
 
 use crate::catalog::{Chip, Precision};
 
 pub const LABEL: &str = "projection (roofline lower bound from datasheet figures)";
 
-pub const METHOD: &str = "latency >= max(FLOPs / published peak at the variant's precision, bytes / \
-published memory bandwidth), FLOPs = 2 x MACs, bytes = weights + model inputs + outputs, each moved \
-once; energy = that time x the chip's TDP (else typical power). A lower bound from vendor figures, not a \
+pub const METHOD: &str = "latency >= max(FLOPs / published peak at the variant's precision, bytes \
+beyond the published on-chip memory / published memory bandwidth), FLOPs = 2 x MACs, bytes = weights + \
+model inputs + outputs; a working set that fits on chip stays there from one inference to the next and \
+costs no memory traffic, and a chip without a published on-chip size is bounded by compute alone; \
+energy = that time x the chip's TDP (else typical power). A lower bound from vendor figures, not a \
 prediction: kernels, launch overheads and batch-1 utilisation put real latency above it.";
 
 /// One model variant's work per inference.
@@ -35,6 +38,7 @@ pub fn project(workloads: &[Workload], chips: &[Chip]) -> Projections {
         label: LABEL.into(),
         method: METHOD.into(),
         entries,
+        checks: Vec::new(),
     }
 }
 
@@ -61,10 +65,22 @@ fn project_one(work: &Workload, chip: &Chip) -> Projection {
                 notes.push("the vendor's peak does not state its precision".into());
             }
             let compute_s = work.flops / peak.ops_per_s;
-            let memory_s = chip.memory_bandwidth_gbs.map(|bw| work.bytes / (bw * 1e9));
-            if memory_s.is_none() {
-                notes.push("no published memory bandwidth: compute bound only".into());
-            }
+            let memory_s = match (chip.memory_bandwidth_gbs, chip.on_chip_mb) {
+                (None, _) => {
+                    notes.push("no published memory bandwidth: compute bound only".into());
+                    None
+                }
+                (Some(_), None) => {
+                    notes.push(
+                        "no published on-chip memory size: compute bound only (the working set may stay on chip)"
+                            .into(),
+                    );
+                    None
+                }
+                (Some(bw), Some(on_chip_mb)) => {
+                    Some((work.bytes - on_chip_mb * 1e6).max(0.0) / (bw * 1e9))
+                }
+            };
             let (seconds, by) = match memory_s {
                 Some(m) if m > compute_s => (m, "memory"),
                 _ => (compute_s, "compute"),
@@ -92,4 +108,45 @@ fn project_one(work: &Workload, chip: &Chip) -> Projection {
     }
     entry.note = (!notes.is_empty()).then(|| notes.join("; "));
     entry
+}
+
+/// Holds the lower bounds that `own_chip` (the catalog entry of this host's CPU) gives against
+/// the CPU cells measured here: a per-core entry bounds a cell of T threads at its bound / T,
+/// and the bound must hold for the fastest inference. `default_threads` stands for cells whose
+/// engine chose its thread count.
+pub fn check(
+    projections: &Projections,
+    own_chip: &Chip,
+    cells: &[CellResult],
+    default_threads: usize,
+) -> Vec<ProjectionCheck> {
+    let per_core = own_chip.kind == "cpu-core";
+    cells
+        .iter()
+        .filter(|c| c.status == Status::Ok && c.backend.device_kind == DeviceKind::Cpu)
+        .filter_map(|cell| {
+            let measured_min_ms = cell.latency_ms.as_ref()?.min;
+            let entry = projections.entries.iter().find(|e| {
+                e.chip == own_chip.id
+                    && e.model == cell.model.name
+                    && e.variant == cell.model.variant
+            })?;
+            let cores = if per_core {
+                cell.backend.threads.unwrap_or(default_threads).max(1) as f64
+            } else {
+                1.0
+            };
+            let lower_bound_ms = entry.latency_lower_bound_ms? / cores;
+            Some(ProjectionCheck {
+                model: cell.model.name.clone(),
+                variant: cell.model.variant.clone(),
+                backend: format!("{}:{}", cell.backend.name, cell.backend.device),
+                threads: cell.backend.threads,
+                chip: own_chip.id.clone(),
+                lower_bound_ms,
+                measured_min_ms,
+                holds: measured_min_ms >= lower_bound_ms,
+            })
+        })
+        .collect()
 }

@@ -208,3 +208,111 @@ fn precision_variant(p: Precision) -> &'static str {
         Precision::Int8 => "int8-dynamic",
     }
 }
+
+#[test]
+fn projections_charge_memory_only_beyond_the_chips_on_chip_memory() {
+    let chips = catalog::catalog().unwrap();
+    let work = |bytes: f64| Workload {
+        model: "m".into(),
+        variant: "fp32".into(),
+        precision: Precision::Fp32,
+        flops: 1.0e6,
+        bytes,
+        weight_bytes: bytes,
+    };
+    let p = projection::project(&[work(2.1e6), work(205e6)], &chips);
+    let core = |bytes: f64| {
+        p.entries
+            .iter()
+            .find(|e| e.chip == "generic-x86-server-core" && e.bytes == bytes)
+            .unwrap()
+    };
+    // The suite's mlp (2.1 MB of weights) stays in a 105 MB cache: compute alone bounds it,
+    // 1e6 / 0.128e12 s = 7.8 µs (the mlp measures 20-30 µs on the CI hosts' cores).
+    let small = core(2.1e6);
+    assert_eq!(small.bound_by.as_deref(), Some("compute"));
+    assert!((small.latency_lower_bound_ms.unwrap() - 1.0e6 / 0.128e12 * 1e3).abs() < 1e-12);
+    // 100 MB beyond the cache come from memory at 5.49 GB/s on every inference.
+    let big = core(205e6);
+    assert_eq!(big.bound_by.as_deref(), Some("memory"));
+    assert!((big.latency_lower_bound_ms.unwrap() - 100e6 / 5.49e9 * 1e3).abs() < 1e-9);
+    // A chip without a published on-chip size cannot be charged any memory traffic.
+    let h100 = p
+        .entries
+        .iter()
+        .find(|e| e.chip == "nvidia-h100-sxm" && e.bytes == 205e6)
+        .unwrap();
+    assert_eq!(h100.bound_by.as_deref(), Some("compute"));
+    assert!(
+        h100.note
+            .as_deref()
+            .unwrap()
+            .contains("no published on-chip memory size")
+    );
+}
+
+#[test]
+fn a_cell_faster_than_its_own_chips_lower_bound_is_flagged() {
+    use chipbench_core::DeviceKind;
+    use chipbench_core::result::{BackendRecord, CellResult, LatencyStats, ModelRecord, Status};
+    let chips = catalog::catalog().unwrap();
+    let core = chips
+        .iter()
+        .find(|c| c.id == "generic-x86-server-core")
+        .unwrap();
+    let work = Workload {
+        model: "m".into(),
+        variant: "fp32".into(),
+        precision: Precision::Fp32,
+        flops: 1.28e6,
+        bytes: 1e6,
+        weight_bytes: 1e6,
+    };
+    // 1.28e6 FLOPs at 0.128 TFLOP/s per core: 10 µs on one core, 5 µs on two.
+    let projections = projection::project(&[work], &chips);
+    let cell = |threads, min_ms: f64| {
+        let model = ModelRecord {
+            name: "m".into(),
+            variant: "fp32".into(),
+            ..ModelRecord::default()
+        };
+        let backend = BackendRecord {
+            name: "tract".into(),
+            version: String::new(),
+            device: "cpu".into(),
+            device_name: "CPU".into(),
+            device_kind: DeviceKind::Cpu,
+            threads: Some(threads),
+            settings: Default::default(),
+        };
+        let mut c = CellResult::not_run(model, backend, "single-stream", Status::Ok, String::new());
+        c.latency_ms = Some(LatencyStats {
+            n: 1,
+            mean: min_ms,
+            stddev: 0.0,
+            min: min_ms,
+            p50: min_ms,
+            p90: min_ms,
+            p95: min_ms,
+            p99: min_ms,
+            p999: min_ms,
+            max: min_ms,
+            median_ci95: [min_ms, min_ms],
+        });
+        c
+    };
+    let checks = projection::check(
+        &projections,
+        core,
+        &[cell(1, 0.011), cell(2, 0.006), cell(1, 0.008)],
+        2,
+    );
+    let found: Vec<(f64, bool)> = checks.iter().map(|c| (c.lower_bound_ms, c.holds)).collect();
+    assert_eq!(checks.len(), 3);
+    assert!((found[0].0 - 0.01).abs() < 1e-12 && found[0].1);
+    assert!((found[1].0 - 0.005).abs() < 1e-12 && found[1].1);
+    assert!(
+        !found[2].1,
+        "8 µs on one core beats a 10 µs lower bound: flagged"
+    );
+}

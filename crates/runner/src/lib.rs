@@ -131,21 +131,31 @@ impl Target<'_> {
 
 type Outputs = Vec<Vec<Tensor>>;
 
+/// The fp32 outputs a model's cells are compared with, and what computed them.
+#[derive(Clone)]
+struct Reference {
+    outputs: Outputs,
+    /// `tract:cpu fp32`, or a fallback with the reason the first choice could not run it.
+    label: String,
+}
+
 /// Runs cells and remembers the reference outputs of each fp32 model so that every variant and
 /// backend is compared with the same numbers.
 pub struct Sweep<'a> {
     pub settings: Settings,
-    reference: Target<'a>,
-    references: HashMap<PathBuf, std::result::Result<Outputs, String>>,
+    references: Vec<Target<'a>>,
+    computed: HashMap<PathBuf, std::result::Result<Reference, String>>,
 }
 
 impl<'a> Sweep<'a> {
-    /// `reference` runs the fp32 models that produce the reference outputs (tract on the CPU).
-    pub fn new(settings: Settings, reference: Target<'a>) -> Self {
+    /// `references` run the fp32 models that produce the reference outputs, in order of
+    /// preference (tract on the CPU, then ONNX Runtime's CPU provider where present): a model
+    /// the first cannot run is compared with the next one's outputs, and its accuracy says so.
+    pub fn new(settings: Settings, references: Vec<Target<'a>>) -> Self {
         Sweep {
             settings,
-            reference,
-            references: HashMap::new(),
+            references,
+            computed: HashMap::new(),
         }
     }
 
@@ -413,7 +423,10 @@ impl<'a> Sweep<'a> {
 
         if settings.accuracy_samples > 0 {
             match self.reference_outputs(model) {
-                Ok(reference) => {
+                Ok(Reference {
+                    outputs: reference,
+                    label,
+                }) => {
                     let actual = (0..reference.len())
                         .map(|i| session.run(&model.inputs(settings.seed, i as u64)))
                         .collect::<Result<Vec<_>>>()?;
@@ -422,7 +435,6 @@ impl<'a> Sweep<'a> {
                     }
                     let names: Vec<String> =
                         session.outputs().iter().map(|o| o.name.clone()).collect();
-                    let label = format!("{} fp32", self.reference.label());
                     cell.accuracy = Some(accuracy::compare(&label, &names, &reference, &actual)?);
                     cell.provenance.insert(
                         "accuracy".into(),
@@ -445,33 +457,50 @@ impl<'a> Sweep<'a> {
         Ok(())
     }
 
-    /// Outputs of the fp32 reference model on the accuracy samples, computed once per model.
+    /// Outputs of the fp32 reference model on the accuracy samples, computed once per model by
+    /// the first reference target that can run it.
     fn reference_outputs(
         &mut self,
         model: &ModelUnderTest,
-    ) -> std::result::Result<Outputs, String> {
-        if let Some(cached) = self.references.get(&model.reference) {
+    ) -> std::result::Result<Reference, String> {
+        if let Some(cached) = self.computed.get(&model.reference) {
             return cached.clone();
         }
         let settings = &self.settings;
         let options = SessionOptions::default();
-        let result = (|| -> Result<Outputs> {
-            let mut session = self.reference.backend.load(
-                &model.source(model.reference.clone()),
-                &self.reference.device,
-                &options,
-            )?;
-            (0..settings.accuracy_samples)
-                .map(|i| session.run(&model.inputs(settings.seed, i as u64)))
-                .collect()
-        })()
-        .map_err(|e| {
-            format!(
-                "the reference ({} fp32) failed: {e}",
-                self.reference.label()
-            )
-        });
-        self.references
+        let mut failures: Vec<String> = Vec::new();
+        let mut result = Err(String::new());
+        for target in &self.references {
+            let outputs = (|| -> Result<Outputs> {
+                let mut session = target.backend.load(
+                    &model.source(model.reference.clone()),
+                    &target.device,
+                    &options,
+                )?;
+                (0..settings.accuracy_samples)
+                    .map(|i| session.run(&model.inputs(settings.seed, i as u64)))
+                    .collect()
+            })();
+            match outputs {
+                Ok(outputs) => {
+                    let mut label = format!("{} fp32", target.label());
+                    if !failures.is_empty() {
+                        label += &format!(" (fallback reference: {})", failures.join("; "));
+                    }
+                    result = Ok(Reference { outputs, label });
+                    break;
+                }
+                Err(e) => failures.push(format!("{} could not run it: {e}", target.label())),
+            }
+        }
+        if result.is_err() {
+            result = Err(if failures.is_empty() {
+                "no reference backend is available".to_string()
+            } else {
+                format!("the reference failed: {}", failures.join("; "))
+            });
+        }
+        self.computed
             .insert(model.reference.clone(), result.clone());
         result
     }

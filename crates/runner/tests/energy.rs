@@ -135,10 +135,10 @@ fn without_a_sensor_a_cell_gets_a_labelled_positive_estimate() {
     );
     let mut sweep = Sweep::new(
         settings(plan),
-        Target {
+        vec![Target {
             backend: &backend,
             device: cpu(),
-        },
+        }],
     );
     let cell = sweep.run_cell(
         &model(),
@@ -203,10 +203,10 @@ fn a_slow_sensor_stretches_the_window_past_the_stop_rule_and_says_so() {
     };
     let mut sweep = Sweep::new(
         settings(plan),
-        Target {
+        vec![Target {
             backend: &backend,
             device: cpu(),
-        },
+        }],
     );
     let cell = sweep.run_cell(
         &model(),
