@@ -279,6 +279,9 @@ impl<'a> Sweep<'a> {
             profile: settings.profile,
             settings: settings.backend_settings.clone(),
         };
+        // The reference session runs before the memory window opens, so that a model's first
+        // cell does not count it in its peak.
+        let reference = (settings.accuracy_samples > 0).then(|| self.reference_outputs(model));
         let memory = PeakMemory::reset();
         cell.provenance
             .insert("peak_rss_bytes".into(), memory.method().into());
@@ -421,8 +424,8 @@ impl<'a> Sweep<'a> {
             "measured: monotonic clock, the first Session::run after load".into(),
         );
 
-        if settings.accuracy_samples > 0 {
-            match self.reference_outputs(model) {
+        if let Some(reference) = reference {
+            match reference {
                 Ok(Reference {
                     outputs: reference,
                     label,
