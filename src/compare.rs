@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use chipbench_core::result::RunResult;
-use chipbench_report::compare::{self, Baseline, CellKey, GateSettings, Metric};
+use chipbench_report::gate::{self, Baseline, CellKey, GateSettings, Metric};
 use chipbench_report::history::{DEFAULT_PATH, History};
 use clap::{Args, ValueEnum};
 
@@ -150,7 +150,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
                 runs: baseline_runs.iter().collect(),
                 window: Some(n),
             };
-            compare::compare(&baseline, &current, &settings, None)
+            gate::compare(&baseline, &current, &settings, None)
         }
         None => {
             let [baseline, current] = args.runs.as_slice() else {
@@ -162,10 +162,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
             let mut runs = load_runs(&[baseline.clone(), current.clone()], &args.db)?;
             let current = runs.remove(1);
             let baseline = runs.remove(0);
-            let warning = compare::check_hosts(&[&baseline], &current, args.allow_different_hosts)
+            let warning = gate::check_hosts(&[&baseline], &current, args.allow_different_hosts)
                 .map_err(|e| UsageError(e.to_string()))?;
             let label = format!("{} ({})", baseline.run_id, args.runs[0]);
-            compare::compare(
+            gate::compare(
                 &Baseline {
                     label,
                     runs: vec![&baseline],
@@ -178,8 +178,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
         }
     };
     let text = match args.format {
-        CompareFormat::Text => compare::render_text(&comparison),
-        CompareFormat::Md => compare::render_markdown(&comparison),
+        CompareFormat::Text => gate::render_text(&comparison),
+        CompareFormat::Md => gate::render_markdown(&comparison),
         CompareFormat::Json => serde_json::to_string_pretty(&comparison)? + "\n",
     };
     print!("{text}");

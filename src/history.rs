@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use chipbench_core::result::RunResult;
 use chipbench_report::ReportError;
-use chipbench_report::compare::{CellKey, Metric};
 use chipbench_report::export::ExportFormat;
+use chipbench_report::gate::{CellKey, Metric};
 use chipbench_report::history::{DEFAULT_PATH, History};
 use clap::{Args, Subcommand, ValueEnum};
 

@@ -311,6 +311,17 @@ pub struct CellEnergy {
     pub joules_per_inference_above_idle: Option<f64>,
 }
 
+impl CellEnergy {
+    /// Whether the figure is wholly or partly an estimate. A sensor that does not cover every
+    /// domain leaves the rest estimated (`measured:hwmon + estimated:cpu-time x active-power`);
+    /// such a figure must not pass for a measurement, so any estimated part makes it one.
+    pub fn is_estimate(&self) -> bool {
+        self.method
+            .split('+')
+            .any(|part| part.trim_start().starts_with("estimated"))
+    }
+}
+
 /// Energy of one domain (a RAPL zone, a GPU, a rail, the estimated CPU share).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EnergyDomain {
@@ -632,6 +643,25 @@ impl CellResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn energy_with_any_estimated_part_is_an_estimate() {
+        let energy = |method: &str| CellEnergy {
+            method: method.into(),
+            joules_per_inference: 1e-3,
+            avg_power_w: 10.0,
+            window_s: 1.0,
+            inferences: 10_000,
+            domains: Vec::new(),
+            idle_power_w: None,
+            joules_per_inference_above_idle: None,
+        };
+        assert!(energy("estimated:cpu-time x active-power").is_estimate());
+        assert!(energy("measured:hwmon + estimated:cpu-time x active-power").is_estimate());
+        assert!(energy("measured:rapl + estimated:gpu-busy x active-power").is_estimate());
+        assert!(!energy("measured:rapl").is_estimate());
+        assert!(!energy("measured:rapl + measured:nvml").is_estimate());
+    }
 
     fn op(node: &str, provider: &str, total_ms: f64) -> OperatorTime {
         OperatorTime {

@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use chipbench_core::result::{RunResult, Status};
 use chipbench_core::stats;
-use chipbench_report::compare::{Baseline, GateSettings, Verdict, compare};
+use chipbench_report::gate::{Baseline, GateSettings, Verdict, compare};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal, Normal};

@@ -80,10 +80,20 @@ const MODEL_STATS_PROVENANCE: &str = "derived: counted from the ONNX graph (para
 
 /// How the figures of `group` were obtained in `cell`.
 pub fn provenance(cell: &CellResult, group: &str) -> Provenance {
+    // The energy record carries its own method; its first word would call
+    // `measured:hwmon + estimated:...` a measurement, so the record says whether it is one.
+    if let (None, "energy", Some(e)) = (cell.provenance.get(group), group, &cell.energy) {
+        return Provenance {
+            origin: if e.is_estimate() {
+                Origin::Estimated
+            } else {
+                Origin::of(&e.method)
+            },
+            text: e.method.clone(),
+        };
+    }
     let fallback = || match group {
         "model" => Some(MODEL_STATS_PROVENANCE.to_string()),
-        // The energy record carries its own method (`measured:rapl`, `estimated:...`).
-        "energy" => cell.energy.as_ref().map(|e| e.method.clone()),
         "roofline" => cell.roofline.as_ref().map(|r| {
             format!(
                 "derived: 2 x MACs / measured median latency, against ceilings: {}",
@@ -335,6 +345,19 @@ mod tests {
             Origin::NotMeasured
         );
         assert_eq!(Origin::of("whatever"), Origin::Unstated);
+    }
+
+    #[test]
+    fn an_energy_method_with_an_estimated_part_is_an_estimate() {
+        let mut cell = crate::test_support::sample_run().cells.remove(0);
+        assert!(!cell.provenance.contains_key("energy"), "the method speaks");
+        let mut set_method = |method: &str| {
+            cell.energy.as_mut().unwrap().method = method.into();
+            provenance(&cell, "energy")
+        };
+        let mixed = set_method("measured:hwmon + estimated:cpu-time x active-power");
+        assert_eq!(mixed.origin, Origin::Estimated, "{}", mixed.text);
+        assert_eq!(set_method("measured:rapl").origin, Origin::Measured);
     }
 
     #[test]

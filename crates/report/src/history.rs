@@ -13,8 +13,8 @@ use chipbench_core::result::{CellResult, RunResult, Status};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use serde::Serialize;
 
-use crate::compare::CellKey;
 use crate::error::{ReportError, Result};
+use crate::gate::CellKey;
 
 /// Where `bench` records runs unless told otherwise.
 pub const DEFAULT_PATH: &str = "bench-results/history.db";

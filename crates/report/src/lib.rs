@@ -3,11 +3,11 @@
 //! two runs with its regression verdicts, and the SQLite history of runs.
 
 mod charts;
-pub mod compare;
 pub mod edge;
 pub mod error;
 pub mod export;
 pub mod figures;
+pub mod gate;
 pub mod history;
 pub mod markdown;
 pub mod terminal;
@@ -50,7 +50,7 @@ pub fn load_run(path: &std::path::Path) -> Result<chipbench_core::result::RunRes
 }
 
 use chipbench_core::DeviceKind;
-use chipbench_core::result::{CellResult, RunResult, Status};
+use chipbench_core::result::{CellEnergy, CellResult, RunResult, Status};
 
 /// One row of the summary table, shared by the terminal and Markdown renderers.
 pub(crate) struct Row {
@@ -101,9 +101,7 @@ pub(crate) fn row(cell: &CellResult, failure_index: Option<usize>) -> Row {
             opt(latency.map(|l| l.p99), fmt_ms),
             opt(cell.throughput_per_s, |v| format!("{v:.1}")),
             opt(cell.cpu_ms_per_inference, fmt_ms),
-            opt(cell.energy.as_ref(), |e| {
-                energy_label(e.joules_per_inference, &e.method)
-            }),
+            opt(cell.energy.as_ref(), energy_label),
             opt(cell.peak_rss_bytes, |b| format_bytes(b as f64)),
             status,
         ],
@@ -164,7 +162,8 @@ fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
 
 /// Energy per inference in readable units; an estimate (any `estimated:` part in its method)
 /// is marked `~...*` so it never passes for a measurement.
-pub fn energy_label(joules: f64, method: &str) -> String {
+pub fn energy_label(energy: &CellEnergy) -> String {
+    let joules = energy.joules_per_inference;
     let (scaled, unit) = if joules >= 1.0 {
         (joules, "J")
     } else if joules >= 1e-3 {
@@ -181,7 +180,7 @@ pub fn energy_label(joules: f64, method: &str) -> String {
         2
     };
     let value = format!("{scaled:.digits$} {unit}");
-    if method.contains("estimated") {
+    if energy.is_estimate() {
         format!("~{value}*")
     } else {
         value
@@ -309,14 +308,34 @@ mod tests {
         assert_eq!(format_bytes(1536.0), "1.5 KiB");
         assert_eq!(format_bytes(12.0), "12 B");
         assert_eq!(format_bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+        let energy = |joules_per_inference, method: &str| CellEnergy {
+            method: method.into(),
+            joules_per_inference,
+            avg_power_w: 10.0,
+            window_s: 1.0,
+            inferences: 1000,
+            domains: Vec::new(),
+            idle_power_w: None,
+            joules_per_inference_above_idle: None,
+        };
         assert_eq!(
-            energy_label(0.000151, "estimated:cpu-time x active-power"),
+            energy_label(&energy(0.000151, "estimated:cpu-time x active-power")),
             "~151 µJ*"
         );
-        assert_eq!(energy_label(0.0123, "measured:rapl"), "12.3 mJ");
+        assert_eq!(energy_label(&energy(0.0123, "measured:rapl")), "12.3 mJ");
         assert_eq!(
-            energy_label(1.5, "measured:rapl + estimated:gpu-busy x active-power"),
+            energy_label(&energy(
+                1.5,
+                "measured:rapl + estimated:gpu-busy x active-power"
+            )),
             "~1.50 J*"
+        );
+        assert_eq!(
+            energy_label(&energy(
+                0.0123,
+                "measured:hwmon + estimated:cpu-time x active-power"
+            )),
+            "~12.3 mJ*"
         );
     }
 }

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use chipbench_core::DeviceKind;
 use chipbench_core::result::{
     Accuracy, BackendRecord, CellEnergy, CellResult, CellRoofline, Host, ModelRecord, RunConfig,
-    RunResult, SCHEMA, Status,
+    RunResult, SCHEMA, SpeedCheck, Status,
 };
 use chipbench_core::stats;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
+
+use crate::gate::Baseline;
 
 pub fn lognormal_samples(median_ms: f64, sigma: f64, n: usize, seed: u64) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -229,4 +231,35 @@ pub fn sample_run() -> RunResult {
             failed,
         ],
     )
+}
+
+/// The gate's baseline of one run.
+pub fn baseline_of(run: &RunResult) -> Baseline<'_> {
+    Baseline {
+        label: run.run_id.clone(),
+        runs: vec![run],
+        window: None,
+    }
+}
+
+/// A one-cell run whose speed checks around the cell took `kernel_ms`.
+pub fn run_with_host(id: &str, median: f64, seed: u64, kernel_ms: f64) -> RunResult {
+    let mut run = run_with(
+        id,
+        vec![cell(
+            "m",
+            "fp32",
+            "tract",
+            lognormal_samples(median, 0.02, 400, seed),
+            None,
+        )],
+    );
+    run.speed_checks = (0..2)
+        .map(|before_cell| SpeedCheck {
+            before_cell,
+            at_s: before_cell as f64,
+            kernel_ms,
+        })
+        .collect();
+    run
 }

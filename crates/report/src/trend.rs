@@ -6,10 +6,10 @@ use chipbench_core::stats;
 use serde::Serialize;
 
 use crate::charts::{self, TrendPoint};
-use crate::compare::{CellKey, Metric};
 use crate::error::Result;
 use crate::export::html::escape;
 use crate::figures::provenance;
+use crate::gate::{CellKey, Metric};
 use crate::history::RunSummary;
 
 /// The metric in one run.

@@ -166,7 +166,7 @@ fn charts(runs: &[RunResult]) -> Result<(Vec<Chart>, Vec<String>)> {
             Some(Bar {
                 label: format!("{prefix}{}", cell_label(c)),
                 value: e.joules_per_inference * 1e3,
-                estimated: e.method.starts_with("estimated"),
+                estimated: e.is_estimate(),
             })
         })
         .collect();
@@ -262,7 +262,7 @@ fn implied_ceilings(cells: &[&CellResult]) -> Ceilings {
 
 fn estimate_mark(cell: &CellResult) -> &'static str {
     match &cell.energy {
-        Some(e) if e.method.starts_with("estimated") => " (estimated)",
+        Some(e) if e.is_estimate() => " (estimated)",
         _ => "",
     }
 }
@@ -574,6 +574,28 @@ mod tests {
             "failed cells show their reason"
         );
         assert!(html.contains("class=\"origin measured\""));
+    }
+
+    #[test]
+    fn a_partly_estimated_energy_figure_is_drawn_as_an_estimate() {
+        let with_method = |method: &str| {
+            let mut run = sample_run();
+            for e in run.cells.iter_mut().filter_map(|c| c.energy.as_mut()) {
+                e.method = method.into();
+            }
+            let (charts, _) = charts(std::slice::from_ref(&run)).unwrap();
+            let svg = |id: &str| charts.iter().find(|c| c.id == id).unwrap().svg.clone();
+            (svg("energy"), svg("pareto-energy-mlp"))
+        };
+        let (bars, pareto) = with_method("measured:hwmon + estimated:cpu-time x active-power");
+        // Three mlp cells carry energy: each bar and each point is marked.
+        assert_eq!(bars.matches("(estimated)").count(), 3, "{bars}");
+        // The estimate colour of `charts::bars`, RGB(240, 170, 80).
+        assert_eq!(bars.matches("fill=\"#F0AA50\"").count(), 3, "{bars}");
+        assert_eq!(pareto.matches("(estimated)").count(), 3, "{pareto}");
+        let (bars, pareto) = with_method("measured:rapl");
+        assert!(!bars.contains("(estimated)") && !pareto.contains("(estimated)"));
+        assert!(!bars.contains("#F0AA50"), "{bars}");
     }
 
     #[test]

@@ -1,0 +1,428 @@
+//! The procedure for one matched cell: its figures, the bootstrap of the ratio with the noise
+//! terms that apply, the p-value, then the verdict; and the notes on what else changed.
+
+use chipbench_core::result::CellResult;
+use chipbench_core::stats;
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::comparison::{CellComparison, CellKey, Verdict};
+use super::decision::decide;
+use super::estimation::{
+    Replicator, RunToRun, geometric_mean, median, session_spread, spread_distribution,
+};
+use super::format::host_change;
+use super::settings::{GateSettings, HOST_CHECK_NOISE, Metric};
+
+/// Compares one cell on both sides; `baseline` holds its usable records, one per baseline run.
+pub(super) fn compare_cell(
+    key: CellKey,
+    baseline: &[&CellResult],
+    current: &CellResult,
+    host_speed_ratio: Option<f64>,
+    settings: &GateSettings,
+    same_run: bool,
+    rng: &mut impl Rng,
+) -> CellComparison {
+    let metric = settings.metric;
+    let run_noise = if same_run { 0.0 } else { settings.run_noise };
+    let n_baseline = baseline
+        .iter()
+        .map(|c| c.samples_ms.len())
+        .min()
+        .unwrap_or(0);
+    let n_current = current.samples_ms.len();
+    let notes = notes(baseline, current, metric);
+    let pooled: Vec<f64> = baseline
+        .iter()
+        .flat_map(|c| c.samples_ms.iter().copied())
+        .collect();
+    let p_value = stats::mann_whitney_p(&pooled, &current.samples_ms).unwrap_or(1.0);
+    let mut base_values: Vec<f64> = baseline.iter().filter_map(|c| metric.value(c)).collect();
+    let current_value = metric.value(current);
+    let mut result = CellComparison {
+        key,
+        baseline: f64::NAN,
+        current: current_value.unwrap_or(f64::NAN),
+        ratio: f64::NAN,
+        ci95: (f64::NAN, f64::NAN),
+        p_value,
+        n_baseline,
+        n_current,
+        verdict: Verdict::Inconclusive,
+        reason: String::new(),
+        notes,
+        host_speed_ratio,
+    };
+    if let Some(host) = host_speed_ratio.filter(|h| h.ln().abs() > HOST_CHECK_NOISE) {
+        result.notes.push(format!(
+            "the host ran {} around this cell (speed check)",
+            host_change(host)
+        ));
+    }
+    let (Some(current_value), false) = (current_value, base_values.len() < baseline.len()) else {
+        result.reason = format!("no {} figure on both sides", metric.describe());
+        return result;
+    };
+    result.baseline = median(&mut base_values);
+    result.ratio = current_value / result.baseline;
+    if n_baseline.min(n_current) < settings.min_samples {
+        result.reason = format!(
+            "too few samples: {n_baseline} baseline / {n_current} current, at least {} needed on each side",
+            settings.min_samples
+        );
+        return result;
+    }
+    // The median against a history whose runs all have sessions: each run's figure is the
+    // geometric mean of its session medians, replicated from their spread.
+    let history_sessions = metric == Metric::P50
+        && baseline.len() >= 2
+        && baseline
+            .iter()
+            .chain([&current])
+            .all(|c| geometric_mean(&c.session_p50_ms).is_some());
+    let replicator = |c: &CellResult| {
+        if history_sessions {
+            Replicator::sessions(c)
+        } else {
+            Replicator::new(metric, c)
+        }
+    };
+    let base_reps: Option<Vec<Replicator>> = baseline.iter().map(|c| replicator(c)).collect();
+    let (Some(base_reps), Some(cur_rep)) = (base_reps, replicator(current)) else {
+        result.reason = "cannot bootstrap the figure".into();
+        return result;
+    };
+    if history_sessions {
+        base_values = baseline
+            .iter()
+            .filter_map(|c| geometric_mean(&c.session_p50_ms).map(|(g, _)| g))
+            .collect();
+        result.baseline = median(&mut base_values);
+        result.current = geometric_mean(&current.session_p50_ms).map_or(f64::NAN, |(g, _)| g);
+        result.ratio = result.current / result.baseline;
+        result
+            .notes
+            .push("p50 here: each run's geometric mean of its session medians".into());
+    }
+    let sessions = session_spread(baseline.iter().copied().chain([current])).filter(|_| !same_run);
+    if let Some((spread, _)) = sessions.filter(|(s, _)| *s > 0.0) {
+        result.notes.push(format!(
+            "fresh sessions vary by ±{:.1} % (sd of their medians); the CI carries that",
+            spread * 100.0
+        ));
+    }
+    let resamples = settings.resamples.max(1);
+    let by_sessions = match (metric, baseline, sessions) {
+        (Metric::P50, [base], Some((spread, df))) => geometric_mean(&base.session_p50_ms)
+            .zip(geometric_mean(&current.session_p50_ms))
+            .map(|(b, c)| (b, c, spread, df)),
+        _ => None,
+    };
+    let mut ratios: Vec<f64> = match by_sessions {
+        Some(((b, kb), (c, kc), spread, df)) => {
+            result.baseline = b;
+            result.current = c;
+            result.ratio = c / b;
+            result.notes.push(format!(
+                "p50 here: geometric mean of the medians of {kb} baseline and {kc} current sessions; CI and p \
+                 from Student's t on their logs ({df} degrees of freedom)"
+            ));
+            let estimated = spread.powi(2) * (1.0 / kb as f64 + 1.0 / kc as f64);
+            let known = 2.0 * run_noise.powi(2);
+            let se = (estimated + known).sqrt();
+            let t = spread_distribution(estimated, df, known);
+            (0..resamples)
+                .map(|_| {
+                    let z = match &t {
+                        Some(t) => t.sample(rng),
+                        None => StandardNormal.sample(rng),
+                    };
+                    result.ratio * (se * z).exp()
+                })
+                .collect()
+        }
+        None => {
+            let run_to_run = RunToRun::new(
+                sessions.filter(|_| !history_sessions),
+                &base_values,
+                run_noise,
+            );
+            let mut scratch = vec![0.0; base_reps.len()];
+            (0..resamples)
+                .map(|_| {
+                    for slot in scratch.iter_mut() {
+                        *slot = base_reps[rng.random_range(0..base_reps.len())].draw(rng);
+                    }
+                    cur_rep.draw(rng) * run_to_run.draw(rng) / median(&mut scratch)
+                })
+                .collect()
+        }
+    };
+    ratios.sort_by(f64::total_cmp);
+    // The samples' test knows nothing of the spread between sessions and runs; the ratio's
+    // distribution does. Its two-sided p: twice the share on the far side of 1.
+    let below = ratios.partition_point(|&r| r < 1.0);
+    let far_side = below.min(ratios.len() - below).max(1);
+    let p_ratio = (2.0 * far_side as f64 / ratios.len() as f64).min(1.0);
+    result.p_value = result.p_value.max(p_ratio);
+    result.ci95 = (
+        stats::percentile(&ratios, 0.025),
+        stats::percentile(&ratios, 0.975),
+    );
+    let (verdict, reason) = decide(
+        result.ratio,
+        result.ci95,
+        result.p_value,
+        host_speed_ratio,
+        metric,
+        settings,
+    );
+    result.verdict = verdict;
+    result.reason = reason;
+    result
+}
+
+fn notes(baseline: &[&CellResult], current: &CellResult, metric: Metric) -> Vec<String> {
+    let mut notes = Vec::new();
+    if baseline
+        .iter()
+        .any(|b| b.model.sha256 != current.model.sha256 && !b.model.sha256.is_empty())
+    {
+        notes.push("the model file changed (sha256 differs)".into());
+    }
+    if let Some(b) = baseline
+        .iter()
+        .find(|b| b.backend.version != current.backend.version)
+    {
+        notes.push(format!(
+            "backend version {} -> {}",
+            b.backend.version, current.backend.version
+        ));
+    }
+    if baseline.len() > 1 {
+        notes.push(format!("baseline: median of {} runs", baseline.len()));
+    }
+    if let Some(e) = current.energy.as_ref().filter(|_| metric == Metric::Energy) {
+        if let Some(b) = baseline
+            .iter()
+            .filter_map(|b| b.energy.as_ref())
+            .find(|b| b.method != e.method)
+        {
+            notes.push(format!("energy method {} -> {}", b.method, e.method));
+        }
+        if e.is_estimate() {
+            notes.push(format!(
+                "energy is an estimate ({}), not a measurement",
+                e.method
+            ));
+        }
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::gate::{CellComparison, GateSettings, Metric, Verdict, compare};
+    use crate::test_support::{baseline_of, cell, lognormal_samples, run_with, sample_run};
+
+    #[test]
+    fn a_ten_percent_slowdown_regresses_and_a_speedup_improves() {
+        let base = run_with(
+            "a",
+            vec![cell(
+                "m",
+                "fp32",
+                "tract",
+                lognormal_samples(1.0, 0.03, 400, 1),
+                None,
+            )],
+        );
+        let slow = run_with(
+            "b",
+            vec![cell(
+                "m",
+                "fp32",
+                "tract",
+                lognormal_samples(1.10, 0.03, 400, 2),
+                None,
+            )],
+        );
+        let fast = run_with(
+            "c",
+            vec![cell(
+                "m",
+                "fp32",
+                "tract",
+                lognormal_samples(0.90, 0.03, 400, 3),
+                None,
+            )],
+        );
+        let s = GateSettings::default();
+        let c = compare(&baseline_of(&base), &slow, &s, None);
+        assert_eq!(
+            c.cells[0].verdict,
+            Verdict::Regressed,
+            "{}",
+            c.cells[0].reason
+        );
+        assert!(
+            c.cells[0].ci95.0 > 1.05 && c.cells[0].ci95.1 < 1.15,
+            "{:?}",
+            c.cells[0].ci95
+        );
+        assert!(c.regressed());
+        let c = compare(&baseline_of(&base), &fast, &s, None);
+        assert_eq!(
+            c.cells[0].verdict,
+            Verdict::Improved,
+            "{}",
+            c.cells[0].reason
+        );
+        // Throughput goes the other way: a slowdown lowers it, and that is the regression.
+        let t = GateSettings {
+            metric: Metric::Throughput,
+            ..GateSettings::default()
+        };
+        let c = compare(&baseline_of(&base), &slow, &t, None);
+        assert!(c.cells[0].ratio < 0.95);
+        assert_eq!(
+            c.cells[0].verdict,
+            Verdict::Regressed,
+            "{}",
+            c.cells[0].reason
+        );
+    }
+
+    #[test]
+    fn few_or_noisy_samples_are_inconclusive_with_the_reason() {
+        let base = run_with(
+            "a",
+            vec![cell(
+                "m",
+                "fp32",
+                "tract",
+                lognormal_samples(1.0, 0.03, 10, 1),
+                None,
+            )],
+        );
+        let cur = run_with(
+            "b",
+            vec![cell(
+                "m",
+                "fp32",
+                "tract",
+                lognormal_samples(1.2, 0.03, 10, 2),
+                None,
+            )],
+        );
+        let c = compare(&baseline_of(&base), &cur, &GateSettings::default(), None);
+        assert_eq!(c.cells[0].verdict, Verdict::Inconclusive);
+        assert!(
+            c.cells[0].reason.starts_with("too few samples"),
+            "{}",
+            c.cells[0].reason
+        );
+        let base = run_with(
+            "a",
+            vec![cell(
+                "m",
+                "fp32",
+                "tract",
+                lognormal_samples(1.0, 0.5, 60, 1),
+                None,
+            )],
+        );
+        let cur = run_with(
+            "b",
+            vec![cell(
+                "m",
+                "fp32",
+                "tract",
+                lognormal_samples(1.0, 0.5, 60, 2),
+                None,
+            )],
+        );
+        let c = compare(&baseline_of(&base), &cur, &GateSettings::default(), None);
+        assert_eq!(
+            c.cells[0].verdict,
+            Verdict::Inconclusive,
+            "{}",
+            c.cells[0].reason
+        );
+        let reason = &c.cells[0].reason;
+        assert!(
+            reason.contains("too noisy") || reason.contains("not significant"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn energy_is_compared_with_its_method_stated() {
+        let run = sample_run();
+        let settings = GateSettings {
+            metric: Metric::Energy,
+            ..GateSettings::default()
+        };
+        let c = compare(&baseline_of(&run), &run, &settings, None);
+        let with_energy: Vec<&CellComparison> =
+            c.cells.iter().filter(|r| r.key.model == "mlp").collect();
+        assert_eq!(with_energy.len(), 3);
+        for r in &with_energy {
+            assert_eq!(r.verdict, Verdict::Unchanged, "{}", r.reason);
+            assert!(
+                r.notes.iter().any(|n| n.contains("is an estimate")),
+                "{:?}",
+                r.notes
+            );
+        }
+        let without = c
+            .cells
+            .iter()
+            .find(|r| r.key.model == "resnet-mini")
+            .unwrap();
+        assert_eq!(without.verdict, Verdict::Inconclusive);
+        assert!(
+            without.reason.contains("no energy per inference figure"),
+            "{}",
+            without.reason
+        );
+
+        let mut slower = run.clone();
+        for cell in &mut slower.cells {
+            cell.samples_ms.iter_mut().for_each(|x| *x *= 1.1);
+            if let Some(e) = cell.energy.as_mut() {
+                e.joules_per_inference *= 1.1;
+            }
+        }
+        let c = compare(&baseline_of(&run), &slower, &settings, None);
+        let mlp = c.cells.iter().find(|r| r.key.model == "mlp").unwrap();
+        assert_eq!(mlp.verdict, Verdict::Regressed, "{}", mlp.reason);
+        assert!((mlp.ratio - 1.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_partly_estimated_energy_figure_is_noted_as_an_estimate() {
+        let with_method = |method: &str| {
+            let mut run = sample_run();
+            for e in run.cells.iter_mut().filter_map(|c| c.energy.as_mut()) {
+                e.method = method.into();
+            }
+            run
+        };
+        let settings = GateSettings {
+            metric: Metric::Energy,
+            ..GateSettings::default()
+        };
+        let estimate_notes = |run: &_| {
+            compare(&baseline_of(run), run, &settings, None)
+                .cells
+                .iter()
+                .filter(|r| r.notes.iter().any(|n| n.contains("is an estimate")))
+                .count()
+        };
+        let mixed = with_method("measured:hwmon + estimated:cpu-time x active-power");
+        assert_eq!(estimate_notes(&mixed), 3);
+        assert_eq!(estimate_notes(&with_method("measured:rapl")), 0);
+    }
+}
