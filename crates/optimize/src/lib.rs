@@ -1,8 +1,8 @@
 //! Reads, transforms and writes ONNX: the protobuf messages ([`onnx`]), model files and their
-//! declared inputs ([`model`]), shape inference ([`infer`]), parameter, byte and MAC counts
-//! ([`stats`]), a graph builder ([`builder`]), the built-in model suite ([`suite`]), test
-//! models with the traits of real exports ([`fixtures`]), and the model variants derived by
-//! recipe — float16, int8 dynamic and static, pruning ([`variants`]).
+//! declared inputs ([`model`]), shape inference and each operator's MACs ([`infer`]),
+//! parameter, byte and MAC totals ([`stats`]), a graph builder ([`builder`]), the built-in
+//! model suite ([`suite`]), test models with the traits of real exports ([`fixtures`]), and the
+//! model variants derived by recipe — float16, int8 dynamic and static, pruning ([`variants`]).
 
 pub mod builder;
 pub mod error;

@@ -25,7 +25,7 @@ use chipbench_core::TensorInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::infer::{Inference, conv_shape, gemm_dims, infer_shapes, matmul_dims, node_label};
+use crate::infer::{Inference, Unresolved, infer_shapes};
 use crate::onnx::{DataType, GraphProto, ModelProto, NodeProto, SparseTensorProto, TensorProto};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -260,89 +260,19 @@ fn multiplies(node: &NodeProto) -> bool {
 fn count_macs(graph: &GraphProto, inference: &Inference) -> std::result::Result<u64, String> {
     let mut total = 0u64;
     for node in graph.node.iter().filter(|n| multiplies(n)) {
-        let blocked = |why: String| {
-            format!(
-                "node '{}' ({}): {why}",
-                node_label(node),
-                node.qualified_op()
-            )
-        };
-        total += node_macs(node, inference).map_err(blocked)?;
+        total += inference
+            .macs(node)
+            .map_err(|why| Unresolved::at(node, why).to_string())?;
     }
     Ok(total)
-}
-
-fn node_macs(node: &NodeProto, inference: &Inference) -> std::result::Result<u64, String> {
-    if !node.is_standard() {
-        return Err("an operator outside the standard ONNX domain; its MACs are unknown".into());
-    }
-    if node.subgraphs().next().is_some() {
-        return Err("multiplications inside control flow are not counted".into());
-    }
-    let shape = |i: usize| -> std::result::Result<&[usize], String> {
-        let name = node
-            .input
-            .get(i)
-            .filter(|n| !n.is_empty())
-            .ok_or(format!("input #{i} is missing"))?;
-        inference
-            .shapes
-            .get(name)
-            .map(Vec::as_slice)
-            .ok_or_else(|| match inference.why_unknown(name) {
-                Some(cause) => format!("the shape of '{name}' is unknown, because of {cause}"),
-                None => format!("the shape of '{name}' is unknown"),
-            })
-    };
-    let product = |dims: &[usize]| dims.iter().map(|&d| d as u64).product::<u64>();
-    let op = node.op_type();
-    match op {
-        "Conv" | "ConvInteger" | "QLinearConv" => {
-            let w = shape(if op == "QLinearConv" { 3 } else { 1 })?;
-            let out = conv_shape(node, shape(0)?, w)?;
-            // Each output element reads C/group input channels through the whole kernel.
-            Ok(product(&out) * product(&w[1..]))
-        }
-        "ConvTranspose" => {
-            let (x, w) = (shape(0)?, shape(1)?);
-            // Each input element is spread over C_out/group channels through the kernel.
-            Ok(product(x) * product(&w[1..]))
-        }
-        "Gemm" => {
-            let (m, k, n) = gemm_dims(node, shape(0)?, shape(1)?)?;
-            Ok((m * k * n) as u64)
-        }
-        "MatMul" | "MatMulInteger" | "QLinearMatMul" => {
-            let d = matmul_dims(shape(0)?, shape(if op == "QLinearMatMul" { 3 } else { 1 })?)?;
-            Ok(d.batch * d.m * d.k * d.n)
-        }
-        "LSTM" | "GRU" | "RNN" => {
-            let x = shape(0)?;
-            if x.len() != 3 {
-                return Err(format!("input of shape {x:?}, expected 3-D"));
-            }
-            // Per step and sequence, every gate of every direction multiplies the input by W
-            // and the hidden state by R: numel(W) + numel(R) MACs.
-            Ok(product(&x[..2]) * (product(shape(1)?) + product(shape(2)?)))
-        }
-        _ => Err("counting its MACs is not implemented".into()),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::builder::GraphBuilder;
+    use crate::infer::tests::bound;
     use crate::onnx::AttributeProto as A;
-    use chipbench_core::DType;
-
-    fn bound(name: &str, shape: &[usize]) -> TensorInfo {
-        TensorInfo {
-            name: name.into(),
-            dtype: DType::F32,
-            shape: shape.to_vec(),
-        }
-    }
 
     #[test]
     fn counts_a_small_conv_net_by_hand() {
