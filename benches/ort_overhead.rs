@@ -1,7 +1,7 @@
 //! What chipbench adds to ONNX Runtime's own latency.
 //!
 //! For every suite model, `ort:cpu` through the runner's timed loop (chipbench's `Session`
-//! wrapper: input views, output copies, the loop's clock reads) against a bare loop of
+//! wrapper: ONNX Runtime tensors made once, output copies, the loop's clock reads) against a bare loop of
 //! `ort::session::Session::run` on the same session (same model, same threads, same options)
 //! with the inputs prepared once, as a user of `ort` would write it. Both sides time each
 //! inference with the same monotonic clock and run in alternating rounds, so drift (frequency,

@@ -3,9 +3,11 @@
 //! 1. The runner's timed loop around a session that does nothing: the per-iteration cost of the
 //!    loop itself (goal <= 1 us), and the median timed sample, i.e. what the clock reads add to
 //!    every measured latency.
-//! 2. `mlp` on tract through the runner (backend wrapper + timed loop) against a bare loop over the
-//!    same tract model driven by tract's own API in the same process: the ratio of medians
-//!    (goal within 3 %), measured in alternating rounds so drift hits both sides alike.
+//! 2. The suite's `mlp` (a 3 KB input) and its image models, `resnet-mini` (3x112x112, 150 KB)
+//!    and `mobilenet-v2-0.5` (3x224x224, 600 KB), on tract through the runner (backend wrapper +
+//!    timed loop, inputs prepared once before the loop) against a bare loop over the same tract
+//!    model driven by tract's own API in the same process with its input made once: the ratio of
+//!    medians (goal within 3 %), measured in alternating rounds so drift hits both sides alike.
 //!
 //! Run: `cargo bench --bench runner_overhead`
 
@@ -66,13 +68,18 @@ fn null_session(c: &mut Criterion) {
     );
 }
 
+/// The suite models compared, and the alternating rounds: each side times this long per round.
+const MODELS: [&str; 3] = ["mlp", "resnet-mini", "mobilenet-v2-0.5"];
+const ROUNDS: usize = 10;
+const ROUND_TIME: Duration = Duration::from_millis(300);
+
 fn models_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models"))
 }
 
-fn mlp() -> (ModelSource, Vec<Tensor>) {
+fn suite_model(name: &str) -> (ModelSource, Vec<Tensor>) {
     let suite = Suite::load(models_dir()).expect("models/suite.toml");
-    let model = suite.model("mlp").expect("mlp in the suite");
+    let model = suite.model(name).expect("a suite model");
     let bound = model.bound_inputs().unwrap();
     let inputs = chipbench_core::spec::random_inputs(&model.inputs, &bound, 0, 0);
     (
@@ -104,58 +111,78 @@ fn bare_tract(source: &ModelSource, data: &Tensor) -> (TypedSimpleState, TValue)
     (state, input.into())
 }
 
-fn mlp_through_runner_vs_bare(c: &mut Criterion) {
-    let (source, inputs) = mlp();
+fn through_runner_vs_bare(c: &mut Criterion) {
     let options = SessionOptions {
         threads: Some(1),
         ..Default::default()
     };
     let backend = TractBackend;
     let device = backend.devices().unwrap().remove(0);
-    let mut session = backend.load(&source, &device, &options).unwrap();
-    let (mut state, input) = bare_tract(&source, &inputs[0]);
-
-    let mut group = c.benchmark_group("mlp on tract, 1 thread");
-    group.bench_function("through the runner", |b| {
-        b.iter_custom(|iters| {
-            timed_loop(session.as_mut(), &inputs, &exactly(iters.max(1)))
-                .unwrap()
-                .wall
-        })
-    });
-    group.bench_function("bare tract loop", |b| {
-        b.iter(|| state.run(tvec![input.clone()]).unwrap())
-    });
-    group.finish();
-
-    // Medians over alternating rounds of 2000 inferences each.
-    let (mut runner, mut bare) = (Vec::new(), Vec::new());
-    for _ in 0..10 {
-        runner.extend(
-            timed_loop(session.as_mut(), &inputs, &exactly(2000))
-                .unwrap()
-                .samples_ms,
-        );
-        for _ in 0..2000 {
-            let t = Instant::now();
-            let out = state.run(tvec![input.clone()]).unwrap();
-            bare.push(t.elapsed().as_nanos() as f64 / 1e6);
-            drop(out);
-        }
-    }
-    let (r, b) = (summarize(&runner).unwrap(), summarize(&bare).unwrap());
     println!(
-        "mlp median: runner {:.4} ms, bare tract {:.4} ms, ratio {:.3} (goal <= 1.03); \
-         runner median CI95 [{:.4}, {:.4}]",
-        r.p50,
-        b.p50,
-        r.p50 / b.p50,
-        r.median_ci95[0],
-        r.median_ci95[1]
+        "tract, 1 thread, {ROUNDS} alternating rounds of {} ms a side",
+        ROUND_TIME.as_millis()
     );
+    for name in MODELS {
+        let (source, inputs) = suite_model(name);
+        let mut session = backend.load(&source, &device, &options).unwrap();
+        let (mut state, input) = bare_tract(&source, &inputs[0]);
+
+        // Warm both paths, and size a round from the latency seen.
+        let warm = timed_loop(session.as_mut(), &inputs, &exactly(20)).unwrap();
+        for _ in 0..20 {
+            drop(state.run(tvec![input.clone()]).unwrap());
+        }
+        let estimate = summarize(&warm.samples_ms).unwrap().p50;
+        let per_round = ((ROUND_TIME.as_secs_f64() * 1e3 / estimate) as u64).max(20);
+
+        let mut group = c.benchmark_group(format!("{name} on tract, 1 thread"));
+        group
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(20);
+        group.bench_function("through the runner", |b| {
+            b.iter_custom(|iters| {
+                timed_loop(session.as_mut(), &inputs, &exactly(iters.max(1)))
+                    .unwrap()
+                    .wall
+            })
+        });
+        group.bench_function("bare tract loop", |b| {
+            b.iter(|| state.run(tvec![input.clone()]).unwrap())
+        });
+        group.finish();
+
+        let (mut runner, mut bare) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            runner.extend(
+                timed_loop(session.as_mut(), &inputs, &exactly(per_round))
+                    .unwrap()
+                    .samples_ms,
+            );
+            for _ in 0..per_round {
+                let t = Instant::now();
+                let out = state.run(tvec![input.clone()]).unwrap();
+                bare.push(t.elapsed().as_nanos() as f64 / 1e6);
+                drop(out);
+            }
+        }
+        let (r, b) = (summarize(&runner).unwrap(), summarize(&bare).unwrap());
+        println!(
+            "{name:<18} median: runner {:.4} ms [CI95 {:.4}, {:.4}], bare tract {:.4} ms [CI95 {:.4}, \
+             {:.4}], ratio {:.3} (goal <= 1.03), {} samples a side",
+            r.p50,
+            r.median_ci95[0],
+            r.median_ci95[1],
+            b.p50,
+            b.median_ci95[0],
+            b.median_ci95[1],
+            r.p50 / b.p50,
+            runner.len()
+        );
+    }
 }
 
-criterion_group!(benches, null_session, mlp_through_runner_vs_bare);
+criterion_group!(benches, null_session, through_runner_vs_bare);
 
 fn main() {
     benches();

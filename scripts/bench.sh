@@ -21,4 +21,8 @@ if ! $wants_own_lib && [ -z "${ORT_DYLIB_PATH:-}" ] && ! ls .ort/*/libonnxruntim
     echo "bench.sh: could not install ONNX Runtime (reason above); measuring without the ort backend" >&2
   fi
 fi
+# CHIPBENCH_BIN runs a chipbench binary already built instead (the tests use the one they built).
+if [ -n "${CHIPBENCH_BIN:-}" ]; then
+  exec "$CHIPBENCH_BIN" bench "$@"
+fi
 exec cargo run --release --quiet -- bench "$@"

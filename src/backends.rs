@@ -32,11 +32,17 @@ pub struct EngineArgs {
 
 /// Every backend compiled into this binary, the reference backend (tract) first.
 pub fn registry(engines: &EngineArgs) -> Vec<Box<dyn Backend>> {
-    vec![
+    #[allow(unused_mut)]
+    let mut backends: Vec<Box<dyn Backend>> = vec![
         Box::new(TractBackend),
         Box::new(OrtBackend::new(engines.ort_lib.clone())),
         Box::new(WgpuBackend::default()),
-    ]
+    ];
+    #[cfg(feature = "crash-test")]
+    if std::env::var_os("CHIPBENCH_CRASH_BACKEND").is_some() {
+        backends.push(Box::new(crate::crash_backend::CrashBackend));
+    }
+    backends
 }
 
 pub fn run(args: BackendsArgs) -> anyhow::Result<Outcome> {

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::backends::{self, Skipped};
 use crate::hardware::Hardware;
 use crate::models;
+use crate::resume::Resumed;
 use crate::{Outcome, UsageError};
 
 #[derive(Args, Debug)]
@@ -66,6 +67,19 @@ pub struct BenchArgs {
     /// Seed of the generated inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Measure each cell inside this process instead of a child process of its own (faster to
+    /// start; a crash or hang of an engine then ends the whole run).
+    #[arg(long)]
+    in_process: bool,
+    /// A cell (or one further session) still running after this long is killed and recorded
+    /// as failed; the run goes on (e.g. 90s, 10m).
+    #[arg(long, value_parser = crate::parse_duration, value_name = "TIME", default_value = "10m", conflicts_with = "in_process")]
+    cell_timeout: Duration,
+    /// Continue an interrupted, crashed or killed run in DIR: its plan.json is run again with
+    /// the same options (only --json and --quiet may be added), and only the cells missing from
+    /// its cells.jsonl are measured.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     /// Output folder (default: bench-results/<run-id>/).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -162,13 +176,47 @@ fn backend_settings(pairs: &[String]) -> Result<BTreeMap<String, String>, UsageE
     Ok(settings)
 }
 
+impl BenchArgs {
+    /// The options of a resumed run: the plan's, writing into the run folder `dir`, printing as
+    /// the resuming command line asks (`--json`, `--quiet`).
+    pub fn for_resume(mut self: Box<Self>, dir: &std::path::Path, now: &BenchArgs) -> BenchArgs {
+        self.out = Some(dir.to_path_buf());
+        self.resume = None;
+        self.json |= now.json;
+        self.quiet |= now.quiet;
+        *self
+    }
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
+    match &args.resume {
+        Some(dir) => {
+            let resumed = Resumed::load(dir)?;
+            let args = resumed.args(dir, &args)?;
+            measure(args, resumed.plan.argv.clone(), Some(resumed))
+        }
+        // The options after `bench`, which plan.json keeps for --resume.
+        None => measure(args, std::env::args().skip(2).collect(), None),
+    }
+}
+
+fn measure(
+    args: BenchArgs,
+    argv: Vec<String>,
+    mut resumed: Option<Resumed>,
+) -> anyhow::Result<Outcome> {
     let mut settings = settings(&args);
     settings.backend_settings = backend_settings(&args.set)?;
     let started = SystemTime::now();
     let exports = crate::report_cmd::export_manager(&args.export)?;
     let history = crate::history::open_for_bench(args.no_history, &args.history_db);
-    let run_id = run_id(started);
+    let (run_id, started_at) = match &resumed {
+        Some(r) => (r.plan.run_id.clone(), r.plan.started_at.clone()),
+        None => (
+            run_id(started),
+            humantime::format_rfc3339_seconds(started).to_string(),
+        ),
+    };
     let mut host = chipbench_probe::host();
     let edge =
         crate::edge::Emulation::prepare(&args.edge, &args.engines, &args.inputs.input_files)?;
@@ -208,7 +256,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             (targets, skipped, !args.backends.is_empty())
         }
     };
-    let references = reference_targets(&registry)?;
+    let with_ort = targets.iter().any(|t| t.backend.name() == "ort");
+    let references = reference_targets(&registry, with_ort)?;
 
     let out = args
         .out
@@ -233,16 +282,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         quick: args.quick,
         edge_profile: edge.as_ref().map(|e| e.record()),
     };
-    crate::remote::write_plan(
-        journal.dir(),
-        &run_id,
-        started,
-        &host,
-        &config,
-        &prepared,
-        &threads,
-        &targets,
-    )?;
+    let planned = crate::remote::planned_cells(&prepared, &threads, &targets);
+    match &resumed {
+        Some(r) => r.check(&planned)?,
+        None => crate::remote::write_plan(
+            journal.dir(),
+            &crate::remote::Plan {
+                run_id: run_id.clone(),
+                tool_version: env!("CARGO_PKG_VERSION").into(),
+                started_at: started_at.clone(),
+                host: host.clone(),
+                config: config.clone(),
+                cells: planned,
+                argv,
+            },
+        )?,
+    }
 
     let talk = !args.quiet;
     for s in &skipped {
@@ -268,17 +323,55 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
     // Cells measured here (not in an edge worker, which measures its sessions itself), for the
     // further sessions: (index in `cells`, model, target, threads).
     let mut measured = Vec::new();
+    let input_files = crate::worker::input_file_paths(&args.inputs.input_files);
     handle_ctrl_c(talk);
     'sweep: for model in &prepared {
         for &thread_count in &threads {
             for target in &targets {
                 progress.set_message(format!("{} on {}", model.name(), target.label()));
+                let done = resumed
+                    .as_mut()
+                    .and_then(|r| r.take(model.record(), target.backend.name(), &target.device.id));
+                if let Some(cell) = done {
+                    // Its further sessions were not journaled: they run again in the rounds.
+                    if let (Status::Ok, models::Prepared::Ready(m), None) =
+                        (cell.status, model, &edge)
+                    {
+                        measured.push((cells.len(), m, target, thread_count));
+                    }
+                    cells.push(cell);
+                    progress.inc(1);
+                    continue;
+                }
                 let cell = match model {
                     models::Prepared::Ready(m) => hardware.bound(match &edge {
                         Some(e) => e.run_cell(m, target, thread_count, &sweep.settings),
                         None => {
                             measured.push((cells.len(), m, target, thread_count));
-                            sweep.run_cell(m, target, thread_count)
+                            if args.in_process {
+                                sweep.run_cell(m, target, thread_count)
+                            } else {
+                                let job = crate::worker::Job::new(
+                                    m,
+                                    target,
+                                    thread_count,
+                                    &sweep.settings,
+                                    &input_files,
+                                    args.engines.ort_lib.clone(),
+                                );
+                                crate::worker::cell_in_fresh_process(&job, args.cell_timeout)
+                                    .unwrap_or_else(|reason| {
+                                        let mut cell = CellResult::not_run(
+                                            m.record.clone(),
+                                            target.record(thread_count),
+                                            SINGLE_STREAM,
+                                            Status::Failed,
+                                            reason,
+                                        );
+                                        cell.inputs = m.bound.clone();
+                                        cell
+                                    })
+                            }
                         }
                     }),
                     models::Prepared::Broken { record, error } => CellResult::not_run(
@@ -289,6 +382,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
                         error.clone(),
                     ),
                 };
+                let mut cell = cell;
+                cell.resumed = resumed.is_some();
                 record(&mut journal, &mut cells, cell)?;
                 speed_checks.push(speed.check(cells.len()));
                 progress.inc(1);
@@ -300,6 +395,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
             // so the gap is visible in the results.
             for s in skipped.iter().filter(|_| report_skips) {
                 let (name, device) = s.label.split_once(':').unwrap_or((&s.label, "-"));
+                if let Some(done) = resumed
+                    .as_mut()
+                    .and_then(|r| r.take(model.record(), name, device))
+                {
+                    cells.push(done);
+                    continue;
+                }
                 let backend = chipbench_core::result::BackendRecord {
                     name: name.into(),
                     version: String::new(),
@@ -325,7 +427,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
     // placement), in rounds over every cell so that a cell's sessions span the run rather than
     // one moment of it (a slow phase of the host then shows as spread, not as the cell's speed).
     let rounds = sweep.settings.sessions.saturating_sub(1);
-    let input_files = crate::worker::input_file_paths(&args.inputs.input_files);
     let how = "in a process of its own each, in rounds over all the run's cells";
     let mut stopped = vec![false; cells.len()];
     progress.inc_length((measured.len() * rounds) as u64);
@@ -346,8 +447,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
                 &sweep.settings,
                 &input_files,
                 args.engines.ort_lib.clone(),
-            );
-            let session = crate::worker::session_in_fresh_process(&job);
+            )
+            .without_energy();
+            let session = crate::worker::session_in_fresh_process(&job, args.cell_timeout);
             stopped[index] = !sweep.record_session(&mut cells[index], session, how);
         }
     }
@@ -369,7 +471,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         schema: SCHEMA.into(),
         run_id,
         tool_version: env!("CARGO_PKG_VERSION").into(),
-        started_at: humantime::format_rfc3339_seconds(started).to_string(),
+        started_at,
         finished_at: Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
         interrupted: INTERRUPTED.load(Ordering::Relaxed),
         host,
@@ -427,6 +529,7 @@ fn handle_ctrl_c(talk: bool) {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
+        crate::cell_process::interrupt_current();
         if talk {
             eprintln!(
                 "\ninterrupted: finishing this cell and writing the results (Ctrl-C again to quit now)"
@@ -496,9 +599,12 @@ fn settings(args: &BenchArgs) -> Settings {
 }
 
 /// The targets whose fp32 outputs are the reference, in order of preference: tract's CPU device,
-/// then ONNX Runtime's CPU provider where the library loads (for models tract cannot run).
+/// then, for runs that measure ONNX Runtime anyway (`with_ort`), its CPU provider, for models
+/// tract cannot run (no other backend runs those either: wgpu imports through tract). Loading
+/// ONNX Runtime only for that keeps it out of the other cells' processes.
 pub(crate) fn reference_targets(
     registry: &[Box<dyn chipbench_core::Backend>],
+    with_ort: bool,
 ) -> anyhow::Result<Vec<Target<'_>>> {
     let cpu_of = |name: &str| {
         let backend = registry.iter().find(|b| b.name() == name)?;
@@ -513,7 +619,8 @@ pub(crate) fn reference_targets(
         })
     };
     let tract = cpu_of("tract").context("the reference backend (tract:cpu) is unavailable")?;
-    Ok(std::iter::once(tract).chain(cpu_of("ort")).collect())
+    let ort = with_ort.then(|| cpu_of("ort")).flatten();
+    Ok(std::iter::once(tract).chain(ort).collect())
 }
 
 /// `20261128T134502Z-3f9a`: sortable by time, unique enough for one machine.

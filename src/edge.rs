@@ -5,10 +5,9 @@
 //! this host's under those limits, never the device's.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -296,7 +295,8 @@ impl Emulation {
             settings,
             &self.input_files,
             self.ort_lib.clone(),
-        );
+        )
+        .without_energy();
         let end = self.spawn(&job).unwrap_or_else(|e| WorkerEnd::Died {
             reason: format!("{e:#}"),
             oom: false,
@@ -425,12 +425,7 @@ impl Emulation {
             MemoryLimit::RlimitAs => None,
         };
         let mut command = Command::new(&self.exe);
-        command
-            .arg("edge-worker")
-            .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.arg("edge-worker");
         let rlimit = match self.limit {
             MemoryLimit::RlimitAs => {
                 command.env("MALLOC_ARENA_MAX", "1");
@@ -472,10 +467,10 @@ impl Emulation {
                 Ok(())
             });
         }
-        let spawned = command.spawn();
+        let spawned = crate::cell_process::run(command, &serde_json::to_vec(job)?, None);
         drop(procs);
-        let mut child = match spawned {
-            Ok(child) => child,
+        let end = match spawned {
+            Ok(end) => end,
             Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
                 return Ok(WorkerEnd::Died {
                     reason: self.oom_reason(&format!("the cell's process could not start: {e}")),
@@ -487,43 +482,21 @@ impl Emulation {
                 self.exe.display()
             ),
         };
-        let mut stdin = child.stdin.take().context("the worker's stdin")?;
-        // A worker that dies before reading its job closes the pipe; its exit status says why.
-        let _ = stdin.write_all(&serde_json::to_vec(job)?);
-        drop(stdin);
-        let mut stderr_pipe = child.stderr.take().context("the worker's stderr")?;
-        let stderr_reader = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr_pipe.read_to_string(&mut text);
-            text
-        });
-        let mut stdout = String::new();
-        child
-            .stdout
-            .take()
-            .context("the worker's stdout")?
-            .read_to_string(&mut stdout)
-            .context("reading the worker's output")?;
-        let status = child.wait().context("waiting for the worker")?;
-        let stderr = stderr_reader.join().unwrap_or_default();
+        let (status, stdout, stderr) = (end.status, &end.stdout, &end.stderr);
         let (peak, oom_kills) = cgroup.as_ref().map(|c| c.usage()).unwrap_or((None, 0));
         drop(cgroup);
         let allocation_failure = stderr
             .lines()
             .find_map(allocation_failure_in)
             .map(str::to_string);
-        if let Ok(output) = serde_json::from_str::<WorkerOutput>(&stdout) {
+        if let Ok(output) = serde_json::from_str::<WorkerOutput>(stdout) {
             return Ok(WorkerEnd::Cell {
                 output: Box::new(output),
                 peak,
                 allocation_failure,
             });
         }
-        let how = match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exit code {code}"),
-            (None, Some(signal)) => format!("signal {signal} ({})", signal_name(signal)),
-            (None, None) => "an unknown status".into(),
-        };
+        let how = end.how();
         let started = stderr.lines().any(|l| l == WORKER_STARTED);
         let died = if oom_kills > 0 && status.signal() == Some(libc::SIGKILL) {
             Some(format!(
@@ -550,15 +523,7 @@ impl Emulation {
                 oom: false,
             },
             None => {
-                let last_words: String = stderr
-                    .lines()
-                    .rev()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty() && *l != WORKER_STARTED)
-                    .unwrap_or("")
-                    .chars()
-                    .take(400)
-                    .collect();
+                let last_words = end.last_words(1, |l| l == WORKER_STARTED);
                 WorkerEnd::Died {
                     reason: format!(
                         "the cell's process ended with {how} without a result{}",
@@ -688,18 +653,6 @@ fn decimal(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
         if n == 0 {
             return &buffer[start..];
         }
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        _ => "other",
     }
 }
 

@@ -3,7 +3,10 @@
 
 mod backends;
 mod bench;
+mod cell_process;
 mod compare;
+#[cfg(feature = "crash-test")]
+mod crash_backend;
 mod devices;
 mod edge;
 mod hardware;
@@ -13,6 +16,7 @@ mod optimize_cmd;
 mod outputs;
 mod remote;
 mod report_cmd;
+mod resume;
 mod roofline;
 mod worker;
 
@@ -63,6 +67,9 @@ enum Command {
     /// Internal: measures one further session of a cell in a fresh process.
     #[command(hide = true)]
     SessionWorker,
+    /// Internal: measures one cell of `bench` in a process of its own.
+    #[command(hide = true)]
+    CellWorker,
 }
 
 /// Exit codes: 0 when every cell ran, 1 when some failed (or a runtime error stopped the run),
@@ -108,6 +115,7 @@ fn main() -> ExitCode {
         Command::Outputs(args) => outputs::run(args),
         Command::EdgeWorker => edge::worker(),
         Command::SessionWorker => worker::session_worker(),
+        Command::CellWorker => worker::cell_worker(),
     });
     match result {
         Ok(Ok(Outcome::Success)) => ExitCode::SUCCESS,

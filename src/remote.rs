@@ -45,6 +45,9 @@ pub struct Plan {
     /// In the order they run (requested-but-unavailable backends, recorded as skipped cells,
     /// are not planned).
     pub cells: Vec<PlannedCell>,
+    /// The `bench` options that made the plan, which `bench --resume` runs again.
+    #[serde(default)]
+    pub argv: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,19 +56,13 @@ pub struct PlannedCell {
     pub backend: BackendRecord,
 }
 
-/// Writes `plan.json` into the run folder `dir`, as one line.
-#[allow(clippy::too_many_arguments)]
-pub fn write_plan(
-    dir: &Path,
-    run_id: &str,
-    started: SystemTime,
-    host: &Host,
-    config: &RunConfig,
+/// The cells of a run in the order they run: models, then thread counts, then targets.
+pub fn planned_cells(
     prepared: &[Prepared],
     threads: &[Option<usize>],
     targets: &[Target],
-) -> anyhow::Result<()> {
-    let cells = prepared
+) -> Vec<PlannedCell> {
+    prepared
         .iter()
         .flat_map(|model| {
             threads.iter().flat_map(move |&t| {
@@ -75,16 +72,12 @@ pub fn write_plan(
                 })
             })
         })
-        .collect();
-    let plan = Plan {
-        run_id: run_id.into(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        started_at: humantime::format_rfc3339_seconds(started).to_string(),
-        host: host.clone(),
-        config: config.clone(),
-        cells,
-    };
-    write_atomically(&dir.join(PLAN_FILE), &serde_json::to_vec(&plan)?)?;
+        .collect()
+}
+
+/// Writes `plan.json` into the run folder `dir`, as one line.
+pub fn write_plan(dir: &Path, plan: &Plan) -> anyhow::Result<()> {
+    write_atomically(&dir.join(PLAN_FILE), &serde_json::to_vec(plan)?)?;
     Ok(())
 }
 

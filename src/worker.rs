@@ -1,5 +1,5 @@
 //! Measuring in a process of its own: the job a parent hands a `chipbench` child on its stdin
-//! (a cell of an edge run, or one further session of a cell), and the child's side.
+//! (a cell, a cell of an edge run, or one further session of a cell), and the child's side.
 //!
 //! A cell's further sessions run in fresh processes because processes differ by more than one
 //! process's sessions show: the sessions of one process reuse its memory (the allocator hands
@@ -9,17 +9,19 @@
 //! 0.45 %.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use chipbench_core::result::ModelRecord;
+use chipbench_core::result::{CellResult, IdleBaseline, ModelRecord};
 use chipbench_core::{Backend, InputSpec, TensorInfo};
+use chipbench_energy::{EnergyPlan, EstimateModel};
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
+use chipbench_runner::{FreshSession, ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
 use serde::{Deserialize, Serialize};
 
 use crate::Outcome;
@@ -40,6 +42,16 @@ pub struct Job {
     pub threads: Option<usize>,
     settings: JobSettings,
     ort_lib: Option<PathBuf>,
+    /// What the child rebuilds the parent's energy plan from (its meters are the host's own);
+    /// `None` measures no energy.
+    #[serde(default)]
+    energy: Option<EnergyJob>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EnergyJob {
+    estimate: EstimateModel,
+    idle: Option<IdleBaseline>,
 }
 
 impl Job {
@@ -66,7 +78,17 @@ impl Job {
             threads,
             settings: JobSettings::from(settings),
             ort_lib,
+            energy: settings.energy.as_deref().map(|plan| EnergyJob {
+                estimate: plan.estimate().clone(),
+                idle: plan.idle_baseline().cloned(),
+            }),
         }
+    }
+
+    /// The job without an energy window (further sessions and edge cells record none).
+    pub fn without_energy(mut self) -> Job {
+        self.energy = None;
+        self
     }
 
     /// Reads the job on stdin and installs the worker's panic and Ctrl-C handling.
@@ -113,7 +135,7 @@ impl Job {
                     .unwrap_or("no such device")
             ),
         };
-        let references = crate::bench::reference_targets(registry)?;
+        let references = crate::bench::reference_targets(registry, target.backend.name() == "ort")?;
         let mut fixed_inputs = BTreeMap::new();
         for (name, path) in &job.input_files {
             fixed_inputs.insert(name.clone(), chipbench_core::spec::load_npy(path)?);
@@ -126,7 +148,14 @@ impl Job {
             fixed_inputs,
             reference: job.reference.clone(),
         };
-        let sweep = Sweep::new(job.settings.settings(), references);
+        let mut sweep = Sweep::new(job.settings.settings(), references);
+        if let Some(energy) = &job.energy {
+            let (mut plan, _) = EnergyPlan::discover(Path::new("/"), energy.estimate.clone());
+            if let Some(idle) = &energy.idle {
+                plan.set_idle_baseline(idle.clone());
+            }
+            sweep.settings.energy = Some(Arc::new(plan));
+        }
         Ok((sweep, model, target))
     }
 }
@@ -200,45 +229,69 @@ pub fn input_file_paths(pairs: &[String]) -> BTreeMap<String, PathBuf> {
         .collect()
 }
 
-/// What a session worker prints on its stdout.
-#[derive(Serialize, Deserialize)]
-struct SessionOutput {
-    p50_ms: f64,
+/// Measures one further session of a cell in a fresh `chipbench session-worker` process and
+/// returns its median, count and stop reason; the reason when it fails.
+pub fn session_in_fresh_process(job: &Job, timeout: Duration) -> Result<FreshSession, String> {
+    let end = in_fresh_process("session-worker", job, timeout)?;
+    match serde_json::from_str::<FreshSession>(&end.stdout) {
+        Ok(session) if end.status.success() => Ok(session),
+        _ => Err(died("the session's process", &end, timeout)),
+    }
 }
 
-/// Measures one further session of a cell in a fresh `chipbench session-worker` process and
-/// returns its median; the reason when it fails.
-pub fn session_in_fresh_process(job: &Job) -> Result<f64, String> {
+/// Measures one cell in a fresh `chipbench cell-worker` process: the cell, or the reason the
+/// process gave none (a signal, the deadline, an exit without a result).
+pub fn cell_in_fresh_process(job: &Job, timeout: Duration) -> Result<CellResult, String> {
+    let end = in_fresh_process("cell-worker", job, timeout)?;
+    match serde_json::from_str::<CellResult>(&end.stdout) {
+        Ok(cell) if end.status.success() => Ok(cell),
+        _ => Err(died("the cell's process", &end, timeout)),
+    }
+}
+
+fn in_fresh_process(
+    subcommand: &str,
+    job: &Job,
+    timeout: Duration,
+) -> Result<crate::cell_process::ChildEnd, String> {
     let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the chipbench binary to start a session: {e}"))?;
-    let mut child = Command::new(&exe)
-        .arg("session-worker")
-        .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+        .map_err(|e| format!("cannot find the chipbench binary to start a {subcommand}: {e}"))?;
+    let mut command = Command::new(&exe);
+    command.arg(subcommand);
     let job_json = serde_json::to_vec(job).map_err(|e| e.to_string())?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A worker that dies before reading its job closes the pipe; its output says why.
-        let _ = stdin.write_all(&job_json);
+    crate::cell_process::run(command, &job_json, Some(timeout))
+        .map_err(|e| format!("cannot run {} {subcommand}: {e}", exe.display()))
+}
+
+/// Why a child gave no result: the deadline, or how it ended and its last words on stderr.
+fn died(what: &str, end: &crate::cell_process::ChildEnd, timeout: Duration) -> String {
+    if end.timed_out {
+        return format!(
+            "timed out after {} (--cell-timeout): {what} was killed",
+            humantime::format_duration(timeout)
+        );
     }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("waiting for the session's process: {e}"))?;
-    match serde_json::from_slice::<SessionOutput>(&output.stdout) {
-        Ok(out) if output.status.success() => Ok(out.p50_ms),
-        _ => {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-            Err(format!(
-                "the session's process ended with {}{}",
-                output.status,
-                last.map(|l| format!(": {l}")).unwrap_or_default()
-            ))
+    let words = end.last_words(3, |l| l.starts_with("note: run with `RUST_BACKTRACE"));
+    format!(
+        "{what} ended with {} without a result{}",
+        end.how(),
+        if words.is_empty() {
+            String::new()
+        } else {
+            format!(": {words}")
         }
-    }
+    )
+}
+
+/// `chipbench cell-worker` (hidden): measures the cell described on stdin, its first session
+/// only (further sessions are the parent's rounds), and prints it.
+pub fn cell_worker() -> anyhow::Result<Outcome> {
+    let job = Job::receive()?;
+    let registry = job.registry();
+    let (mut sweep, model, target) = job.prepare(&registry)?;
+    let cell = sweep.run_cell(&model, &target, job.threads);
+    println!("{}", serde_json::to_string(&cell)?);
+    Ok(Outcome::Success)
 }
 
 /// `chipbench session-worker` (hidden): loads the cell described on stdin afresh, warms it up,
@@ -247,9 +300,9 @@ pub fn session_worker() -> anyhow::Result<Outcome> {
     let job = Job::receive()?;
     let registry = job.registry();
     let (sweep, model, target) = job.prepare(&registry)?;
-    let p50_ms = sweep
+    let session = sweep
         .fresh_session_p50(&model, &target, job.threads)
         .map_err(anyhow::Error::msg)?;
-    println!("{}", serde_json::to_string(&SessionOutput { p50_ms })?);
+    println!("{}", serde_json::to_string(&session)?);
     Ok(Outcome::Success)
 }

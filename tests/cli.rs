@@ -333,9 +333,9 @@ fn ctrl_c_keeps_what_was_measured() {
     assert!(c["samples_ms"].as_array().unwrap().len() > 10);
 }
 
-/// The README's main command itself (`scripts/bench.sh`): it runs `bench` through cargo and,
-/// with an ONNX Runtime library installed as CI installs it (or required), compares at least
-/// tract and ort.
+/// The README's main command itself (`scripts/bench.sh`), with the binary these tests built
+/// (`CHIPBENCH_BIN`: cargo would rebuild it without the test features); with an ONNX Runtime
+/// library installed as CI installs it (or required), it compares at least tract and ort.
 #[test]
 fn the_readme_main_command_compares_two_engines() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

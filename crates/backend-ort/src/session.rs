@@ -6,16 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use chipbench_core::spec::check_input;
 use chipbench_core::{
-    DType, Error as CoreError, ModelSource, NodePlacement, OperatorTime, Result, Session,
-    SessionOptions, Tensor, TensorData, TensorInfo,
+    DType, Error as CoreError, ModelSource, NodePlacement, OperatorTime, PreparedInputs, Result,
+    Session, SessionOptions, Tensor, TensorData, TensorInfo,
 };
 use half::f16;
 use ort::AsPointer;
 use ort::environment::ThreadManager;
 use ort::session::builder::SessionBuilder;
 use ort::session::{Session as OrtRawSession, SessionInputValue};
-use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
+use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
 
 use crate::error::{Error, engine_message};
 use crate::library::{Runtime, check};
@@ -58,7 +59,6 @@ pub struct OrtSession {
     inputs: Vec<TensorInfo>,
     /// For each input of the ONNX Runtime session, in its order, the index in `inputs`.
     session_order: Vec<usize>,
-    values: InputValues,
     outputs: Vec<TensorInfo>,
     /// Output dimensions the model leaves symbolic are learnt from the first inference.
     outputs_resolved: bool,
@@ -133,7 +133,6 @@ impl OrtSession {
             session,
             inputs,
             session_order,
-            values: InputValues::default(),
             outputs,
             outputs_resolved,
             threads: 1 + workers,
@@ -389,30 +388,42 @@ impl Session for OrtSession {
     }
 
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        if inputs.len() != self.inputs.len() {
-            return Err(CoreError::Run(format!(
-                "{} inputs given, the model takes {}",
-                inputs.len(),
-                self.inputs.len()
-            )));
-        }
-        self.values.prepare(inputs, &self.session_order)?;
-        let outputs = self
-            .session
-            .run(self.values.values.as_slice())
-            .map_err(|e| CoreError::Run(engine_message(e.message())))?;
-        let tensors = outputs
-            .values()
-            .map(|v| to_tensor(&v))
+        self.check_count(inputs)?;
+        let values = self
+            .session_order
+            .iter()
+            .map(|&i| input_view(&inputs[i]))
             .collect::<Result<Vec<_>>>()?;
-        drop(outputs);
-        if !self.outputs_resolved {
-            for (info, t) in self.outputs.iter_mut().zip(&tensors) {
-                info.shape = t.shape().to_vec();
-            }
-            self.outputs_resolved = true;
-        }
+        let tensors = infer(&mut self.session, &values)?;
+        drop(values);
+        self.learn_output_shapes(&tensors);
         Ok(tensors)
+    }
+
+    fn prepare_inputs(&mut self, inputs: &[Tensor]) -> Result<PreparedInputs> {
+        self.check_count(inputs)?;
+        for (info, t) in self.inputs.iter().zip(inputs) {
+            check_input(info, t)?;
+        }
+        let values = self
+            .session_order
+            .iter()
+            .map(|&i| owned_value(&inputs[i]))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PreparedInputs::engine(OrtInputs(values)))
+    }
+
+    fn run_prepared(&mut self, inputs: &PreparedInputs) -> Result<Vec<Tensor>> {
+        let values = inputs.as_engine::<OrtInputs>().ok_or_else(|| {
+            CoreError::Run("the inputs were not prepared by an ONNX Runtime session".into())
+        })?;
+        let tensors = infer(&mut self.session, &values.0)?;
+        self.learn_output_shapes(&tensors);
+        Ok(tensors)
+    }
+
+    fn timed_window(&self) -> &'static str {
+        TIMED_WINDOW
     }
 
     fn threads(&self) -> usize {
@@ -451,74 +462,53 @@ impl Drop for OrtSession {
     }
 }
 
-/// ONNX Runtime values that view the caller's input buffers, kept from one run to the next.
-///
-/// Making a value costs a few allocations and FFI calls (about a microsecond), which is several
-/// percent of a small model's latency; the timed loop passes the same buffers every time, so the
-/// values are made again only when an input's buffer, length, type or shape changes.
-#[derive(Default)]
-struct InputValues {
-    /// What each value was made from, in the caller's order: (address, elements, type, shape).
-    made_from: Vec<(usize, usize, DType, Vec<usize>)>,
-    /// In the ONNX Runtime session's input order.
-    values: Vec<SessionInputValue<'static>>,
-}
+/// What a session runs one prepared inference on: the inputs as ONNX Runtime tensors of their
+/// own (copies made once), in the session's input order.
+struct OrtInputs(Vec<SessionInputValue<'static>>);
 
-impl InputValues {
-    fn prepare(&mut self, inputs: &[Tensor], session_order: &[usize]) -> Result<()> {
-        let same = self.made_from.len() == inputs.len()
-            && self
-                .made_from
-                .iter()
-                .zip(inputs)
-                .all(|((address, len, dtype, shape), t)| {
-                    *address == data_address(t)
-                        && *len == t.len()
-                        && *dtype == t.dtype()
-                        && shape == t.shape()
-                });
-        if same {
-            return Ok(());
-        }
-        self.values.clear();
-        self.made_from = inputs
-            .iter()
-            .map(|t| (data_address(t), t.len(), t.dtype(), t.shape().to_vec()))
-            .collect();
-        for &i in session_order {
-            // SAFETY: the value only records the buffer's address; ONNX Runtime reads through it
-            // during `Session::run` alone. A value is passed to `run` only while the caller's
-            // buffer at that address, with that length, type and shape, is borrowed for the call
-            // (checked above on every run), so every read is of live memory.
-            self.values.push(unsafe { input_value(&inputs[i]) }?);
+/// What one timed inference of an ONNX Runtime session holds.
+const TIMED_WINDOW: &str = "ONNX Runtime's Session::Run on input values made once before warm-up (ONNX \
+     Runtime tensors over copies of the inputs in host memory), then the copy of every output into a host \
+     tensor; on a device execution provider (CUDA, TensorRT, a GPU through OpenVINO...) Run itself copies \
+     the inputs to the device and the outputs back";
+
+impl OrtSession {
+    fn check_count(&self, inputs: &[Tensor]) -> Result<()> {
+        if inputs.len() != self.inputs.len() {
+            return Err(CoreError::Run(format!(
+                "{} inputs given, the model takes {}",
+                inputs.len(),
+                self.inputs.len()
+            )));
         }
         Ok(())
     }
-}
 
-fn data_address(t: &Tensor) -> usize {
-    match t.data() {
-        TensorData::F32(v) => v.as_ptr() as usize,
-        TensorData::F16(v) => v.as_ptr() as usize,
-        TensorData::I8(v) => v.as_ptr() as usize,
-        TensorData::U8(v) => v.as_ptr() as usize,
-        TensorData::I32(v) => v.as_ptr() as usize,
-        TensorData::I64(v) => v.as_ptr() as usize,
-        TensorData::Bool(v) => v.as_ptr() as usize,
+    /// Output dimensions the model leaves symbolic, from the first outputs.
+    fn learn_output_shapes(&mut self, outputs: &[Tensor]) {
+        if !self.outputs_resolved {
+            for (info, t) in self.outputs.iter_mut().zip(outputs) {
+                info.shape = t.shape().to_vec();
+            }
+            self.outputs_resolved = true;
+        }
     }
 }
 
-/// A value viewing `t`'s buffer, with its lifetime erased.
-///
-/// # Safety
-/// The value must be passed to ONNX Runtime only while `t`'s buffer is alive.
-unsafe fn input_value(t: &Tensor) -> Result<SessionInputValue<'static>> {
-    fn view<T: ort::value::PrimitiveTensorElementType + std::fmt::Debug + Clone + 'static>(
+/// One inference, every output copied into a host tensor.
+fn infer(session: &mut OrtRawSession, values: &[SessionInputValue<'_>]) -> Result<Vec<Tensor>> {
+    let outputs = session
+        .run(values)
+        .map_err(|e| CoreError::Run(engine_message(e.message())))?;
+    outputs.values().map(|v| to_tensor(&v)).collect()
+}
+
+/// A value viewing `t`'s buffer for the length of one call.
+fn input_view(t: &Tensor) -> Result<SessionInputValue<'_>> {
+    fn view<'a, T: ort::value::PrimitiveTensorElementType + std::fmt::Debug + Clone + 'static>(
         shape: &[usize],
-        data: &[T],
-    ) -> std::result::Result<SessionInputValue<'static>, ort::Error> {
-        // SAFETY: see the function's contract.
-        let data: &'static [T] = unsafe { std::slice::from_raw_parts(data.as_ptr(), data.len()) };
+        data: &'a [T],
+    ) -> std::result::Result<SessionInputValue<'a>, ort::Error> {
         TensorRef::from_array_view((shape.to_vec(), data)).map(Into::into)
     }
     let shape = t.shape();
@@ -530,6 +520,27 @@ unsafe fn input_value(t: &Tensor) -> Result<SessionInputValue<'static>> {
         TensorData::I32(v) => view(shape, v),
         TensorData::I64(v) => view(shape, v),
         TensorData::Bool(v) => view(shape, v),
+    };
+    value.map_err(|e| CoreError::Run(engine_message(e.message())))
+}
+
+/// A tensor of ONNX Runtime's own holding a copy of `t`.
+fn owned_value(t: &Tensor) -> Result<SessionInputValue<'static>> {
+    fn owned<T: ort::value::PrimitiveTensorElementType + std::fmt::Debug + Clone + 'static>(
+        shape: &[usize],
+        data: &[T],
+    ) -> std::result::Result<SessionInputValue<'static>, ort::Error> {
+        OrtTensor::from_array((shape.to_vec(), data.to_vec())).map(Into::into)
+    }
+    let shape = t.shape();
+    let value = match t.data() {
+        TensorData::F32(v) => owned(shape, v),
+        TensorData::F16(v) => owned(shape, v),
+        TensorData::I8(v) => owned(shape, v),
+        TensorData::U8(v) => owned(shape, v),
+        TensorData::I32(v) => owned(shape, v),
+        TensorData::I64(v) => owned(shape, v),
+        TensorData::Bool(v) => owned(shape, v),
     };
     value.map_err(|e| CoreError::Run(engine_message(e.message())))
 }

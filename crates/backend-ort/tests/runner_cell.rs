@@ -72,6 +72,12 @@ fn a_runner_cell_carries_threads_settings_placement_and_profile() {
     assert!(profile.top_operators[0].total_ms > 0.0);
     assert!(cell.provenance["latency_ms"].contains("profiler was on"));
     assert!(
+        cell.provenance["latency_ms"]
+            .contains("ort:cpu: ONNX Runtime's Session::Run on input values made once"),
+        "{}",
+        cell.provenance["latency_ms"]
+    );
+    assert!(
         cell.provenance["profile"].starts_with("measured: the engine's own per-operator profiler")
     );
     assert_eq!(cell.device_latency_ms, None);

@@ -201,6 +201,47 @@ fn inputs_that_change_between_runs_are_the_ones_computed_on() {
 }
 
 #[test]
+fn prepared_inputs_give_the_outputs_of_run_and_the_window_says_what_it_holds() {
+    let Some(ort) = common::ort_or_skip() else {
+        return;
+    };
+    let cpu = common::device(&ort, "cpu");
+    for m in &common::suite().models {
+        let (source, specs) = common::suite_model(&m.name);
+        let samples = common::samples(&source, &specs, 2);
+        let mut s = ort.load(&source, &cpu, &options(Some(1), &[])).unwrap();
+        let a = s.prepare_inputs(&samples[0]).unwrap();
+        let b = s.prepare_inputs(&samples[1]).unwrap();
+        let expected = s.run(&samples[0]).unwrap();
+        assert_eq!(s.run_prepared(&a).unwrap(), expected, "{}", m.name);
+        assert_eq!(
+            s.run_prepared(&b).unwrap(),
+            s.run(&samples[1]).unwrap(),
+            "{}",
+            m.name
+        );
+        // The prepared values hold copies: the caller's tensors may go.
+        drop(samples);
+        assert_eq!(s.run_prepared(&a).unwrap(), expected, "{}", m.name);
+        assert!(
+            s.timed_window().starts_with(
+                "ONNX Runtime's Session::Run on input values made once before warm-up"
+            ),
+            "{}",
+            s.timed_window()
+        );
+        let e = s
+            .run_prepared(&chipbench_core::PreparedInputs::host(&[]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "inference failed: the inputs were not prepared by an ONNX Runtime session"
+        );
+    }
+}
+
+#[test]
 fn inputs_that_do_not_fit_the_model_are_errors_naming_the_input() {
     let Some(ort) = common::ort_or_skip() else {
         return;

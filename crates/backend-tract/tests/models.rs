@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use chipbench_backend_tract::TractBackend;
 use chipbench_core::spec::random_inputs;
-use chipbench_core::{Backend, DType, ModelSource, Session, SessionOptions, Tensor, TensorInfo};
+use chipbench_core::{
+    Backend, DType, ModelSource, PreparedInputs, Session, SessionOptions, Tensor, TensorInfo,
+};
 use chipbench_optimize::{fixtures, model, suite::Suite};
 
 fn models_dir() -> PathBuf {
@@ -86,6 +88,64 @@ fn every_suite_model_runs_with_the_declared_output_shapes() {
             );
         }
     }
+}
+
+#[test]
+fn prepared_inputs_give_the_outputs_of_run_and_the_window_says_what_it_holds() {
+    let suite = Suite::load(&models_dir()).unwrap();
+    for m in &suite.models {
+        let bound = m.bound_inputs().unwrap();
+        let mut session = load(&m.path(&models_dir()), bound.clone(), Some(1)).unwrap();
+        let (a, b) = (
+            random_inputs(&m.inputs, &bound, 0, 0),
+            random_inputs(&m.inputs, &bound, 0, 1),
+        );
+        let prepared_a = session.prepare_inputs(&a).unwrap();
+        let prepared_b = session.prepare_inputs(&b).unwrap();
+        let expected_a = session.run(&a).unwrap();
+        assert_eq!(
+            session.run_prepared(&prepared_a).unwrap(),
+            expected_a,
+            "{}",
+            m.name
+        );
+        assert_eq!(
+            session.run_prepared(&prepared_b).unwrap(),
+            session.run(&b).unwrap(),
+            "{}",
+            m.name
+        );
+        // The prepared tensors are shared with each inference, never consumed by one.
+        assert_eq!(
+            session.run_prepared(&prepared_a).unwrap(),
+            expected_a,
+            "{}",
+            m.name
+        );
+    }
+    let m = suite.model("mlp").unwrap();
+    let bound = m.bound_inputs().unwrap();
+    let mut session = load(&m.path(&models_dir()), bound.clone(), None).unwrap();
+    assert!(
+        session
+            .timed_window()
+            .contains("inputs converted into tract tensors once before warm-up"),
+        "{}",
+        session.timed_window()
+    );
+    let host = random_inputs(&m.inputs, &bound, 0, 0);
+    assert_eq!(
+        session
+            .run_prepared(&PreparedInputs::host(&host))
+            .unwrap_err()
+            .to_string(),
+        "inference failed: the inputs were not prepared by a tract session"
+    );
+    let wrong = Tensor::from_vec(vec![1, 783], vec![0.0f32; 783]).unwrap();
+    let e = session.prepare_inputs(&[wrong]).unwrap_err().to_string();
+    assert!(e.starts_with("input 'input':"), "{e}");
+    let e = session.prepare_inputs(&[]).unwrap_err().to_string();
+    assert_eq!(e, "inference failed: 0 inputs given, the model takes 1");
 }
 
 #[test]

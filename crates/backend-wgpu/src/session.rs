@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chipbench_core::{DType, OperatorTime, Session, Tensor, TensorData, TensorInfo};
+use chipbench_core::{
+    DType, OperatorTime, PreparedInputs, Session, Tensor, TensorData, TensorInfo,
+};
 use half::f16;
 use tract_onnx::prelude::Tensor as TractTensor;
 
@@ -179,8 +181,8 @@ impl WgpuSession {
         })
     }
 
-    fn run_inner(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, WgpuError> {
-        let started = Instant::now();
+    /// Every input checked and converted into its device layout.
+    fn device_inputs(&self, inputs: &[Tensor]) -> Result<DeviceInputs, WgpuError> {
         if inputs.len() != self.inputs.len() {
             return Err(WgpuError::Run(format!(
                 "{} inputs given, the model has {}",
@@ -188,16 +190,41 @@ impl WgpuSession {
                 self.inputs.len()
             )));
         }
-        for ((info, tensor), slot) in self.inputs.iter().zip(inputs).zip(&self.input_slots) {
-            chipbench_core::spec::check_input(info, tensor).map_err(|e| WgpuError::Input {
-                name: info.name.clone(),
-                reason: e.to_string(),
-            })?;
-            let bytes = to_device(tensor, slot.ty).map_err(|reason| WgpuError::Input {
-                name: info.name.clone(),
-                reason,
-            })?;
-            self.gpu.queue.write_buffer(&slot.buffer, 0, &bytes);
+        let bytes = self
+            .inputs
+            .iter()
+            .zip(inputs)
+            .zip(&self.input_slots)
+            .map(|((info, tensor), slot)| {
+                chipbench_core::spec::check_input(info, tensor).map_err(|e| WgpuError::Input {
+                    name: info.name.clone(),
+                    reason: e.to_string(),
+                })?;
+                to_device(tensor, slot.ty).map_err(|reason| WgpuError::Input {
+                    name: info.name.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(DeviceInputs(bytes))
+    }
+
+    /// One inference from inputs in their device layout: upload, compute pass, readback.
+    fn run_device(&mut self, inputs: &DeviceInputs) -> Result<Vec<Tensor>, WgpuError> {
+        let started = Instant::now();
+        let fits = inputs.0.len() == self.input_slots.len()
+            && inputs
+                .0
+                .iter()
+                .zip(&self.input_slots)
+                .all(|(bytes, slot)| bytes.len() as u64 == slot.buffer.size());
+        if !fits {
+            return Err(WgpuError::Run(
+                "the inputs were prepared by a session of another model".into(),
+            ));
+        }
+        for (bytes, slot) in inputs.0.iter().zip(&self.input_slots) {
+            self.gpu.queue.write_buffer(&slot.buffer, 0, bytes);
         }
         let device = &self.gpu.device;
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -370,6 +397,16 @@ impl Timer {
     }
 }
 
+/// What a session runs one prepared inference on: each input checked and converted into its
+/// device layout once (bytes padded to whole words).
+struct DeviceInputs(Vec<Vec<u8>>);
+
+/// What one timed inference of a wgpu session holds.
+const TIMED_WINDOW: &str = "wgpu from inputs checked and converted once before warm-up into their device \
+     layout: the upload of every input (Queue::write_buffer), one command encoder with the model's compute \
+     pass (one pass per kernel under --profile), a copy of every output to a staging buffer, the submission, \
+     the wait for the device, the readback and the conversion of every output into a host tensor";
+
 impl Session for WgpuSession {
     fn inputs(&self) -> &[TensorInfo] {
         &self.inputs
@@ -380,7 +417,23 @@ impl Session for WgpuSession {
     }
 
     fn run(&mut self, inputs: &[Tensor]) -> chipbench_core::Result<Vec<Tensor>> {
-        self.run_inner(inputs).map_err(Into::into)
+        let inputs = self.device_inputs(inputs)?;
+        Ok(self.run_device(&inputs)?)
+    }
+
+    fn prepare_inputs(&mut self, inputs: &[Tensor]) -> chipbench_core::Result<PreparedInputs> {
+        Ok(PreparedInputs::engine(self.device_inputs(inputs)?))
+    }
+
+    fn run_prepared(&mut self, inputs: &PreparedInputs) -> chipbench_core::Result<Vec<Tensor>> {
+        let inputs = inputs.as_engine::<DeviceInputs>().ok_or_else(|| {
+            chipbench_core::Error::Run("the inputs were not prepared by a wgpu session".into())
+        })?;
+        Ok(self.run_device(inputs)?)
+    }
+
+    fn timed_window(&self) -> &'static str {
+        TIMED_WINDOW
     }
 
     /// One host thread submits; the device (or, for a software rasterizer, the driver's own

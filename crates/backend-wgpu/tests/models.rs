@@ -268,6 +268,11 @@ fn mismatched_inputs_are_errors_not_panics() {
         .expect_err("wrong shape is refused")
         .to_string();
     assert!(err.contains("input 'x'"), "{err}");
+    let err = session
+        .prepare_inputs(&wrong)
+        .expect_err("wrong shape is refused ahead too")
+        .to_string();
+    assert!(err.contains("input 'x'"), "{err}");
     let missing = ModelSource {
         path: m.path.with_file_name("absent.onnx"),
         inputs: m.bound(),
@@ -279,6 +284,55 @@ fn mismatched_inputs_are_errors_not_panics() {
         .to_string();
     assert!(
         err.contains("absent.onnx") && err.contains("no such file"),
+        "{err}"
+    );
+}
+
+/// Inputs converted once into their device layout give the outputs `run` gives (f32 for mlp, i64
+/// narrowed to i32 for bert-tiny), and stay usable for any number of inferences; a session of
+/// another model refuses them.
+#[test]
+fn prepared_inputs_give_the_outputs_of_run() {
+    let Some(d) = device() else { return };
+    let suite = Suite::load(&models_dir()).expect("models/suite.toml");
+    let mut sessions = Vec::new();
+    for name in ["mlp", "bert-tiny"] {
+        let m = suite.model(name).expect("a suite model");
+        let bound = m.bound_inputs().expect("bound");
+        let source = ModelSource {
+            path: m.path(&models_dir()),
+            inputs: bound.clone(),
+        };
+        let mut session = backend()
+            .load(&source, &d, &SessionOptions::default())
+            .expect("loads");
+        let inputs = random_inputs(&m.inputs, &bound, 2, 0);
+        let prepared = session.prepare_inputs(&inputs).expect("prepared");
+        let expected = session.run(&inputs).expect("runs");
+        for _ in 0..2 {
+            assert_eq!(
+                session.run_prepared(&prepared).expect("runs"),
+                expected,
+                "{name}"
+            );
+        }
+        assert!(
+            session
+                .timed_window()
+                .starts_with("wgpu from inputs checked and converted once before warm-up"),
+            "{}",
+            session.timed_window()
+        );
+        sessions.push((session, prepared));
+    }
+    let (mlp, bert) = sessions.split_at_mut(1);
+    let err = mlp[0]
+        .0
+        .run_prepared(&bert[0].1)
+        .expect_err("another model's inputs")
+        .to_string();
+    assert!(
+        err.contains("prepared by a session of another model"),
         "{err}"
     );
 }

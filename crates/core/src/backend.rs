@@ -1,5 +1,6 @@
 //! The contract between the runner and the inference engines it measures.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, Tensor, TensorInfo};
+use crate::{Error, Result, Tensor, TensorInfo};
 
 /// What kind of silicon a device is. A software rasterizer is never reported as a GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,6 +139,31 @@ pub trait Session {
     fn outputs(&self) -> &[TensorInfo];
     /// Runs one inference, including the retrieval of every output to host memory.
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
+    /// Checks `inputs` and converts them into the form the engine runs on, once, so that the
+    /// runner's timed inferences ([`Session::run_prepared`]) hold the engine's work and not the
+    /// conversion. The default keeps copies of the host tensors, which `run_prepared` then hands
+    /// to [`Session::run`]: such a session converts inside every timed inference.
+    fn prepare_inputs(&mut self, inputs: &[Tensor]) -> Result<PreparedInputs> {
+        Ok(PreparedInputs::host(inputs))
+    }
+    /// Runs one inference on inputs this session prepared, including the retrieval of every
+    /// output to host memory: the same outputs as [`Session::run`] on the original tensors.
+    fn run_prepared(&mut self, inputs: &PreparedInputs) -> Result<Vec<Tensor>> {
+        match inputs.as_host() {
+            Some(host) => self.run(host),
+            None => Err(Error::Run(
+                "the inputs were prepared by another kind of session".into(),
+            )),
+        }
+    }
+    /// What one timed inference ([`Session::run_prepared`]) holds besides the engine's own
+    /// computation, for the provenance of the latency: which conversions, copies and checks of
+    /// the inputs and outputs it still does.
+    fn timed_window(&self) -> &'static str {
+        "Session::run on the host tensors: whatever conversion of the inputs into the engine's form \
+         the session does happens inside every timed inference, as does the copy of every output to \
+         host memory"
+    }
     /// The number of threads the engine really runs with.
     fn threads(&self) -> usize;
     /// Effective engine settings worth recording with the result (optimization level, spinning,
@@ -161,5 +187,52 @@ pub trait Session {
     /// Where the engine placed the model's nodes, when it has several places to put them.
     fn placement(&self) -> Option<Vec<NodePlacement>> {
         None
+    }
+}
+
+/// A cell's inputs in the form a session feeds its engine, made once by
+/// [`Session::prepare_inputs`] before warm-up.
+pub struct PreparedInputs(Prepared);
+
+enum Prepared {
+    /// The host tensors themselves, converted inside every inference.
+    Host(Vec<Tensor>),
+    /// The engine's own form: a tract tensor, ONNX Runtime values, bytes in a device layout.
+    Engine(Box<dyn Any>),
+}
+
+impl PreparedInputs {
+    /// Copies of the host tensors, for a session that converts nothing ahead.
+    pub fn host(inputs: &[Tensor]) -> Self {
+        PreparedInputs(Prepared::Host(inputs.to_vec()))
+    }
+
+    /// Inputs converted by a session into a type of its own.
+    pub fn engine<T: Any>(prepared: T) -> Self {
+        PreparedInputs(Prepared::Engine(Box::new(prepared)))
+    }
+
+    pub fn as_host(&self) -> Option<&[Tensor]> {
+        match &self.0 {
+            Prepared::Host(tensors) => Some(tensors),
+            Prepared::Engine(_) => None,
+        }
+    }
+
+    /// The session's own form, when these inputs were prepared as a `T`.
+    pub fn as_engine<T: Any>(&self) -> Option<&T> {
+        match &self.0 {
+            Prepared::Engine(prepared) => prepared.downcast_ref(),
+            Prepared::Host(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for PreparedInputs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Prepared::Host(tensors) => write!(f, "PreparedInputs::Host({} tensors)", tensors.len()),
+            Prepared::Engine(_) => f.write_str("PreparedInputs::Engine(..)"),
+        }
     }
 }

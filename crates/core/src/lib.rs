@@ -10,8 +10,8 @@ pub mod stats;
 pub mod tensor;
 
 pub use backend::{
-    Backend, Device, DeviceKind, ModelSource, NodePlacement, OperatorTime, Session, SessionOptions,
-    Unavailable,
+    Backend, Device, DeviceKind, ModelSource, NodePlacement, OperatorTime, PreparedInputs, Session,
+    SessionOptions, Unavailable,
 };
 pub use error::{Error, Result};
 pub use spec::{Dim, InputSpec, TensorInfo};

@@ -230,6 +230,13 @@ pub enum StopReason {
     Interrupted,
 }
 
+/// How a session's timed loop ended: how many inferences it timed, and which rule stopped it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimedLoop {
+    pub inferences: u64,
+    pub stop_reason: StopReason,
+}
+
 /// One measured combination of model variant, backend, device, scenario and threads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CellResult {
@@ -253,6 +260,11 @@ pub struct CellResult {
     /// fresh session varies (buffer placement, the host), which one session's samples cannot show.
     #[serde(default)]
     pub session_p50_ms: Vec<f64>,
+    /// How the timed loop of each session of `session_p50_ms` ended, in the same order (a
+    /// further session's loop is short and may reach its maximum duration before its minimum
+    /// count); empty in results written before chipbench recorded it.
+    #[serde(default)]
+    pub session_loops: Vec<TimedLoop>,
     pub stop_reason: Option<StopReason>,
     /// Device-side time of the timed inferences, where the backend measures it (GPU timestamp
     /// queries); `latency_ms` stays the host end-to-end time.
@@ -287,6 +299,10 @@ pub struct CellResult {
     /// Whether the model variant fits the emulated device (`--edge-profile` runs).
     #[serde(default)]
     pub edge: Option<EdgeFit>,
+    /// Measured by `bench --resume` after the run was interrupted (cells measured before keep
+    /// `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
     /// How each figure above was obtained, keyed by field name.
     pub provenance: BTreeMap<String, String>,
 }
@@ -622,6 +638,7 @@ impl CellResult {
             latency_ms: None,
             samples_ms: Vec::new(),
             session_p50_ms: Vec::new(),
+            session_loops: Vec::new(),
             stop_reason: None,
             device_latency_ms: None,
             device_time_discarded: None,
@@ -635,6 +652,7 @@ impl CellResult {
             energy: None,
             roofline: None,
             edge: None,
+            resumed: false,
             provenance: BTreeMap::new(),
         }
     }
@@ -661,6 +679,38 @@ mod tests {
         assert!(energy("measured:rapl + estimated:gpu-busy x active-power").is_estimate());
         assert!(!energy("measured:rapl").is_estimate());
         assert!(!energy("measured:rapl + measured:nvml").is_estimate());
+    }
+
+    #[test]
+    fn a_cell_written_before_session_loops_were_recorded_still_reads() {
+        let backend = BackendRecord {
+            name: "tract".into(),
+            version: "0".into(),
+            device: "cpu".into(),
+            device_name: "CPU".into(),
+            device_kind: crate::DeviceKind::Cpu,
+            threads: Some(1),
+            settings: BTreeMap::new(),
+        };
+        let mut cell = CellResult::not_run(
+            ModelRecord::default(),
+            backend,
+            "single-stream",
+            Status::Ok,
+            String::new(),
+        );
+        cell.session_loops.push(TimedLoop {
+            inferences: 12,
+            stop_reason: StopReason::MaxDuration,
+        });
+        let mut json = serde_json::to_value(&cell).unwrap();
+        assert_eq!(
+            json["session_loops"],
+            serde_json::json!([{ "inferences": 12, "stop_reason": "max_duration" }])
+        );
+        json.as_object_mut().unwrap().remove("session_loops");
+        let old: CellResult = serde_json::from_value(json).unwrap();
+        assert!(old.session_loops.is_empty());
     }
 
     fn op(node: &str, provider: &str, total_ms: f64) -> OperatorTime {

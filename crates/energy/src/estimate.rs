@@ -12,7 +12,7 @@ pub const CPU_METHOD: &str = "estimated:cpu-time x active-power";
 pub const GPU_METHOD: &str = "estimated:gpu-busy x active-power";
 
 /// A power figure and where it comes from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ActivePower {
     pub watts: f64,
     pub source: String,
@@ -34,7 +34,7 @@ pub fn conservative_per_core() -> ActivePower {
 }
 
 /// The powers an estimate multiplies busy time by.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EstimateModel {
     pub cpu_core: ActivePower,
     /// Active power of GPUs, by the device name backends report.

@@ -93,6 +93,17 @@ impl EnergyPlan {
         (EnergyPlan::new(meters, estimate), sensors)
     }
 
+    /// The estimate model, which a cell's child process rebuilds its plan from.
+    pub fn estimate(&self) -> &EstimateModel {
+        &self.estimate
+    }
+
+    /// The idle baseline measured by the parent of a cell's process, which the child subtracts
+    /// as the parent would.
+    pub fn set_idle_baseline(&mut self, baseline: IdleBaseline) {
+        self.idle = Some(baseline);
+    }
+
     pub fn meters(&self) -> &[Box<dyn Meter>] {
         &self.meters
     }

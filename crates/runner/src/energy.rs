@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chipbench_core::result::CellResult;
-use chipbench_core::{DeviceKind, Result, Session, Tensor};
+use chipbench_core::{DeviceKind, PreparedInputs, Result, Session};
 use chipbench_energy::{EnergyPlan, GpuWork, OpenEnergy, Work};
 
 use crate::measure::{INTERRUPTED, Measurement};
@@ -46,7 +46,7 @@ impl EnergyWindow<'_> {
     pub(crate) fn close(
         self,
         session: &mut dyn Session,
-        inputs: &[Tensor],
+        inputs: &PreparedInputs,
         timed: &Measurement,
         device: (DeviceKind, &str),
         cell: &mut CellResult,
@@ -55,7 +55,7 @@ impl EnergyWindow<'_> {
         let mut extra = 0u64;
         // Ctrl-C ends the stretch too: the user asked for the results now.
         while self.open.elapsed() < min_window && !INTERRUPTED.load(Ordering::Relaxed) {
-            session.run(inputs)?;
+            session.run_prepared(inputs)?;
             extra += 1;
         }
         let short = self.open.elapsed() < min_window;
@@ -64,10 +64,11 @@ impl EnergyWindow<'_> {
         let inferences = timed_n + extra;
         let work = Work {
             inferences,
+            // The timed loop's bookkeeping is no inference's work (see `Bookkeeping`).
             cpu_time: self
                 .cpu_at_open
                 .zip(cpu_at_close)
-                .map(|(a, b)| b.saturating_sub(a)),
+                .map(|(a, b)| b.saturating_sub(a).saturating_sub(timed.bookkeeping.cpu)),
             gpu: gpu_work(device, timed, inferences),
         };
         match self.open.close(&work) {
@@ -81,6 +82,7 @@ impl EnergyWindow<'_> {
                         chipbench_energy::plan::MIN_UPDATE_PERIODS
                     ));
                 }
+                provenance.push_str(&bookkeeping_note(&closed.energy.method, timed));
                 if short {
                     provenance.push_str(&format!(
                         "; interrupted: the window is shorter than {} ms, the sensors' figures are coarse",
@@ -97,6 +99,32 @@ impl EnergyWindow<'_> {
         }
         Ok(())
     }
+}
+
+/// What the timed loop's bookkeeping between inferences (see `Bookkeeping`) does to the figure:
+/// left out of the CPU time an estimate is made from, inside a sensor's reading.
+fn bookkeeping_note(method: &str, timed: &Measurement) -> String {
+    let b = timed.bookkeeping;
+    if b.checks == 0 && b.wall.is_zero() {
+        return String::new();
+    }
+    let mut note = String::new();
+    if method.contains(chipbench_energy::estimate::CPU_METHOD) {
+        note += &format!(
+            "; the CPU time leaves out the timed loop's bookkeeping between inferences (the stop \
+             rule's checks of the CI, {}, and the growth of the sample buffers: {:.3} ms on the \
+             measuring thread)",
+            b.checks,
+            b.cpu.as_secs_f64() * 1e3
+        );
+    }
+    if method.contains("measured:") {
+        note += &format!(
+            "; the sensors' readings include that bookkeeping ({:.3} ms of the window)",
+            b.wall.as_secs_f64() * 1e3
+        );
+    }
+    note
 }
 
 /// How long the GPU was busy over the window: the device-side time of the timed inferences

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chipbench_core::result::{
-    BackendRecord, CellResult, ModelRecord, OperatorProfile, Status, Warmup,
+    BackendRecord, CellResult, ModelRecord, OperatorProfile, Status, StopReason, TimedLoop, Warmup,
 };
 use chipbench_core::spec::{check_input, random_inputs};
 use chipbench_core::{
@@ -24,9 +24,10 @@ use chipbench_core::{
     accuracy, stats,
 };
 
-pub use measure::{Measurement, StopRule, WarmUp};
+pub use measure::{Bookkeeping, Measurement, StopRule, WarmUp};
 
 use resources::{CPU_TIME_METHOD, PeakMemory, process_cpu_time};
+use serde::{Deserialize, Serialize};
 
 /// The only scenario so far: one inference at a time, the next starts when the previous ends.
 pub const SINGLE_STREAM: &str = "single-stream";
@@ -139,6 +140,16 @@ struct Reference {
     label: String,
 }
 
+/// One further session of a cell: its median latency and how its timed loop ended (serialised as
+/// one flat object, `{"p50_ms", "inferences", "stop_reason"}`, for a session measured in a process
+/// of its own).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FreshSession {
+    pub p50_ms: f64,
+    #[serde(flatten)]
+    pub timed: TimedLoop,
+}
+
 /// Runs cells and remembers the reference outputs of each fp32 model so that every variant and
 /// backend is compared with the same numbers.
 pub struct Sweep<'a> {
@@ -197,14 +208,14 @@ impl<'a> Sweep<'a> {
     }
 
     /// Loads the model afresh, warms it up and times it under the `for_extra_session` rules:
-    /// one further session of a cell (see [`Settings::sessions`]). Returns its median latency, or
-    /// the reason it could not be measured.
+    /// one further session of a cell (see [`Settings::sessions`]). Returns its median latency and
+    /// how its timed loop ended, or the reason it could not be measured.
     pub fn fresh_session_p50(
         &self,
         model: &ModelUnderTest,
         target: &Target,
         threads: Option<usize>,
-    ) -> std::result::Result<f64, String> {
+    ) -> std::result::Result<FreshSession, String> {
         let settings = &self.settings;
         let options = SessionOptions {
             threads,
@@ -219,48 +230,93 @@ impl<'a> Sweep<'a> {
                 target
                     .backend
                     .load(&model.source(model.path.clone()), &target.device, &options)?;
-            measure::warm_up(session.as_mut(), &inputs, &warmup)?;
-            measure::timed_loop(session.as_mut(), &inputs, &stop)
+            let prepared = session.prepare_inputs(&inputs)?;
+            measure::warm_up(session.as_mut(), &prepared, &warmup)?;
+            measure::timed_loop_prepared(session.as_mut(), &prepared, &stop)
         }));
         match outcome {
             Ok(Ok(m)) => stats::summarize(&m.samples_ms)
-                .map(|latency| latency.p50)
+                .map(|latency| FreshSession {
+                    p50_ms: latency.p50,
+                    timed: TimedLoop {
+                        inferences: m.samples_ms.len() as u64,
+                        stop_reason: m.stop_reason,
+                    },
+                })
                 .ok_or_else(|| "no timed inference".to_string()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(payload) => Err(format!("the backend panicked: {}", panic_message(payload))),
         }
     }
 
-    /// Appends a further session's median to a measured cell and says in its provenance how the
-    /// sessions were measured (`how`: "in a process of its own each", say). A failure is noted
-    /// there instead; returns whether the session was measured.
+    /// Appends a further session's median and loop to a measured cell and says in its provenance
+    /// how the sessions were measured (`how`: "in a process of its own each", say), with the
+    /// inferences each further session really timed. A failure is noted there instead; returns
+    /// whether the session was measured.
     pub fn record_session(
         &self,
         cell: &mut CellResult,
-        session: std::result::Result<f64, String>,
+        session: std::result::Result<FreshSession, String>,
         how: &str,
     ) -> bool {
         let measured = session.is_ok();
         let failure = match session {
-            Ok(p50) => {
-                cell.session_p50_ms.push(p50);
+            Ok(s) => {
+                cell.session_p50_ms.push(s.p50_ms);
+                cell.session_loops.push(s.timed);
                 String::new()
             }
             Err(e) => format!("; a further session failed, so no more were measured: {e}"),
         };
         let warmup = WarmUp::for_extra_session(&self.settings.warmup);
         let stop = StopRule::for_extra_session(&self.settings.stop);
+        let further = cell.session_loops.get(1..).unwrap_or_default();
+        let loops = if further.is_empty() {
+            String::new()
+        } else {
+            let each: Vec<String> = further
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{} inferences ({})",
+                        l.inferences,
+                        stop_label(l.stop_reason)
+                    )
+                })
+                .collect();
+            let short = further
+                .iter()
+                .filter(|l| {
+                    l.stop_reason == StopReason::MaxDuration && l.inferences < stop.min_iterations
+                })
+                .count();
+            format!(
+                "; the further sessions timed {}{}",
+                each.join(", "),
+                if short > 0 {
+                    format!(
+                        "; {short} of them reached the maximum duration before the minimum of {} inferences",
+                        stop.min_iterations
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        };
         cell.provenance.insert(
             "session_p50_ms".into(),
             format!(
                 "measured: the median of each of {} sessions (monotonic clock); the first is the cell's, the \
-                 others loaded afresh {how}, each warmed up for at least {} inferences and {:.2} s and timed \
-                 for at least {} inferences and {:.2} s{failure}",
+                 others loaded afresh {how}, each warmed up for at least {} inferences and {:.2} s, then timed \
+                 until the 95 % CI of its median was within ±{} % after at least {} inferences and {:.2} s, \
+                 or until {:.2} s had passed, whichever came first{loops}{failure}",
                 cell.session_p50_ms.len(),
                 warmup.min_iterations,
                 warmup.min_duration.as_secs_f64(),
+                stop.target_relative_ci * 100.0,
                 stop.min_iterations,
-                stop.min_duration.as_secs_f64()
+                stop.min_duration.as_secs_f64(),
+                stop.max_duration.as_secs_f64()
             ),
         );
         measured
@@ -312,7 +368,10 @@ impl<'a> Sweep<'a> {
         cell.first_inference_ms = Some(ms(t.elapsed()));
         reject_non_finite(session.outputs(), &first)?;
 
-        let (iterations, duration) = measure::warm_up(session.as_mut(), &inputs, &settings.warmup)?;
+        // Converted once, outside every timed inference (see `Session::timed_window`).
+        let prepared = session.prepare_inputs(&inputs)?;
+        let (iterations, duration) =
+            measure::warm_up(session.as_mut(), &prepared, &settings.warmup)?;
         cell.warmup = Some(Warmup {
             iterations,
             duration_ms: ms(duration),
@@ -321,12 +380,12 @@ impl<'a> Sweep<'a> {
         let energy_window = energy::open(settings.energy.as_deref(), cell);
         let cpu_before = process_cpu_time();
         let discarded_before = session.discarded_device_times();
-        let m = measure::timed_loop(session.as_mut(), &inputs, &settings.stop)?;
+        let m = measure::timed_loop_prepared(session.as_mut(), &prepared, &settings.stop)?;
         let discarded = session.discarded_device_times() - discarded_before;
         let cpu_after = process_cpu_time();
         if let Some(window) = energy_window {
             let device = (target.device.kind, target.device.name.as_str());
-            window.close(session.as_mut(), &inputs, &m, device, cell)?;
+            window.close(session.as_mut(), &prepared, &m, device, cell)?;
         }
         let n = m.samples_ms.len();
         cell.latency_ms = stats::summarize(&m.samples_ms);
@@ -351,7 +410,8 @@ impl<'a> Sweep<'a> {
         cell.stop_reason = Some(m.stop_reason);
         cell.throughput_per_s = Some(n as f64 / m.wall.as_secs_f64());
         if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
-            cell.cpu_ms_per_inference = Some(ms(b - a) / n as f64);
+            let inferences = b.saturating_sub(a).saturating_sub(m.bookkeeping.cpu);
+            cell.cpu_ms_per_inference = Some(ms(inferences) / n as f64);
             cell.provenance
                 .insert("cpu_ms_per_inference".into(), CPU_TIME_METHOD.into());
         }
@@ -359,9 +419,12 @@ impl<'a> Sweep<'a> {
         cell.provenance.insert(
             "latency_ms".into(),
             format!(
-                "measured: host monotonic clock (std::time::Instant) around each Session::run, \
-                 output retrieval included; percentiles by linear interpolation (type 7); median \
-                 CI95 by exact percentile bootstrap{}",
+                "measured: host monotonic clock (std::time::Instant) around each timed inference \
+                 (Session::run_prepared on inputs the session converted once before warm-up); what \
+                 one timed inference holds on {}: {}; percentiles by linear interpolation (type 7); \
+                 median CI95 by exact percentile bootstrap{}",
+                target.label(),
+                session.timed_window(),
                 if settings.profile {
                     "; the engine's profiler was on (--profile) and its overhead is included"
                 } else {
@@ -413,7 +476,13 @@ impl<'a> Sweep<'a> {
         }
         cell.provenance.insert(
             "throughput_per_s".into(),
-            "derived: timed inferences / wall time of the timed loop (single-stream)".into(),
+            format!(
+                "derived: timed inferences / wall time of the timed loop (single-stream), less its \
+                 bookkeeping between inferences (the stop rule's checks of the CI, {}, and the growth \
+                 of the sample buffers: {:.3} ms left out)",
+                m.bookkeeping.checks,
+                ms(m.bookkeeping.wall)
+            ),
         );
         cell.provenance.insert(
             "load_ms".into(),
@@ -457,6 +526,14 @@ impl<'a> Sweep<'a> {
         cell.peak_rss_bytes = memory.peak_bytes();
         cell.rss_before_load_bytes = memory.baseline_bytes();
         cell.session_p50_ms = cell.latency_ms.iter().map(|l| l.p50).collect();
+        cell.session_loops = cell
+            .latency_ms
+            .iter()
+            .map(|_| TimedLoop {
+                inferences: n as u64,
+                stop_reason: m.stop_reason,
+            })
+            .collect();
         Ok(())
     }
 
@@ -506,6 +583,14 @@ impl<'a> Sweep<'a> {
         self.computed
             .insert(model.reference.clone(), result.clone());
         result
+    }
+}
+
+fn stop_label(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::CiWithinTarget => "CI within target",
+        StopReason::MaxDuration => "maximum duration",
+        StopReason::Interrupted => "interrupted",
     }
 }
 

@@ -20,7 +20,28 @@ pub fn process_cpu_time() -> Option<Duration> {
     }
 }
 
-pub const CPU_TIME_METHOD: &str = "measured: getrusage(RUSAGE_SELF) user+sys of the whole process over the timed loop, divided by its inferences";
+/// CPU time consumed so far by the calling thread (`CLOCK_THREAD_CPUTIME_ID`, nanoseconds): what
+/// the timed loop's own bookkeeping costs, without the engine's worker threads.
+pub fn thread_cpu_time() -> Option<Duration> {
+    #[cfg(unix)]
+    {
+        // SAFETY: clock_gettime only writes into the struct we pass.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+            return None;
+        }
+        Some(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+pub const CPU_TIME_METHOD: &str = "measured: getrusage(RUSAGE_SELF) user+sys of the whole process over the timed loop, \
+     less the CPU time of the loop's bookkeeping between inferences (the stop rule's checks of the CI and the growth of \
+     the sample buffers, clock_gettime(CLOCK_THREAD_CPUTIME_ID) around each on the measuring thread), divided by its \
+     inferences";
 
 /// Peak resident set size of the process, resettable between cells.
 ///
@@ -107,6 +128,26 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(process_cpu_time().unwrap() > before);
+    }
+
+    #[test]
+    fn thread_cpu_time_counts_this_thread_only() {
+        let before = thread_cpu_time().unwrap();
+        let sleeper = std::thread::spawn(|| {
+            let start = std::time::Instant::now();
+            let mut x = 0u64;
+            while start.elapsed() < Duration::from_millis(100) {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            std::hint::black_box(x);
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        sleeper.join().unwrap();
+        let spent = thread_cpu_time().unwrap() - before;
+        assert!(
+            spent < Duration::from_millis(50),
+            "{spent:?}: another thread's spinning counted"
+        );
     }
 
     #[test]
