@@ -1,17 +1,18 @@
 //! The energy window and roofline figures of a cell, through the real runner with a session
 //! that does a fixed amount of CPU work per inference.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chipbench_core::result::{ModelRecord, Status};
+use chipbench_core::result::Status;
 use chipbench_core::{
-    Backend, DType, Device, DeviceKind, ModelSource, Result, Session, SessionOptions, Tensor,
-    TensorInfo, Unavailable,
+    Backend, Device, ModelSource, Result, Session, SessionOptions, Tensor, TensorInfo, Unavailable,
 };
 use chipbench_energy::{ActivePower, EnergyPlan, EstimateModel};
 use chipbench_runner::{ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
+
+mod common;
+use common::{cpu, io};
 
 /// Busy-waits `work` per inference: real CPU time, as a CPU backend spends it.
 struct Spinner {
@@ -62,38 +63,11 @@ impl Session for SpinSession {
     }
 }
 
-fn cpu() -> Device {
-    Device {
-        id: "cpu".into(),
-        name: "spinning CPU".into(),
-        kind: DeviceKind::Cpu,
-        note: None,
-    }
-}
-
-fn io(name: &str, n: usize) -> TensorInfo {
-    TensorInfo {
-        name: name.into(),
-        dtype: DType::F32,
-        shape: vec![1, n],
-    }
-}
-
 fn model() -> ModelUnderTest {
-    ModelUnderTest {
-        record: ModelRecord {
-            name: "spin".into(),
-            variant: "fp32".into(),
-            macs: Some(1_000_000),
-            weight_bytes: Some(4_000),
-            ..ModelRecord::default()
-        },
-        path: PathBuf::from("spin.onnx"),
-        specs: Vec::new(),
-        bound: vec![io("x", 64)],
-        fixed_inputs: Default::default(),
-        reference: PathBuf::from("spin.onnx"),
-    }
+    let mut model = common::model("spin", vec![io("x", 64)]);
+    model.record.macs = Some(1_000_000);
+    model.record.weight_bytes = Some(4_000);
+    model
 }
 
 fn settings(plan: EnergyPlan) -> Settings {

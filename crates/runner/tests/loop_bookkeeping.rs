@@ -2,17 +2,18 @@
 //! sample so far) stays out of a cell's throughput, CPU time and estimated energy. Alone in its
 //! test binary: the CPU time is the whole process's.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chipbench_core::result::{ModelRecord, Status, StopReason};
+use chipbench_core::result::{Status, StopReason};
 use chipbench_core::{
-    Backend, DType, Device, DeviceKind, ModelSource, Result, Session, SessionOptions, Tensor,
-    TensorInfo, Unavailable,
+    Backend, Device, ModelSource, Result, Session, SessionOptions, Tensor, TensorInfo, Unavailable,
 };
 use chipbench_energy::{ActivePower, EnergyPlan, EstimateModel};
-use chipbench_runner::{ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
+use chipbench_runner::{Settings, StopRule, Sweep, Target, WarmUp};
+
+mod common;
+use common::{cpu, io};
 
 /// Busy-waits 10 and 30 µs in turn: 20 µs of CPU per inference on average, and a median whose
 /// CI never gets within 1 %.
@@ -36,7 +37,7 @@ impl Backend for Alternating {
     fn load(&self, _: &ModelSource, _: &Device, _: &SessionOptions) -> Result<Box<dyn Session>> {
         Ok(Box::new(AlternatingSession {
             calls: 0,
-            io: vec![io()],
+            io: vec![io("x", 4)],
         }))
     }
 }
@@ -62,23 +63,6 @@ impl Session for AlternatingSession {
     }
 }
 
-fn cpu() -> Device {
-    Device {
-        id: "cpu".into(),
-        name: "CPU".into(),
-        kind: DeviceKind::Cpu,
-        note: None,
-    }
-}
-
-fn io() -> TensorInfo {
-    TensorInfo {
-        name: "x".into(),
-        dtype: DType::F32,
-        shape: vec![1, 4],
-    }
-}
-
 #[test]
 fn the_stop_rule_checks_stay_out_of_throughput_cpu_time_and_estimated_energy() {
     const WATTS: f64 = 10.0;
@@ -87,18 +71,7 @@ fn the_stop_rule_checks_stay_out_of_throughput_cpu_time_and_estimated_energy() {
         backend: &backend,
         device: cpu(),
     };
-    let model = ModelUnderTest {
-        record: ModelRecord {
-            name: "alternating".into(),
-            variant: "fp32".into(),
-            ..ModelRecord::default()
-        },
-        path: PathBuf::from("alternating.onnx"),
-        specs: Vec::new(),
-        bound: vec![io()],
-        fixed_inputs: Default::default(),
-        reference: PathBuf::from("alternating.onnx"),
-    };
+    let model = common::model("alternating", vec![io("x", 4)]);
     let plan = EnergyPlan::new(
         Vec::new(),
         EstimateModel::cpu_only(ActivePower {

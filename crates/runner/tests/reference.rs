@@ -1,14 +1,14 @@
 //! The fp32 reference of the accuracy check: computed outside the cell's memory window, and by
 //! the next reference backend when the first cannot run the model.
 
-use std::path::PathBuf;
-
-use chipbench_core::result::ModelRecord;
 use chipbench_core::{
-    Backend, DType, Device, DeviceKind, Error, ModelSource, Result, Session, SessionOptions,
-    Tensor, TensorInfo, Unavailable,
+    Backend, Device, Error, ModelSource, Result, Session, SessionOptions, Tensor, TensorInfo,
+    Unavailable,
 };
 use chipbench_runner::{ModelUnderTest, Settings, Sweep, Target};
+
+mod common;
+use common::{cpu, io};
 
 /// A backend whose sessions hold `hold_bytes` of touched memory, or that cannot load at all.
 struct Engine {
@@ -36,7 +36,7 @@ impl Backend for Engine {
         }
         Ok(Box::new(Held {
             _memory: vec![1u8; self.hold_bytes],
-            io: vec![info("x")],
+            io: vec![io("x", 4)],
         }))
     }
 }
@@ -61,36 +61,8 @@ impl Session for Held {
     }
 }
 
-fn cpu() -> Device {
-    Device {
-        id: "cpu".into(),
-        name: "CPU".into(),
-        kind: DeviceKind::Cpu,
-        note: None,
-    }
-}
-
-fn info(name: &str) -> TensorInfo {
-    TensorInfo {
-        name: name.into(),
-        dtype: DType::F32,
-        shape: vec![1, 4],
-    }
-}
-
 fn model() -> ModelUnderTest {
-    ModelUnderTest {
-        record: ModelRecord {
-            name: "m".into(),
-            variant: "fp32".into(),
-            ..ModelRecord::default()
-        },
-        path: PathBuf::from("m.onnx"),
-        specs: Vec::new(),
-        bound: vec![info("x")],
-        fixed_inputs: Default::default(),
-        reference: PathBuf::from("m.onnx"),
-    }
+    common::model("m", vec![io("x", 4)])
 }
 
 fn quick() -> Settings {

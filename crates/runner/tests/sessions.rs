@@ -2,17 +2,19 @@
 //! timed inference's content named in the latency's provenance; further sessions recorded with
 //! the inferences they really timed.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chipbench_core::result::{ModelRecord, Status, StopReason};
+use chipbench_core::result::{Status, StopReason};
 use chipbench_core::{
-    Backend, DType, Device, DeviceKind, ModelSource, PreparedInputs, Result, Session,
-    SessionOptions, Tensor, TensorInfo, Unavailable,
+    Backend, Device, ModelSource, PreparedInputs, Result, Session, SessionOptions, Tensor,
+    TensorInfo, Unavailable,
 };
 use chipbench_runner::{FreshSession, ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
+
+mod common;
+use common::{cpu, io};
 
 const WINDOW: &str = "the counting engine's inference, nothing else";
 
@@ -96,36 +98,8 @@ impl Session for CountingSession {
     }
 }
 
-fn cpu() -> Device {
-    Device {
-        id: "cpu".into(),
-        name: "CPU".into(),
-        kind: DeviceKind::Cpu,
-        note: None,
-    }
-}
-
-fn io(name: &str, n: usize) -> TensorInfo {
-    TensorInfo {
-        name: name.into(),
-        dtype: DType::F32,
-        shape: vec![1, n],
-    }
-}
-
 fn model() -> ModelUnderTest {
-    ModelUnderTest {
-        record: ModelRecord {
-            name: "counting".into(),
-            variant: "fp32".into(),
-            ..ModelRecord::default()
-        },
-        path: PathBuf::from("counting.onnx"),
-        specs: Vec::new(),
-        bound: vec![io("x", 64)],
-        fixed_inputs: Default::default(),
-        reference: PathBuf::from("counting.onnx"),
-    }
+    common::model("counting", vec![io("x", 64)])
 }
 
 fn settings(stop: StopRule) -> Settings {
