@@ -114,11 +114,14 @@ pub struct BenchArgs {
     /// fingerprint>.json, written by `chipbench roofline`, when present).
     #[arg(long, value_name = "FILE")]
     ceilings: Option<PathBuf>,
-    /// Record the engine's own per-operator profile and keep the slowest operators in the
-    /// results (ONNX Runtime's profiler; its time and memory overhead is inside that run's
-    /// latencies and peak RSS).
+    /// Record the engine's own time per operator and keep the slowest operators in the
+    /// results (ONNX Runtime's profiler, wgpu's kernel timestamps; its time and memory overhead
+    /// is inside that run's latencies and peak RSS).
     #[arg(long)]
-    profile: bool,
+    operator_times: bool,
+    /// The old name of --operator-times ("profile" now means an edge device profile alone).
+    #[arg(long = "profile", hide = true)]
+    profile_alias: bool,
     /// Model variants, comma-separated: fp32, fp16, int8-dynamic, int8-static,
     /// prune-unstructured:S, prune-2:4, prune-channels:R, or chains (prune-2:4+int8-static).
     /// Derived variants are cached (see --variant-cache) and compared with the fp32 model.
@@ -300,6 +303,9 @@ fn measure(
     }
 
     let talk = !args.quiet;
+    if args.profile_alias && talk {
+        eprintln!("note: --profile is now called --operator-times");
+    }
     for s in &skipped {
         if talk {
             eprintln!("skipping {}: {}", s.label, s.reason);
@@ -594,7 +600,7 @@ fn settings(args: &BenchArgs) -> Settings {
         s.accuracy_samples = n;
     }
     s.seed = args.seed;
-    s.profile = args.profile;
+    s.profile = args.operator_times || args.profile_alias;
     s
 }
 

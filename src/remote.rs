@@ -341,8 +341,8 @@ fn rewrite(tokens: &[String], mut rename: impl FnMut(&str, &str) -> String) -> V
     out
 }
 
-/// The device and how to reach it.
-struct Device {
+/// The device at the other end of ssh, and how to reach it (not a backend's `Device`).
+struct SshTarget {
     destination: String,
     port: Option<u16>,
     identity: Option<PathBuf>,
@@ -350,7 +350,7 @@ struct Device {
     connect_timeout: Duration,
 }
 
-impl Device {
+impl SshTarget {
     /// `ssh` or `scp` with the bounded time-outs and the user's options.
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
@@ -551,7 +551,7 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
     let talk = !args.quiet;
     let suite_dir = models::suite_dir(args.suite.as_deref())?;
     let forwarded = Forwarded::parse(&args.bench, &suite_dir)?;
-    let device = Device {
+    let device = SshTarget {
         destination: args.ssh.clone(),
         port: args.port,
         identity: args.identity.clone(),
@@ -753,7 +753,7 @@ struct Streamed {
 
 /// Runs the benchmark on the device and journals each cell locally as it arrives.
 fn stream(
-    device: &Device,
+    device: &SshTarget,
     dir: &str,
     bench_args: &[String],
     deadline: Instant,
@@ -954,7 +954,7 @@ fn partial_run(
 
 /// Stops a run the connection left behind and removes the device's run folder, in one bounded
 /// attempt; a failure is only reported.
-fn cleanup(device: &Device, dir: &str, orphan: Option<u32>, keep: bool) {
+fn cleanup(device: &SshTarget, dir: &str, orphan: Option<u32>, keep: bool) {
     let mut script = String::new();
     if let Some(pid) = orphan {
         script.push_str(&format!("kill {pid} 2>/dev/null; "));

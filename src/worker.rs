@@ -21,7 +21,7 @@ use chipbench_core::result::{CellResult, IdleBaseline, ModelRecord};
 use chipbench_core::{Backend, InputSpec, TensorInfo};
 use chipbench_energy::{EnergyPlan, EstimateModel};
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{FreshSession, ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
+use chipbench_runner::{FreshSession, ModelUnderTest, Settings, Sweep, Target};
 use serde::{Deserialize, Serialize};
 
 use crate::Outcome;
@@ -40,7 +40,7 @@ pub struct Job {
     /// `backend:device`
     backend: String,
     pub threads: Option<usize>,
-    settings: JobSettings,
+    settings: Settings,
     ort_lib: Option<PathBuf>,
     /// What the child rebuilds the parent's energy plan from (its meters are the host's own);
     /// `None` measures no energy.
@@ -76,7 +76,7 @@ impl Job {
                 .collect(),
             backend: target.label(),
             threads,
-            settings: JobSettings::from(settings),
+            settings: settings.clone(),
             ort_lib,
             energy: settings.energy.as_deref().map(|plan| EnergyJob {
                 estimate: plan.estimate().clone(),
@@ -148,7 +148,7 @@ impl Job {
             fixed_inputs,
             reference: job.reference.clone(),
         };
-        let mut sweep = Sweep::new(job.settings.settings(), references);
+        let mut sweep = Sweep::new(job.settings.clone(), references);
         if let Some(energy) = &job.energy {
             let (mut plan, _) = EnergyPlan::discover(Path::new("/"), energy.estimate.clone());
             if let Some(idle) = &energy.idle {
@@ -157,66 +157,6 @@ impl Job {
             sweep.settings.energy = Some(Arc::new(plan));
         }
         Ok((sweep, model, target))
-    }
-}
-
-/// The runner settings that cross the process boundary (the worker records no energy).
-#[derive(Serialize, Deserialize)]
-struct JobSettings {
-    warmup_min_iterations: u64,
-    warmup_min_duration_s: f64,
-    min_iterations: u64,
-    min_duration_s: f64,
-    max_duration_s: f64,
-    target_relative_ci: f64,
-    check_interval_s: f64,
-    seed: u64,
-    accuracy_samples: usize,
-    profile: bool,
-    backend_settings: BTreeMap<String, String>,
-    sessions: usize,
-}
-
-impl From<&Settings> for JobSettings {
-    fn from(s: &Settings) -> Self {
-        JobSettings {
-            warmup_min_iterations: s.warmup.min_iterations,
-            warmup_min_duration_s: s.warmup.min_duration.as_secs_f64(),
-            min_iterations: s.stop.min_iterations,
-            min_duration_s: s.stop.min_duration.as_secs_f64(),
-            max_duration_s: s.stop.max_duration.as_secs_f64(),
-            target_relative_ci: s.stop.target_relative_ci,
-            check_interval_s: s.stop.check_interval.as_secs_f64(),
-            seed: s.seed,
-            accuracy_samples: s.accuracy_samples,
-            profile: s.profile,
-            backend_settings: s.backend_settings.clone(),
-            sessions: s.sessions,
-        }
-    }
-}
-
-impl JobSettings {
-    fn settings(&self) -> Settings {
-        Settings {
-            warmup: WarmUp {
-                min_iterations: self.warmup_min_iterations,
-                min_duration: Duration::from_secs_f64(self.warmup_min_duration_s),
-            },
-            stop: StopRule {
-                min_iterations: self.min_iterations,
-                min_duration: Duration::from_secs_f64(self.min_duration_s),
-                max_duration: Duration::from_secs_f64(self.max_duration_s),
-                target_relative_ci: self.target_relative_ci,
-                check_interval: Duration::from_secs_f64(self.check_interval_s),
-            },
-            seed: self.seed,
-            accuracy_samples: self.accuracy_samples,
-            profile: self.profile,
-            backend_settings: self.backend_settings.clone(),
-            energy: None,
-            sessions: self.sessions,
-        }
     }
 }
 

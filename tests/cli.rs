@@ -370,3 +370,38 @@ fn the_readme_main_command_compares_two_engines() {
         eprintln!("SKIPPED the ort half: no ONNX Runtime library installed here");
     }
 }
+
+/// `--profile` was renamed `--operator-times` ("profile" is the edge device profile); the old
+/// name still works and says the new one.
+#[test]
+fn the_old_profile_option_works_and_names_the_new_one() {
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_chipbench"))
+        .args([
+            "bench",
+            "--profile",
+            "--quick",
+            "--no-history",
+            "--sessions",
+            "1",
+        ])
+        .args([
+            "-m",
+            "mlp",
+            "-b",
+            "tract",
+            "--accuracy-samples",
+            "0",
+            "--out",
+        ])
+        .arg(out.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("note: --profile is now called --operator-times"),
+        "{}",
+        stderr(&o)
+    );
+}

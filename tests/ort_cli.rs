@@ -1,5 +1,5 @@
 //! End-to-end tests of the ONNX Runtime backend through the `chipbench` binary: the discovery
-//! steps of `chipbench backends`, `--backend ort:cpu` with `--profile` and `--set`, a provider the
+//! steps of `chipbench backends`, `--backend ort:cpu` with `--profile` (the old name of `--operator-times`) and `--set`, a provider the
 //! library lacks as a skipped cell, and a bad `--set` as a usage error. Skipped (with the reason)
 //! when no ONNX Runtime library is installed, unless CHIPBENCH_REQUIRE_ORT=1.
 
@@ -186,7 +186,7 @@ fn a_bad_ort_setting_is_a_usage_error_before_anything_runs() {
         assert!(help.contains(key), "--help lacks {key}");
     }
     assert!(
-        help.contains("--ort-lib") && help.contains("--profile"),
+        help.contains("--ort-lib") && help.contains("--operator-times"),
         "{help}"
     );
 }

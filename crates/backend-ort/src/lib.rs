@@ -9,7 +9,7 @@
 //!   ([`chipbench_core::Session::placement`]).
 //! - Threads: the count reported is the calling thread plus the worker threads ONNX Runtime
 //!   actually started for the session, counted as it starts them.
-//! - `--profile` turns on ONNX Runtime's profiler; its trace is parsed into per-node times.
+//! - `--operator-times` turns on ONNX Runtime's profiler; its trace is parsed into per-node times.
 //! - Device-side time: none of the providers exposes it through ONNX Runtime's API, so cells
 //!   carry host end-to-end time only.
 

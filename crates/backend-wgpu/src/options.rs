@@ -10,7 +10,7 @@ const PREFIX: &str = "wgpu.";
 pub const SETTINGS_HELP: &[(&str, &str, &str)] = &[(
     "wgpu.timestamps",
     "on|off",
-    "GPU timestamp queries for device-side time and --profile; default on where the adapter has TIMESTAMP_QUERY",
+    "GPU timestamp queries for device-side time and --operator-times; default on where the adapter has TIMESTAMP_QUERY",
 )];
 
 /// The parsed `wgpu.*` settings.

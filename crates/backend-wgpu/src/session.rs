@@ -404,7 +404,7 @@ struct DeviceInputs(Vec<Vec<u8>>);
 /// What one timed inference of a wgpu session holds.
 const TIMED_WINDOW: &str = "wgpu from inputs checked and converted once before warm-up into their device \
      layout: the upload of every input (Queue::write_buffer), one command encoder with the model's compute \
-     pass (one pass per kernel under --profile), a copy of every output to a staging buffer, the submission, \
+     pass (one pass per kernel under --operator-times), a copy of every output to a staging buffer, the submission, \
      the wait for the device, the readback and the conversion of every output into a host tensor";
 
 impl Session for WgpuSession {

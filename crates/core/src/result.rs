@@ -287,7 +287,7 @@ pub struct CellResult {
     /// Runtime places nodes its requested provider cannot run on the CPU provider).
     #[serde(default)]
     pub placement: Option<Vec<NodePlacement>>,
-    /// The engine's own per-operator profile (`--profile`).
+    /// The engine's own per-operator profile (`--operator-times`).
     #[serde(default)]
     pub profile: Option<OperatorProfile>,
     /// Energy over the timed loop; `method` says whether it was measured or estimated.

@@ -87,7 +87,7 @@ fn placement_section(run: &RunResult, out: &mut String) {
     }
 }
 
-/// The slowest operators of every profiled cell (`bench --profile`): why a variant is slower than
+/// The slowest operators of every profiled cell (`bench --operator-times`): why a variant is slower than
 /// its source is usually visible here.
 fn profile_section(run: &RunResult, out: &mut String) {
     for cell in &run.cells {

@@ -32,11 +32,12 @@ use serde::{Deserialize, Serialize};
 /// The only scenario so far: one inference at a time, the next starts when the previous ends.
 pub const SINGLE_STREAM: &str = "single-stream";
 
-/// Operators kept in a cell's profile (`--profile`), the slowest first.
+/// Operators kept in a cell's profile (`--operator-times`), the slowest first.
 pub const PROFILE_TOP_OPERATORS: usize = 15;
 
-/// How cells are measured.
-#[derive(Clone, Debug)]
+/// How cells are measured: one type for the CLI, the sweep and the child processes, which get
+/// it on their stdin (all but the energy plan, which a child rebuilds from its own meters).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Settings {
     pub warmup: WarmUp,
     pub stop: StopRule,
@@ -46,6 +47,7 @@ pub struct Settings {
     pub profile: bool,
     pub backend_settings: BTreeMap<String, String>,
     /// Meters and estimate for the energy of each cell; `None` records no energy.
+    #[serde(skip)]
     pub energy: Option<Arc<chipbench_energy::EnergyPlan>>,
     /// Sessions per cell. The first gives the cell's figures; each further one
     /// ([`Sweep::fresh_session_p50`]) is loaded afresh, warmed up and timed under the
@@ -426,7 +428,7 @@ impl<'a> Sweep<'a> {
                 target.label(),
                 session.timed_window(),
                 if settings.profile {
-                    "; the engine's profiler was on (--profile) and its overhead is included"
+                    "; the engine's profiler was on (--operator-times) and its overhead is included"
                 } else {
                     ""
                 }

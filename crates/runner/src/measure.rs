@@ -15,7 +15,7 @@ use crate::resources::thread_cpu_time;
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Warm-up ends once both minimums are met.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WarmUp {
     pub min_iterations: u64,
     pub min_duration: Duration,
@@ -32,7 +32,7 @@ impl Default for WarmUp {
 
 /// MLPerf-style minimums, then an early stop once the 95 % CI of the median lies within
 /// ± `target_relative_ci` of the median, checked every `check_interval`; `max_duration` caps it all.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StopRule {
     pub min_iterations: u64,
     pub min_duration: Duration,
