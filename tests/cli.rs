@@ -342,6 +342,7 @@ fn the_readme_main_command_compares_two_engines() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
     let o = Command::new(root.join("scripts/bench.sh"))
+        .env("CHIPBENCH_BIN", env!("CARGO_BIN_EXE_chipbench"))
         .args([
             "--quick",
             "--quiet",
