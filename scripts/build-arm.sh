@@ -93,7 +93,9 @@ if ! arm outputs --samples 2 --compare "$work/x86_64.json" --tolerance "$toleran
   exit 1
 fi
 echo "-- bench on tract under qemu (cells must run; their timings are discarded):"
-if ! arm bench --quick --backend tract --accuracy-samples 2 --no-history --quiet --json --out "$work/run" >"$work/run.json"; then
+# --in-process: under qemu-user the binary's own path (/proc/self/exe) is the emulator's, so a
+# cell's child process could not start chipbench again; on a real device cells run isolated.
+if ! arm bench --quick --in-process --backend tract --accuracy-samples 2 --no-history --quiet --json --out "$work/run" >"$work/run.json"; then
   echo "bench failed under qemu:" >&2
   python3 -c 'import json,sys; [print(" ", c["model"]["name"], c["status"], c["error"]) for c in json.load(open(sys.argv[1]))["cells"]]' "$work/run.json" >&2 || true
   exit 1
