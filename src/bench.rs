@@ -367,15 +367,7 @@ fn measure(
                                 );
                                 crate::worker::cell_in_fresh_process(&job, args.cell_timeout)
                                     .unwrap_or_else(|reason| {
-                                        let mut cell = CellResult::not_run(
-                                            m.record.clone(),
-                                            target.record(thread_count),
-                                            SINGLE_STREAM,
-                                            Status::Failed,
-                                            reason,
-                                        );
-                                        cell.inputs = m.bound.clone();
-                                        cell
+                                        target.failed_cell(m, thread_count, reason)
                                     })
                             }
                         }

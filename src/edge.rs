@@ -15,7 +15,7 @@ use anyhow::Context;
 use chipbench_core::result::{CellResult, EDGE_LABEL, EdgeEmulation, EdgeFit, Status};
 use chipbench_probe::profile::{self, Profile};
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{ModelUnderTest, SINGLE_STREAM, Settings, Target};
+use chipbench_runner::{ModelUnderTest, Settings, Target};
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
@@ -333,15 +333,7 @@ impl Emulation {
                 (cell, Some((output.observed.cpus, peak)), oom)
             }
             WorkerEnd::Died { reason, oom } => {
-                let mut cell = CellResult::not_run(
-                    model.record.clone(),
-                    target.record(threads),
-                    SINGLE_STREAM,
-                    Status::Failed,
-                    reason,
-                );
-                cell.inputs = model.bound.clone();
-                (cell, None, oom)
+                (target.failed_cell(model, threads, reason), None, oom)
             }
         };
         let ram = self.profile.memory_bytes();

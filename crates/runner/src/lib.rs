@@ -115,6 +115,25 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// A cell of `model` on this target that failed before it measured anything (its process
+    /// died, timed out or could not start), with the reason.
+    pub fn failed_cell(
+        &self,
+        model: &ModelUnderTest,
+        threads: Option<usize>,
+        reason: String,
+    ) -> CellResult {
+        let mut cell = CellResult::not_run(
+            model.record.clone(),
+            self.record(threads),
+            SINGLE_STREAM,
+            Status::Failed,
+            reason,
+        );
+        cell.inputs = model.bound.clone();
+        cell
+    }
+
     pub fn label(&self) -> String {
         format!("{}:{}", self.backend.name(), self.device.id)
     }
