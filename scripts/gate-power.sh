@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# The power of the regression gate at its default settings, on this machine's noise.
+# The power of the regression gate at its default settings, simulated on this machine's noise.
 #
-#   scripts/gate-power.sh [RUN] [--pairs N] [--samples N] [--run-offset SD] [--threshold T] ...
+#   scripts/gate-power.sh [RUN] [--pairs N] [--sessions N] [--session-drift SD] [--run-drift SD]
+#                         [--slow-phase P] [--outliers F] [--samples N] [--threshold T] ...
 #
 # Without RUN it first measures one: `chipbench bench --quick` of the suite on tract, one thread.
-# For each measured cell it draws lognormal samples with the cell's count, median and robust
-# spread, and prints the detection rate of a 5 % (and 10 %) slowdown and the false-alarm rate
-# over A/A pairs (goal: >= 95 % and <= 1 %). Options go to the example
-# (crates/report/examples/gate_power.rs); --run-offset adds run-to-run drift.
+# It then simulates whole runs of that run's cells — heavy-tailed samples (a lognormal body with
+# each cell's median and robust spread, Pareto outliers with the cell's own share and tail),
+# session medians drifting independently, and a run-level drift shared by all cells of a run — and
+# compares them as `chipbench compare` does (Holm over the cells included): A/A pairs and pairs
+# with every cell 5 % (and 10 %) slower. It prints the detection and false-alarm rates per cell and
+# per gate run, each with its 95 % CI (goal: >= 95 % per cell and <= 1 % per gate run). Options go
+# to the example (crates/report/examples/gate_power.rs, whose header documents them). For the
+# rates on real runs and a real slowdown, see scripts/gate-real-power.sh.
+#
+# The binary: ${CHIPBENCH_BIN:-target/release/chipbench} (built when absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=""
@@ -15,12 +22,17 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   run="$1"
   shift
 fi
-cargo build --release --quiet --bin chipbench
+bin="${CHIPBENCH_BIN:-target/release/chipbench}"
+target="${CARGO_TARGET_DIR:-target}"
+if [ ! -x "$bin" ]; then
+  cargo build --release --quiet --bin chipbench
+  bin="$target/release/chipbench"
+fi
 cargo build --release --quiet -p chipbench-report --example gate_power
 if [ -z "$run" ]; then
   run=target/gate-power-run
   rm -rf "$run"
   echo "measuring the noise: chipbench bench --quick -b tract --threads 1 (into $run)"
-  target/release/chipbench bench --quick --quiet --no-history -b tract --threads 1 --out "$run"
+  "$bin" bench --quick --quiet --no-history -b tract --threads 1 --out "$run"
 fi
-exec target/release/examples/gate_power "$run" "$@"
+exec "$target/release/examples/gate_power" "$run" "$@"

@@ -105,10 +105,53 @@ impl SuiteModel {
 /// Writes the four models and `suite.toml` into `dir` (created if needed) and returns the paths
 /// written.
 pub fn generate(dir: &Path) -> Result<Vec<PathBuf>> {
+    write_suite(
+        dir,
+        [mlp()?, mobilenet_v2()?, resnet_mini()?, bert_tiny()?],
+        "# The built-in model suite, written by chipbench-optimize's suite generator: regenerate\n\
+         # the models rather than editing them, or a test will say they are out of date.",
+    )
+}
+
+/// Feed-forward width of the twin bert-tiny: 560 instead of 512, which gives 5.4 % more MACs
+/// (61 865 984 against 58 720 256) and ran 5.7 % slower on tract, one thread, on a 2-vCPU VM.
+pub const BERT_TWIN_FFN: usize = 560;
+
+/// Writes the suite's **twin** into `dir`: the same four models and `suite.toml`, except that
+/// `bert-tiny`'s feed-forward layers are 560 wide instead of 512 (about 5 % more MACs). It keeps
+/// the name `bert-tiny`, so that its cells match the suite's in a comparison: `bench --suite DIR`
+/// measures what a change that made bert-tiny 5 % more expensive would give, a real slowdown for
+/// the gate's power (`scripts/gate-real-power.sh`). It is not part of the suite: `models/` and
+/// the default run never see it.
+///
+/// Why bert-tiny's FFN: its time follows its MACs (FFN 544, 560, 576: +3.6, +5.4, +7.1 % MACs,
+/// +3.1, +5.7, +7.4 % time on tract), while widening a layer of the 22 µs mlp by 1.5-6 % made it
+/// 10-25 % slower: at that size a shape off the kernels' sweet spot and each node's overhead
+/// decide, not the MACs.
+pub fn generate_twin(dir: &Path) -> Result<Vec<PathBuf>> {
+    let (mut entry, model) = bert_tiny_with(BERT_TWIN_FFN)?;
+    entry.description = format!(
+        "Twin of the suite's bert-tiny with about 5 % more MACs, for measuring the regression gate's \
+         power: the same encoder with FFN {BERT_TWIN_FFN} instead of {BERT_FFN}."
+    );
+    write_suite(
+        dir,
+        [mlp()?, mobilenet_v2()?, resnet_mini()?, (entry, model)],
+        "# The twin of the built-in suite (chipbench-optimize's suite::generate_twin): the suite with\n\
+         # bert-tiny's FFN 560 wide instead of 512, about 5 % more MACs. Not the suite: only the\n\
+         # gate's power script uses it.",
+    )
+}
+
+fn write_suite(
+    dir: &Path,
+    models: [(SuiteModel, ModelProto); 4],
+    header: &str,
+) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut written = Vec::new();
     let mut suite = Suite { models: Vec::new() };
-    for (entry, model) in [mlp()?, mobilenet_v2()?, resnet_mini()?, bert_tiny()?] {
+    for (entry, model) in models {
         let path = dir.join(&entry.file);
         crate::model::save(&model, &path)?;
         written.push(path);
@@ -119,10 +162,7 @@ pub fn generate(dir: &Path) -> Result<Vec<PathBuf>> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    let text = format!(
-        "# The built-in model suite, written by chipbench-optimize's suite generator: regenerate\n\
-         # the models rather than editing them, or a test will say they are out of date.\n\n{body}"
-    );
+    let text = format!("{header}\n\n{body}");
     std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
     written.push(path);
     Ok(written)
@@ -581,6 +621,8 @@ const BERT_DESCRIPTION: &str = "A BERT-tiny-shaped encoder: 2 layers, hidden 128
 struct Encoder {
     g: GraphBuilder,
     init: Init,
+    /// Width of the feed-forward layers (`BERT_FFN`; the twin's is wider).
+    ffn: usize,
 }
 
 impl Encoder {
@@ -635,7 +677,7 @@ impl Encoder {
     }
 
     fn layer(&mut self, p: &str, x: &str, output: &str) -> String {
-        let (h, f) = (BERT_HIDDEN, BERT_FFN);
+        let (h, f) = (BERT_HIDDEN, self.ffn);
         let q = self.linear(&format!("{p}.query"), x, h, h);
         let k = self.linear(&format!("{p}.key"), x, h, h);
         let v = self.linear(&format!("{p}.value"), x, h, h);
@@ -694,11 +736,17 @@ impl Encoder {
 }
 
 fn bert_tiny() -> Result<(SuiteModel, ModelProto)> {
+    bert_tiny_with(BERT_FFN)
+}
+
+/// bert-tiny with feed-forward layers `ffn` wide.
+fn bert_tiny_with(ffn: usize) -> Result<(SuiteModel, ModelProto)> {
     let (v, s, h) = (BERT_VOCAB, BERT_SEQ, BERT_HIDDEN);
     let head_dim = h / BERT_HEADS;
     let mut e = Encoder {
         g: GraphBuilder::new("bert_tiny"),
         init: Init::new(4),
+        ffn,
     };
     e.g.input("input_ids", DataType::Int64, &["batch", &s.to_string()]);
     // BERT's own initialisation for embeddings, N(0, 0.02²); LayerNorm rescales the sum.
@@ -748,4 +796,54 @@ fn bert_tiny() -> Result<(SuiteModel, ModelProto)> {
         Some([0.0, v as f64]),
     )];
     Ok((entry("bert-tiny", BERT_DESCRIPTION, inputs), model))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::ModelStats;
+
+    fn macs(entry: &SuiteModel, model: &ModelProto) -> u64 {
+        let stats = ModelStats::of(model, &entry.bound_inputs().unwrap(), None);
+        stats.macs.unwrap()
+    }
+
+    #[test]
+    fn the_twin_bert_has_about_five_percent_more_macs() {
+        let (entry, base) = bert_tiny().unwrap();
+        let (twin_entry, twin) = bert_tiny_with(BERT_TWIN_FFN).unwrap();
+        let (b, t) = (macs(&entry, &base), macs(&twin_entry, &twin));
+        let more = t as f64 / b as f64 - 1.0;
+        assert!((0.04..=0.06).contains(&more), "{b} -> {t}: {more}");
+    }
+
+    #[test]
+    fn the_twin_suite_differs_from_the_suite_in_bert_tiny_alone() {
+        let (suite, twin) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        generate(suite.path()).unwrap();
+        let written = generate_twin(twin.path()).unwrap();
+        assert_eq!(written.len(), 5);
+        let loaded = Suite::load(twin.path()).unwrap();
+        let names: Vec<&str> = loaded.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["mlp", "mobilenet-v2-0.5", "resnet-mini", "bert-tiny"]
+        );
+        for m in &loaded.models {
+            let read = |dir: &Path| std::fs::read(dir.join(&m.file)).unwrap();
+            assert_eq!(
+                read(suite.path()) == read(twin.path()),
+                m.name != "bert-tiny",
+                "{}",
+                m.name
+            );
+        }
+        assert!(
+            loaded
+                .model("bert-tiny")
+                .unwrap()
+                .description
+                .contains("Twin")
+        );
+    }
 }

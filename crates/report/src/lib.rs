@@ -188,16 +188,22 @@ pub fn energy_label(energy: &CellEnergy) -> String {
 }
 
 /// How steady the host was during a run, from its speed checks: one sentence, `None` for runs
-/// without checks. The spread is the slowest check over the fastest.
+/// without checks. The spread is the slowest check over the fastest; "steady" only below the
+/// gate's default threshold (3 %), since a host that varied by as much as the threshold can make
+/// or hide a change the gate flags.
 pub fn host_speed_line(run: &RunResult) -> Option<String> {
     let times: Vec<f64> = run.speed_checks.iter().map(|c| c.kernel_ms).collect();
     let fastest = times.iter().copied().reduce(f64::min)?;
     let slowest = times.iter().copied().reduce(f64::max)?;
     let spread = (slowest / fastest - 1.0) * 100.0;
-    let verdict = if spread > 5.0 {
-        "the host was not steady; the cells measured while it was slow carry that noise"
+    let threshold = gate::GateSettings::default().threshold * 100.0;
+    let verdict = if spread >= threshold {
+        format!(
+            "the host was not steady (as much as the gate's {threshold:.0} % threshold); the cells measured while \
+             it was slow carry that noise"
+        )
     } else {
-        "steady"
+        format!("steady (under the gate's {threshold:.0} % threshold)")
     };
     Some(format!(
         "Host speed during the run: {} checks of a fixed kernel (measured, monotonic clock), slowest {spread:.1} % \
@@ -253,13 +259,22 @@ mod tests {
         run.speed_checks = vec![check(0, 0.300), check(1, 0.303), check(2, 0.301)];
         let line = host_speed_line(&run).unwrap();
         assert!(
-            line.contains("3 checks") && line.contains("1.0 %") && line.ends_with("steady."),
+            line.contains("3 checks")
+                && line.contains("1.0 %")
+                && line.ends_with("steady (under the gate's 3 % threshold)."),
             "{line}"
         );
         run.speed_checks.push(check(3, 0.330));
         let line = host_speed_line(&run).unwrap();
         assert!(
             line.contains("10.0 %") && line.contains("not steady"),
+            "{line}"
+        );
+        // A 4 % spread is beyond the gate's 3 % threshold: not steady either.
+        run.speed_checks[3].kernel_ms = 0.312;
+        let line = host_speed_line(&run).unwrap();
+        assert!(
+            line.contains("4.0 %") && line.contains("not steady"),
             "{line}"
         );
         assert!(markdown::render(&run).contains("not steady"));

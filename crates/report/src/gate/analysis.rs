@@ -1,5 +1,7 @@
 //! The procedure for one matched cell: its figures, the bootstrap of the ratio with the noise
-//! terms that apply, the p-value, then the verdict; and the notes on what else changed.
+//! terms that apply, the p-value of a test of the metric itself; and the notes on what else
+//! changed. The verdict waits for the other cells: `matching` adjusts the p-values of all tested
+//! cells of the comparison together (Holm) before the rule of `decision` applies.
 
 use chipbench_core::result::CellResult;
 use chipbench_core::stats;
@@ -7,14 +9,36 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::comparison::{CellComparison, CellKey, Verdict};
-use super::decision::decide;
 use super::estimation::{
-    Replicator, RunToRun, geometric_mean, median, session_spread, spread_distribution,
+    Replicator, RunToRun, effective_df, geometric_mean, median, quantile_test_p, session_spread,
+    spread_distribution, welch_p,
 };
 use super::format::host_change;
 use super::settings::{GateSettings, HOST_CHECK_NOISE, Metric};
+use super::special::two_sided_t;
+
+/// The p-value of a test of the metric itself on the samples of both sides (pooled over the
+/// baseline's runs), `None` when the metric has no per-inference samples to test:
+/// - `p50`: Mann–Whitney U (a shift of the latency distribution moves its median);
+/// - `p90`, `p99`: the two-sample quantile test (how many samples of each side lie above the
+///   pooled quantile: a worse tail at an unchanged median shows here and not in a rank test);
+/// - `throughput`: Welch's t test of the mean latency (throughput is inferences / wall time, the
+///   inverse of the mean: a few slow inferences lower it without moving the median);
+/// - `energy`: none. The meter reads one window per cell, so there are no per-inference energy
+///   samples; the ratio's own p (its bootstrap, see `compare_cell`) is the test.
+pub(super) fn sample_test_p(metric: Metric, baseline: &[f64], current: &[f64]) -> Option<f64> {
+    match metric {
+        Metric::P50 => stats::mann_whitney_p(baseline, current),
+        Metric::P90 | Metric::P99 => quantile_test_p(baseline, current, metric.quantile()?),
+        Metric::Throughput => welch_p(baseline, current),
+        Metric::Energy => None,
+    }
+}
 
 /// Compares one cell on both sides; `baseline` holds its usable records, one per baseline run.
+/// Returns the comparison with its verdict pending (`true`: the cell was tested, `decide` gives
+/// its verdict once the family's p-values are adjusted) or final (`false`: it could not be
+/// tested, and the reason says why).
 pub(super) fn compare_cell(
     key: CellKey,
     baseline: &[&CellResult],
@@ -23,7 +47,7 @@ pub(super) fn compare_cell(
     settings: &GateSettings,
     same_run: bool,
     rng: &mut impl Rng,
-) -> CellComparison {
+) -> (CellComparison, bool) {
     let metric = settings.metric;
     let run_noise = if same_run { 0.0 } else { settings.run_noise };
     let n_baseline = baseline
@@ -37,7 +61,7 @@ pub(super) fn compare_cell(
         .iter()
         .flat_map(|c| c.samples_ms.iter().copied())
         .collect();
-    let p_value = stats::mann_whitney_p(&pooled, &current.samples_ms).unwrap_or(1.0);
+    let samples_p = sample_test_p(metric, &pooled, &current.samples_ms);
     let mut base_values: Vec<f64> = baseline.iter().filter_map(|c| metric.value(c)).collect();
     let current_value = metric.value(current);
     let mut result = CellComparison {
@@ -46,7 +70,8 @@ pub(super) fn compare_cell(
         current: current_value.unwrap_or(f64::NAN),
         ratio: f64::NAN,
         ci95: (f64::NAN, f64::NAN),
-        p_value,
+        p_value: samples_p.unwrap_or(f64::NAN),
+        p_adjusted: f64::NAN,
         n_baseline,
         n_current,
         verdict: Verdict::Inconclusive,
@@ -62,16 +87,26 @@ pub(super) fn compare_cell(
     }
     let (Some(current_value), false) = (current_value, base_values.len() < baseline.len()) else {
         result.reason = format!("no {} figure on both sides", metric.describe());
-        return result;
+        return (result, false);
     };
     result.baseline = median(&mut base_values);
     result.ratio = current_value / result.baseline;
-    if n_baseline.min(n_current) < settings.min_samples {
+    let required = settings.required_samples();
+    if n_baseline.min(n_current) < required {
+        let why = if required > settings.min_samples {
+            format!(
+                " (the {} needs {} samples beyond it on each side, or its bootstrap replicates are mostly the \
+                 few largest samples)",
+                metric.name(),
+                super::settings::TAIL_SAMPLES
+            )
+        } else {
+            String::new()
+        };
         result.reason = format!(
-            "too few samples: {n_baseline} baseline / {n_current} current, at least {} needed on each side",
-            settings.min_samples
+            "too few samples: {n_baseline} baseline / {n_current} current, at least {required} needed on each side{why}"
         );
-        return result;
+        return (result, false);
     }
     // The median against a history whose runs all have sessions: each run's figure is the
     // geometric mean of its session medians, replicated from their spread.
@@ -91,7 +126,7 @@ pub(super) fn compare_cell(
     let base_reps: Option<Vec<Replicator>> = baseline.iter().map(|c| replicator(c)).collect();
     let (Some(base_reps), Some(cur_rep)) = (base_reps, replicator(current)) else {
         result.reason = "cannot bootstrap the figure".into();
-        return result;
+        return (result, false);
     };
     if history_sessions {
         base_values = baseline
@@ -119,7 +154,11 @@ pub(super) fn compare_cell(
             .map(|(b, c)| (b, c, spread, df)),
         _ => None,
     };
-    let mut ratios: Vec<f64> = match by_sessions {
+    // The ratio's replicates and its own two-sided p. The p comes from the replicates' spread
+    // rather than from counting the replicates beyond 1: Holm's adjustment asks for p-values
+    // down to alpha / (number of cells), below what a count of a few thousand replicates
+    // resolves.
+    let (mut ratios, p_ratio): (Vec<f64>, f64) = match by_sessions {
         Some(((b, kb), (c, kc), spread, df)) => {
             result.baseline = b;
             result.current = c;
@@ -132,7 +171,7 @@ pub(super) fn compare_cell(
             let known = 2.0 * run_noise.powi(2);
             let se = (estimated + known).sqrt();
             let t = spread_distribution(estimated, df, known);
-            (0..resamples)
+            let ratios = (0..resamples)
                 .map(|_| {
                     let z = match &t {
                         Some(t) => t.sample(rng),
@@ -140,7 +179,9 @@ pub(super) fn compare_cell(
                     };
                     result.ratio * (se * z).exp()
                 })
-                .collect()
+                .collect();
+            let df = effective_df(estimated, df, known).unwrap_or(f64::INFINITY);
+            (ratios, log_ratio_p(result.ratio, se, df))
         }
         None => {
             let run_to_run = RunToRun::new(
@@ -149,38 +190,60 @@ pub(super) fn compare_cell(
                 run_noise,
             );
             let mut scratch = vec![0.0; base_reps.len()];
-            (0..resamples)
+            let ratios: Vec<f64> = (0..resamples)
                 .map(|_| {
                     for slot in scratch.iter_mut() {
                         *slot = base_reps[rng.random_range(0..base_reps.len())].draw(rng);
                     }
                     cur_rep.draw(rng) * run_to_run.draw(rng) / median(&mut scratch)
                 })
-                .collect()
+                .collect();
+            // The heaviest tail among the parts drawn: Student's t of the run-to-run factor or
+            // of the current run's sessions; normal when none is estimated.
+            let df = run_to_run
+                .df()
+                .into_iter()
+                .chain(cur_rep.df())
+                .fold(f64::INFINITY, f64::min);
+            let p = log_ratio_p(result.ratio, log_sd(&ratios), df);
+            (ratios, p)
         }
     };
     ratios.sort_by(f64::total_cmp);
-    // The samples' test knows nothing of the spread between sessions and runs; the ratio's
-    // distribution does. Its two-sided p: twice the share on the far side of 1.
-    let below = ratios.partition_point(|&r| r < 1.0);
-    let far_side = below.min(ratios.len() - below).max(1);
-    let p_ratio = (2.0 * far_side as f64 / ratios.len() as f64).min(1.0);
-    result.p_value = result.p_value.max(p_ratio);
+    result.p_value = samples_p.map_or(p_ratio, |p| p.max(p_ratio));
     result.ci95 = (
         stats::percentile(&ratios, 0.025),
         stats::percentile(&ratios, 0.975),
     );
-    let (verdict, reason) = decide(
-        result.ratio,
-        result.ci95,
-        result.p_value,
-        host_speed_ratio,
-        metric,
-        settings,
-    );
-    result.verdict = verdict;
-    result.reason = reason;
-    result
+    (result, true)
+}
+
+/// The two-sided p of a log ratio with standard error `se` against no change, from Student's t
+/// with `df` degrees of freedom (normal when infinite).
+fn log_ratio_p(ratio: f64, se: f64, df: f64) -> f64 {
+    let log = ratio.ln();
+    if se > 0.0 && se.is_finite() {
+        two_sided_t(log / se, df)
+    } else if log == 0.0 {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// The standard deviation of the logs of the replicates.
+fn log_sd(ratios: &[f64]) -> f64 {
+    let logs: Vec<f64> = ratios
+        .iter()
+        .filter(|r| **r > 0.0)
+        .map(|r| r.ln())
+        .collect();
+    let n = logs.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let mean = logs.iter().sum::<f64>() / n;
+    (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
 }
 
 fn notes(baseline: &[&CellResult], current: &CellResult, metric: Metric) -> Vec<String> {
@@ -224,7 +287,123 @@ fn notes(baseline: &[&CellResult], current: &CellResult, metric: Metric) -> Vec<
 #[cfg(test)]
 mod tests {
     use crate::gate::{CellComparison, GateSettings, Metric, Verdict, compare};
-    use crate::test_support::{baseline_of, cell, lognormal_samples, run_with, sample_run};
+    use crate::test_support::{
+        baseline_of, cell, lognormal_samples, run_with, sample_run, with_estimated_energy,
+    };
+    use chipbench_core::result::RunResult;
+
+    fn one_cell(id: &str, samples: Vec<f64>) -> RunResult {
+        run_with(id, vec![cell("m", "fp32", "tract", samples, None)])
+    }
+
+    fn verdict(base: &RunResult, current: &RunResult, metric: Metric) -> CellComparison {
+        let settings = GateSettings {
+            metric,
+            ..GateSettings::default()
+        };
+        compare(&baseline_of(base), current, &settings, None).cells[0].clone()
+    }
+
+    /// Latency samples whose largest `share` are `factor` times larger: a worse tail, the same
+    /// median.
+    fn stretched_tail(mut samples: Vec<f64>, share: f64, factor: f64) -> Vec<f64> {
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        let cut = sorted[((1.0 - share) * sorted.len() as f64) as usize];
+        samples
+            .iter_mut()
+            .filter(|x| **x >= cut)
+            .for_each(|x| *x *= factor);
+        samples
+    }
+
+    #[test]
+    fn energy_alone_regresses() {
+        // The same latency distribution at 10 % more power: only energy per inference moves.
+        let base = run_with(
+            "a",
+            vec![with_estimated_energy(
+                cell(
+                    "m",
+                    "fp32",
+                    "tract",
+                    lognormal_samples(1.0, 0.02, 400, 1),
+                    None,
+                ),
+                6.25,
+            )],
+        );
+        let more_power = run_with(
+            "b",
+            vec![with_estimated_energy(
+                cell(
+                    "m",
+                    "fp32",
+                    "tract",
+                    lognormal_samples(1.0, 0.02, 400, 2),
+                    None,
+                ),
+                6.875,
+            )],
+        );
+        let r = verdict(&base, &more_power, Metric::Energy);
+        assert_eq!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        assert!((r.ratio - 1.1).abs() < 0.005, "{}", r.ratio);
+        assert_ne!(
+            verdict(&base, &more_power, Metric::P50).verdict,
+            Verdict::Regressed
+        );
+    }
+
+    #[test]
+    fn a_worse_tail_at_the_same_median_regresses_the_p99() {
+        let base = one_cell("a", lognormal_samples(1.0, 0.02, 3000, 1));
+        let tail = one_cell(
+            "b",
+            stretched_tail(lognormal_samples(1.0, 0.02, 3000, 2), 0.02, 1.25),
+        );
+        let r = verdict(&base, &tail, Metric::P99);
+        assert_eq!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        assert!(r.ratio > 1.2, "{}", r.ratio);
+        let median = verdict(&base, &tail, Metric::P50);
+        assert_ne!(median.verdict, Verdict::Regressed, "{}", median.reason);
+    }
+
+    #[test]
+    fn a_few_slow_inferences_regress_the_throughput_alone() {
+        // One inference in 20 three times slower: the mean rises by 10 %, the median hardly.
+        let mut slow = lognormal_samples(1.0, 0.02, 400, 2);
+        slow.iter_mut().step_by(20).for_each(|x| *x *= 3.0);
+        let (base, slow) = (
+            one_cell("a", lognormal_samples(1.0, 0.02, 400, 1)),
+            one_cell("b", slow),
+        );
+        let r = verdict(&base, &slow, Metric::Throughput);
+        assert_eq!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        assert!((r.ratio - 1.0 / 1.1).abs() < 0.01, "{}", r.ratio);
+        let median = verdict(&base, &slow, Metric::P50);
+        assert_ne!(median.verdict, Verdict::Regressed, "{}", median.reason);
+    }
+
+    #[test]
+    fn a_p99_of_too_few_samples_is_inconclusive() {
+        // 600 samples a side: the p99 lies among the 6 largest, and the 3 % largest of the
+        // current side are 50 % slower. The figure cannot be trusted to ±3 %, whatever the tests.
+        let base = one_cell("a", lognormal_samples(1.0, 0.02, 600, 1));
+        let tail = one_cell(
+            "b",
+            stretched_tail(lognormal_samples(1.0, 0.02, 600, 2), 0.03, 1.5),
+        );
+        let r = verdict(&base, &tail, Metric::P99);
+        assert_eq!(r.verdict, Verdict::Inconclusive, "{}", r.reason);
+        assert!(
+            r.reason.starts_with("too few samples")
+                && r.reason.contains("at least 1000")
+                && r.reason.contains("10 samples beyond it"),
+            "{}",
+            r.reason
+        );
+    }
 
     #[test]
     fn a_ten_percent_slowdown_regresses_and_a_speedup_improves() {

@@ -72,7 +72,12 @@ pub struct CellComparison {
     /// current / baseline of the metric.
     pub ratio: f64,
     pub ci95: (f64, f64),
+    /// Two-sided p of the change: the larger of the ratio's own and the samples' test of the
+    /// metric (see [`GateSettings::describe`]); NaN when the cell was not tested.
     pub p_value: f64,
+    /// `p_value` after Holm's adjustment over the comparison's tested cells: what the verdict
+    /// compares with alpha. NaN when the cell was not tested.
+    pub p_adjusted: f64,
     pub n_baseline: usize,
     pub n_current: usize,
     pub verdict: Verdict,
@@ -99,6 +104,9 @@ pub struct Comparison {
     pub current: String,
     /// Set when the hosts differ and the user allowed it; printed on top.
     pub host_warning: Option<String>,
+    /// How many cells were tested together: Holm's adjustment holds the chance of any false
+    /// `regressed` or `improved` among them at alpha.
+    pub tested: usize,
     pub cells: Vec<CellComparison>,
     pub not_compared: Vec<NotCompared>,
     pub only_in_baseline: Vec<CellKey>,

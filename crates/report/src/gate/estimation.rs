@@ -8,6 +8,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal, StandardNormal, StudentT};
 
 use super::settings::Metric;
+use super::special::two_sided_t;
 
 /// Draws bootstrap replicates of one cell's figure.
 pub(super) enum Replicator {
@@ -25,6 +26,7 @@ pub(super) enum Replicator {
         log_mean: f64,
         standard_error: f64,
         t: StudentT<f64>,
+        df: f64,
     },
 }
 
@@ -36,6 +38,7 @@ impl Replicator {
             log_mean: mean.ln(),
             standard_error: sd / (k as f64).sqrt(),
             t: StudentT::new((k - 1) as f64).ok()?,
+            df: (k - 1) as f64,
         })
     }
 
@@ -63,6 +66,14 @@ impl Replicator {
         }
     }
 
+    /// The degrees of freedom of the Student's t the replicates carry, `None` when normal-like.
+    pub(super) fn df(&self) -> Option<f64> {
+        match self {
+            Replicator::Sessions { df, .. } => Some(*df),
+            _ => None,
+        }
+    }
+
     pub(super) fn draw(&self, rng: &mut impl Rng) -> f64 {
         match self {
             Replicator::Quantile(b) => b.sample(rng),
@@ -70,6 +81,7 @@ impl Replicator {
                 log_mean,
                 standard_error,
                 t,
+                ..
             } => (log_mean + standard_error * t.sample(rng)).exp(),
             Replicator::Scaled {
                 value,
@@ -98,6 +110,7 @@ pub(super) fn median(values: &mut [f64]) -> f64 {
 pub(super) struct RunToRun {
     scale: f64,
     t: Option<StudentT<f64>>,
+    df: Option<f64>,
 }
 
 impl RunToRun {
@@ -109,16 +122,26 @@ impl RunToRun {
             return RunToRun {
                 scale: (estimated + known).sqrt(),
                 t: spread_distribution(estimated, df, known),
+                df: effective_df(estimated, df, known),
             };
         }
         // The history's runs vary in the bootstrap; the current run is one more of them.
         let history = log_sd(base_values).unwrap_or(0.0);
+        let estimated = s > prior.max(history);
         RunToRun {
             scale: s.max(prior).max(history),
-            t: (s > prior.max(history))
+            t: estimated
                 .then(|| spread_distribution(s.powi(2), df, 0.0))
                 .flatten(),
+            df: estimated
+                .then(|| effective_df(s.powi(2), df, 0.0))
+                .flatten(),
         }
+    }
+
+    /// The degrees of freedom of its Student's t, `None` when normal.
+    pub(super) fn df(&self) -> Option<f64> {
+        self.df
     }
 
     pub(super) fn draw(&self, rng: &mut impl Rng) -> f64 {
@@ -134,11 +157,60 @@ impl RunToRun {
 /// `known` (assumed, exact): Welch–Satterthwaite degrees of freedom, normal when nothing is
 /// estimated.
 pub(super) fn spread_distribution(estimated: f64, df: usize, known: f64) -> Option<StudentT<f64>> {
+    StudentT::new(effective_df(estimated, df, known)?).ok()
+}
+
+/// The Welch–Satterthwaite degrees of freedom of [`spread_distribution`]; `None` when nothing
+/// is estimated (normal).
+pub(super) fn effective_df(estimated: f64, df: usize, known: f64) -> Option<f64> {
     if estimated <= 0.0 || df == 0 {
         return None;
     }
     let effective = (estimated + known).powi(2) / (estimated.powi(2) / df as f64);
-    StudentT::new(effective.min(1e6)).ok()
+    Some(effective.min(1e6))
+}
+
+/// Two-sided p of the two-sample quantile test (Mood's median test generalised to the
+/// q-quantile): the share of each side's samples above the pooled q-quantile, compared by the
+/// two-proportion z test. Equal q-quantiles leave about 1 - q of each side above it; a worse tail
+/// puts more of the current side there. `None` when a side is empty.
+pub(super) fn quantile_test_p(a: &[f64], b: &[f64], q: f64) -> Option<f64> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let mut pooled: Vec<f64> = a.iter().chain(b).copied().collect();
+    pooled.sort_by(f64::total_cmp);
+    let cut = stats::percentile(&pooled, q);
+    let above = |s: &[f64]| s.iter().filter(|&&x| x > cut).count() as f64;
+    let (na, nb) = (a.len() as f64, b.len() as f64);
+    let (ka, kb) = (above(a), above(b));
+    let share = (ka + kb) / (na + nb);
+    let se = (share * (1.0 - share) * (1.0 / na + 1.0 / nb)).sqrt();
+    if se <= 0.0 {
+        return Some(1.0);
+    }
+    Some(two_sided_t((kb / nb - ka / na) / se, f64::INFINITY))
+}
+
+/// Two-sided p of Welch's t test that `a` and `b` have the same mean; `None` under two samples
+/// on a side.
+pub(super) fn welch_p(a: &[f64], b: &[f64]) -> Option<f64> {
+    let moments = |s: &[f64]| {
+        let n = s.len() as f64;
+        let mean = s.iter().sum::<f64>() / n;
+        let var = s.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (mean, var / n, n)
+    };
+    if a.len() < 2 || b.len() < 2 {
+        return None;
+    }
+    let ((ma, va, na), (mb, vb, nb)) = (moments(a), moments(b));
+    let se2 = va + vb;
+    if se2 <= 0.0 {
+        return Some(if ma == mb { 1.0 } else { 0.0 });
+    }
+    let df = se2.powi(2) / (va.powi(2) / (na - 1.0) + vb.powi(2) / (nb - 1.0));
+    Some(two_sided_t((mb - ma) / se2.sqrt(), df))
 }
 
 /// The logs of the positive values: their mean, their sum of squared deviations from it, and

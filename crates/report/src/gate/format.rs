@@ -24,7 +24,9 @@ pub fn signed_pct(ratio: f64) -> String {
 }
 
 pub(super) fn fmt_p(p: f64) -> String {
-    if p < 1e-15 {
+    if p.is_nan() {
+        "-".into()
+    } else if p < 1e-15 {
         "<1e-15".into()
     } else if p < 1e-4 {
         format!("{p:.0e}")

@@ -13,11 +13,29 @@
 //!   mean / replicate, energy by replicate / mean: the meter reads one window, so the energy CI
 //!   reflects the timing variation at the window's average power). Replicates of the mean are drawn
 //!   from its normal limit, mean ± s/√n, which the minimum sample count makes accurate.
-//! - **p-value**: two-sided Mann–Whitney U test of the raw latency samples of both sides.
-//! - **verdict**: `regressed` / `improved` when the change is *significant* (p < α **and** the CI
-//!   excludes 1) **and** the ratio lies beyond the threshold (above 1 + t or below 1 / (1 + t),
-//!   so the band is symmetric in log space and means the same for latency and throughput);
-//!   `unchanged` when the whole CI lies inside that band; `inconclusive` otherwise, with the reason.
+//! - **p-value**: a test of the metric itself (issue #14, item 9: a test of the latency samples
+//!   alone cannot see a rise in energy, or a worse tail at an unchanged median): the larger of the
+//!   ratio's own p (below) and, on the raw samples of both sides, Mann–Whitney U for `p50`, the
+//!   two-sample quantile test for `p90` / `p99` (how many samples of each side lie above the
+//!   pooled quantile) and Welch's t test of the mean latency for `throughput`; `energy` has no
+//!   per-inference samples (one meter window per cell), so the ratio's own p is its test.
+//! - **multiple comparisons**: the p-values of all tested cells of one comparison are adjusted by
+//!   **Holm's** step-down method, which holds the *family-wise* error — the chance that a gate run
+//!   in which nothing changed flags any cell — at α. The gate fails a job on one `regressed`
+//!   cell, so the error that matters is per gate run, not per cell, and that is what the
+//!   family-wise error is; the false discovery rate (Benjamini–Hochberg) would bound only the
+//!   share of false flags among the flags, and let a run of many cells fail more often than α
+//!   when nothing changed but a cell or two. Holm is valid under any dependence between the
+//!   cells (they share the run's drift) and uniformly more powerful than Bonferroni.
+//! - **verdict**: `regressed` / `improved` when the change is *significant* (Holm-adjusted
+//!   p < α **and** the CI excludes 1) **and** the ratio lies beyond the threshold (above 1 + t or
+//!   below 1 / (1 + t), so the band is symmetric in log space and means the same for latency and
+//!   throughput); `unchanged` when the whole CI lies inside that band; `inconclusive` otherwise,
+//!   with the reason. A latency quantile q needs at least [`TAIL_SAMPLES`] / (1 - q) samples a
+//!   side (the p99 1000): with fewer its bootstrap replicates are mostly the largest few samples,
+//!   and the cell is `inconclusive` (too few samples).
+//! - **random streams**: each cell's bootstrap draws from a stream of its own, chosen by the cell's
+//!   key, so adding or removing a cell leaves the other cells' CIs as they were.
 //!
 //! Against a history of N runs, the baseline figure is the median of the N runs' figures, its
 //! bootstrap replicate the median of N runs drawn with replacement, each contributing a replicate
@@ -41,15 +59,21 @@
 //! - Other figures come from the first session only; their replicates are scaled by
 //!   exp(k·T), k² = 2s² + 2p² against one baseline run, and against a history (whose runs vary in
 //!   the bootstrap already) k = the largest of s, p and the spread of the history's figures.
-//! - The p-value is the larger of the samples' Mann–Whitney p and the ratio's own two-sided p
-//!   (twice the share of replicates on the far side of 1).
+//! - The ratio's own two-sided p: for the p50 from sessions, Student's t of the log ratio with
+//!   the same se and degrees of freedom; otherwise the log ratio over the standard deviation of
+//!   the log replicates, against Student's t with the fewest degrees of freedom among the parts
+//!   drawn (normal when none is estimated). Counting the replicates beyond 1 would resolve
+//!   nothing below 2 / replicates, while Holm asks for p down to α / cells.
 //!
 //! A run compared with itself has no run-to-run noise: neither term applies.
 //!
 //! **The host's own speed.** Runs record a check of the host's speed before the first cell and
-//! after each cell (`SpeedCheck`: a fixed compute kernel on one thread). The checks around a
-//! cell, current over baseline, say how much slower the host itself ran while that cell was
-//! measured. When a change is significant and beyond the threshold but falls inside the band once
+//! after each measured cell (`SpeedCheck`: a fixed compute kernel on one thread). The checks
+//! around a cell (the one labelled `index + 1` after it, and the last one labelled `index` or less
+//! before it: skipped cells get no check and shift the labels), current over baseline, say how
+//! much slower the host itself ran while that cell was measured. The p50 from K sessions owes
+//! only one session to that moment; the other K - 1 ran in the rounds after the last cell, which
+//! no check brackets, so their share is weighted with the run's median check. When a change is significant and beyond the threshold but falls inside the band once
 //! the host's change is taken out, and the host changed by more than the check's own noise
 //! ([`HOST_CHECK_NOISE`]), the verdict is `inconclusive`: the code cannot be told from the host.
 //! The checks never make a regression out of an unchanged cell; they only withhold a verdict that
@@ -68,9 +92,11 @@ mod format;
 mod matching;
 mod render;
 mod settings;
+mod special;
 
 pub use comparison::{CellComparison, CellKey, Comparison, NotCompared, Verdict};
 pub use format::signed_pct;
 pub use matching::{Baseline, check_hosts, compare};
 pub use render::{render_markdown, render_text};
-pub use settings::{GateSettings, HOST_CHECK_NOISE, Metric, RUN_NOISE};
+pub use settings::{GateSettings, HOST_CHECK_NOISE, Metric, RUN_NOISE, TAIL_SAMPLES};
+pub use special::clopper_pearson;

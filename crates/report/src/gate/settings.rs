@@ -111,9 +111,17 @@ pub const HOST_CHECK_NOISE: f64 = 0.01;
 /// The default run-level noise, for what no run shows: a slow phase of the host that spans a
 /// whole run. The further sessions (each in its own process, in rounds over the run) show the
 /// rest; with them, 76 real A/A cell pairs on a 2-vCPU VM gave no false alarm even with no
-/// run-level noise assumed. 0.5 % keeps the gate's detection of a 5 % slowdown at 99 % when
-/// sessions drift by 1 % (`scripts/gate-power.sh --run-offset 0.01`); `--run-noise` sets it.
+/// run-level noise assumed. With 0.5 %, five sessions drifting by 1 % each and a run-level drift
+/// of 0.5 % shared by a run's cells, the gate detects 97 % of 5 % slowdowns per cell with 0.6 %
+/// false alarms per gate run of four cells (`scripts/gate-power.sh --session-drift 0.01`); a
+/// run-level drift beyond what is assumed shows as false alarms of whole gate runs (README).
+/// `--run-noise` sets it.
 pub const RUN_NOISE: f64 = 0.005;
+
+/// Samples a latency quantile needs beyond it on each side: with fewer, its bootstrap replicates
+/// are mostly the few largest samples (the p99 of 20 samples lies between the two largest) and
+/// its CI far too narrow. The p50 needs 20, the p90 100 and the p99 1000 samples per side.
+pub const TAIL_SAMPLES: usize = 10;
 
 /// The knobs of the gate. The defaults are what `scripts/gate-power.sh` measured against the
 /// goal of >= 95 % detection of a 5 % slowdown and <= 1 % false alarms (see the README).
@@ -122,7 +130,8 @@ pub struct GateSettings {
     pub metric: Metric,
     /// Relative change that matters: regressed above 1 + t, improved below 1 / (1 + t).
     pub threshold: f64,
-    /// Significance level of the Mann–Whitney test.
+    /// Family-wise significance level: the chance that any cell of a comparison in which
+    /// nothing changed comes out significant, held by Holm's adjustment of the cells' p-values.
     pub alpha: f64,
     /// Run-to-run noise a run cannot show (relative sd of a run's figure beyond what its sessions
     /// show): process-level placement, a host phase that spans the whole run. Added to each side.
@@ -150,13 +159,28 @@ impl Default for GateSettings {
 }
 
 impl GateSettings {
+    /// Samples needed on each side: `min_samples`, and for a latency quantile q at least
+    /// [`TAIL_SAMPLES`] / (1 - q).
+    pub fn required_samples(&self) -> usize {
+        let tail = self.metric.quantile().map_or(0, |q| {
+            (TAIL_SAMPLES as f64 / (1.0 - q) - 1e-6).ceil() as usize
+        });
+        self.min_samples.max(tail)
+    }
+
     pub fn describe(&self) -> String {
         let t = self.threshold;
+        let test = match self.metric {
+            Metric::P50 => "the samples' Mann–Whitney p",
+            Metric::P90 | Metric::P99 => "the samples' quantile test p",
+            Metric::Throughput => "the p of Welch's t test of the mean latency",
+            Metric::Energy => "nothing else (one meter window per cell, no per-inference samples)",
+        };
         format!(
             "metric: {} ({}); threshold ±{} % (regressed above ×{:.4}, improved below ×{:.4}); significant: \
-             p < {} and the 95 % CI of the ratio excluding 1, where p is the larger of the samples' \
-             Mann–Whitney p and the ratio's own (from the t test of the session medians for p50); CI: {} \
-             replicates of the ratio, each side's run-to-run noise taken as at least ±{} % (sd); at least {} \
+             Holm-adjusted p < {} over the tested cells (family-wise) and the 95 % CI of the ratio excluding 1, \
+             where p is the larger of the ratio's own (from the t test of the session medians for p50) and {test}; \
+             CI: {} replicates of the ratio, each side's run-to-run noise taken as at least ±{} % (sd); at least {} \
              samples per side",
             self.metric.name(),
             self.metric.describe(),
@@ -166,7 +190,7 @@ impl GateSettings {
             self.alpha,
             self.resamples,
             pct(self.run_noise),
-            self.min_samples
+            self.required_samples()
         )
     }
 }
@@ -174,6 +198,18 @@ impl GateSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tail_quantile_needs_samples_beyond_it() {
+        let with = |metric| GateSettings {
+            metric,
+            ..GateSettings::default()
+        };
+        assert_eq!(with(Metric::P50).required_samples(), 20);
+        assert_eq!(with(Metric::P90).required_samples(), 100);
+        assert_eq!(with(Metric::P99).required_samples(), 1000);
+        assert_eq!(with(Metric::Throughput).required_samples(), 20);
+    }
 
     #[test]
     fn metrics_parse_by_name() {
