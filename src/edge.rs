@@ -1,10 +1,9 @@
 //! `chipbench bench --edge-profile ID`: an edge device emulated on this host. Threads are capped
-//! to the profile's cores, and each cell runs in a process of its own (`chipbench edge-worker`)
+//! to the profile's cores, and each cell runs in a process of its own (`chipbench worker`)
 //! pinned to that many CPUs and capped to the profile's RAM, so that a variant that does not fit
 //! fails its own cell with an out-of-memory reason instead of killing the sweep. Every timing is
 //! this host's under those limits, never the device's.
 
-use std::collections::BTreeMap;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,13 +14,16 @@ use anyhow::Context;
 use chipbench_core::result::{CellResult, EDGE_LABEL, EdgeEmulation, EdgeFit, Status};
 use chipbench_probe::profile::{self, Profile};
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{ModelUnderTest, Settings, Target};
+use chipbench_runner::{FreshSession, Settings, Target};
 use clap::{Args, ValueEnum};
-use serde::{Deserialize, Serialize};
 
-use crate::backends::{self, EngineArgs, Skipped};
-use crate::worker::Job;
-use crate::{Outcome, UsageError};
+use chipbench_harness::child;
+use chipbench_harness::protocol::{Job, JobContext, Message, Observed, allowed_cpus};
+use chipbench_harness::worker::STARTED as WORKER_STARTED;
+use chipbench_harness::{Cell, Executor};
+
+use crate::UsageError;
+use crate::cmd::backends::{self, EngineArgs, Unavailable};
 
 #[derive(Args, Debug, Default)]
 pub struct EdgeArgs {
@@ -110,9 +112,7 @@ pub struct Emulation {
     cap: u64,
     limit: MemoryLimit,
     notes: Vec<String>,
-    ort_lib: Option<PathBuf>,
-    /// `--input-file` tensors by input name, which the worker loads again.
-    input_files: BTreeMap<String, PathBuf>,
+    context: JobContext,
     exe: PathBuf,
     cells_started: AtomicUsize,
 }
@@ -143,7 +143,7 @@ impl Emulation {
             LimitChoice::Auto => find_cgroup().unwrap_or(MemoryLimit::RlimitAs),
         };
         let mut notes = vec![format!(
-            "each cell ran in a process of its own (chipbench edge-worker) with at most {cores} threads \
+            "each cell ran in a process of its own (chipbench worker) with at most {cores} threads \
              (the profile's cores), pinned with sched_setaffinity to CPUs {} of this host",
             cpu_list(&cpus)
         )];
@@ -192,7 +192,10 @@ impl Emulation {
                   vendor publishes the profile's power"
                 .into(),
         });
-        let input_files = crate::worker::input_file_paths(input_files);
+        let context = JobContext {
+            input_files: crate::cmd::bench::input_file_paths(input_files),
+            engines: engines.to_map(),
+        };
         let exe =
             std::env::current_exe().context("cannot find the chipbench binary to run cells")?;
         Ok(Some(Emulation {
@@ -201,8 +204,7 @@ impl Emulation {
             cap,
             limit,
             notes,
-            ort_lib: engines.ort_lib.clone(),
-            input_files,
+            context,
             exe,
             cells_started: AtomicUsize::new(0),
         }))
@@ -232,7 +234,7 @@ impl Emulation {
         &self,
         registry: &'a [Box<dyn chipbench_core::Backend>],
         requested: &[String],
-    ) -> Result<(Vec<Target<'a>>, Vec<Skipped>), UsageError> {
+    ) -> Result<(Vec<Target<'a>>, Vec<Unavailable>), UsageError> {
         if !requested.is_empty() {
             return backends::select(registry, requested);
         }
@@ -246,12 +248,12 @@ impl Emulation {
     }
 
     /// The profile's backends that compute on a GPU or NPU, with why they are skipped.
-    fn not_emulated(&self) -> Vec<Skipped> {
+    fn not_emulated(&self) -> Vec<Unavailable> {
         self.profile
             .backends
             .iter()
             .filter(|b| b.runs_on != profile::Unit::Cpu)
-            .map(|b| Skipped {
+            .map(|b| Unavailable {
                 label: b.label(),
                 reason: format!(
                     "runs on {}'s {}: a constrained run on this host emulates only its CPU cores and \
@@ -279,118 +281,6 @@ impl Emulation {
         }
     }
 
-    /// Measures one cell in a worker process under the constraints. Never fails: a worker that
-    /// runs out of memory or dies is a failed cell with the reason.
-    pub fn run_cell(
-        &self,
-        model: &ModelUnderTest,
-        target: &Target,
-        threads: Option<usize>,
-        settings: &Settings,
-    ) -> CellResult {
-        let job = Job::new(
-            model,
-            target,
-            threads,
-            settings,
-            &self.input_files,
-            self.ort_lib.clone(),
-        )
-        .without_energy();
-        let end = self.spawn(&job).unwrap_or_else(|e| WorkerEnd::Died {
-            reason: format!("{e:#}"),
-            oom: false,
-        });
-        let (mut cell, observed, oom) = match end {
-            WorkerEnd::Cell {
-                output,
-                peak,
-                allocation_failure,
-            } => {
-                let mut cell = output.cell;
-                // An engine may turn a refused allocation into an error or a caught panic; the
-                // worker's stderr (or the error itself) names the allocation.
-                let refused = cell.status == Status::Failed
-                    && cell
-                        .error
-                        .as_deref()
-                        .is_some_and(|e| allocation_failure_in(e).is_some());
-                let oom =
-                    cell.status == Status::Failed && (refused || allocation_failure.is_some());
-                if oom {
-                    let error = cell.error.as_deref().unwrap_or_default();
-                    cell.error = Some(self.oom_reason(
-                        &match allocation_failure.filter(|_| !refused) {
-                            Some(line) => format!("{error} ({line})"),
-                            None => error.to_string(),
-                        },
-                    ));
-                }
-                let peak = peak.or(match self.limit {
-                    MemoryLimit::RlimitAs => output.observed.vm_peak_bytes,
-                    MemoryLimit::Cgroup { .. } => None,
-                });
-                (cell, Some((output.observed.cpus, peak)), oom)
-            }
-            WorkerEnd::Died { reason, oom } => {
-                (target.failed_cell(model, threads, reason), None, oom)
-            }
-        };
-        let ram = self.profile.memory_bytes();
-        let fits = match (cell.status, oom) {
-            (_, true) => (self.cap >= ram).then_some(false),
-            (Status::Ok, false) => cell
-                .peak_rss_bytes
-                .map(|peak| peak <= ram && cell.model.file_bytes.unwrap_or(0) <= ram),
-            _ => None,
-        };
-        let (cpus, capped_peak_bytes) = observed.unwrap_or_default();
-        cell.edge = Some(EdgeFit {
-            profile: self.profile.id.clone(),
-            fits,
-            out_of_memory: oom,
-            capped_peak_bytes,
-            cpus,
-        });
-        cell.provenance.insert(
-            "edge".into(),
-            format!(
-                "measured: the cell's own process (chipbench edge-worker), pinned to CPUs {} and \
-                 capped at {} by {}; fits: its peak RSS (VmHWM) and the model file against the \
-                 profile's {} of RAM; capped_peak_bytes: {}; cpus: sched_getaffinity read by the \
-                 process itself",
-                cpu_list(&self.cpus),
-                chipbench_report::format_bytes(self.cap as f64),
-                self.limit.describe(),
-                chipbench_report::format_bytes(ram as f64),
-                match self.limit {
-                    MemoryLimit::Cgroup {
-                        version: CgroupVersion::V2,
-                        ..
-                    } => "the cgroup's memory.peak",
-                    MemoryLimit::Cgroup {
-                        version: CgroupVersion::V1,
-                        ..
-                    } => {
-                        "the cgroup's memory.max_usage_in_bytes"
-                    }
-                    MemoryLimit::RlimitAs => "VmPeak of the process (virtual size)",
-                }
-            ),
-        );
-        if let Some(latency) = cell.provenance.get_mut("latency_ms") {
-            latency.push_str(&format!(
-                "; a host timing under edge profile {}'s constraints, not a measurement of the device",
-                self.profile.id
-            ));
-        }
-        cell.provenance.insert(
-            "energy".into(),
-            "not estimated: this host's power says nothing about the emulated device".into(),
-        );
-        cell
-    }
-
     fn oom_reason(&self, detail: &str) -> String {
         format!(
             "out of memory: edge profile {} caps memory at {} by {}; {detail}",
@@ -400,7 +290,7 @@ impl Emulation {
         )
     }
 
-    fn spawn(&self, job: &Job) -> anyhow::Result<WorkerEnd> {
+    fn spawn(&self, job: Job) -> anyhow::Result<WorkerEnd> {
         let n = self.cells_started.fetch_add(1, Ordering::Relaxed);
         let cgroup = match &self.limit {
             MemoryLimit::Cgroup { version, parent } => {
@@ -417,7 +307,7 @@ impl Emulation {
             MemoryLimit::RlimitAs => None,
         };
         let mut command = Command::new(&self.exe);
-        command.arg("edge-worker");
+        command.arg("worker");
         let rlimit = match self.limit {
             MemoryLimit::RlimitAs => {
                 command.env("MALLOC_ARENA_MAX", "1");
@@ -459,10 +349,10 @@ impl Emulation {
                 Ok(())
             });
         }
-        let spawned = crate::cell_process::run(command, &serde_json::to_vec(job)?, None);
+        let spawned = child::converse(command, &[Message::MeasureConstrained(Box::new(job))], None);
         drop(procs);
-        let end = match spawned {
-            Ok(end) => end,
+        let (replies, end) = match spawned {
+            Ok(conversation) => (conversation.replies, conversation.end),
             Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
                 return Ok(WorkerEnd::Died {
                     reason: self.oom_reason(&format!("the cell's process could not start: {e}")),
@@ -474,16 +364,17 @@ impl Emulation {
                 self.exe.display()
             ),
         };
-        let (status, stdout, stderr) = (end.status, &end.stdout, &end.stderr);
+        let (status, stderr) = (end.status, &end.stderr);
         let (peak, oom_kills) = cgroup.as_ref().map(|c| c.usage()).unwrap_or((None, 0));
         drop(cgroup);
         let allocation_failure = stderr
             .lines()
             .find_map(allocation_failure_in)
             .map(str::to_string);
-        if let Ok(output) = serde_json::from_str::<WorkerOutput>(stdout) {
+        if let Some(Message::Cell { cell, observed }) = replies.into_iter().nth(1) {
             return Ok(WorkerEnd::Cell {
-                output: Box::new(output),
+                cell,
+                observed: observed.unwrap_or_default(),
                 peak,
                 allocation_failure,
             });
@@ -532,9 +423,112 @@ impl Emulation {
     }
 }
 
-/// What a worker prints on stderr first, so that a process the cap kept from starting is told
-/// apart from one that failed later.
-const WORKER_STARTED: &str = "chipbench edge-worker: started";
+impl Executor for Emulation {
+    /// Measures one cell and its further sessions in a worker process under the constraints.
+    /// Never fails: a worker that runs out of memory or dies is a failed cell with the reason.
+    fn measure(&mut self, c: &Cell, settings: &Settings) -> CellResult {
+        let job = Job::new(c, settings, &self.context).without_energy();
+        let end = self.spawn(job).unwrap_or_else(|e| WorkerEnd::Died {
+            reason: format!("{e:#}"),
+            oom: false,
+        });
+        let (mut cell, observed, oom) = match end {
+            WorkerEnd::Cell {
+                cell,
+                observed,
+                peak,
+                allocation_failure,
+            } => {
+                let mut cell = *cell;
+                // An engine may turn a refused allocation into an error or a caught panic; the
+                // worker's stderr (or the error itself) names the allocation.
+                let refused = cell.status == Status::Failed
+                    && cell
+                        .error
+                        .as_deref()
+                        .is_some_and(|e| allocation_failure_in(e).is_some());
+                let oom =
+                    cell.status == Status::Failed && (refused || allocation_failure.is_some());
+                if oom {
+                    let error = cell.error.as_deref().unwrap_or_default();
+                    cell.error = Some(self.oom_reason(
+                        &match allocation_failure.filter(|_| !refused) {
+                            Some(line) => format!("{error} ({line})"),
+                            None => error.to_string(),
+                        },
+                    ));
+                }
+                let peak = peak.or(match self.limit {
+                    MemoryLimit::RlimitAs => observed.vm_peak_bytes,
+                    MemoryLimit::Cgroup { .. } => None,
+                });
+                (cell, Some((observed.cpus, peak)), oom)
+            }
+            WorkerEnd::Died { reason, oom } => (c.failed(reason), None, oom),
+        };
+        let ram = self.profile.memory_bytes();
+        let fits = match (cell.status, oom) {
+            (_, true) => (self.cap >= ram).then_some(false),
+            (Status::Ok, false) => cell
+                .peak_rss_bytes
+                .map(|peak| peak <= ram && cell.model.file_bytes.unwrap_or(0) <= ram),
+            _ => None,
+        };
+        let (cpus, capped_peak_bytes) = observed.unwrap_or_default();
+        cell.edge = Some(EdgeFit {
+            profile: self.profile.id.clone(),
+            fits,
+            out_of_memory: oom,
+            capped_peak_bytes,
+            cpus,
+        });
+        cell.provenance.insert(
+            "edge".into(),
+            format!(
+                "measured: the cell's own process (chipbench worker), pinned to CPUs {} and \
+                 capped at {} by {}; fits: its peak RSS (VmHWM) and the model file against the \
+                 profile's {} of RAM; capped_peak_bytes: {}; cpus: sched_getaffinity read by the \
+                 process itself",
+                cpu_list(&self.cpus),
+                chipbench_report::format_bytes(self.cap as f64),
+                self.limit.describe(),
+                chipbench_report::format_bytes(ram as f64),
+                match self.limit {
+                    MemoryLimit::Cgroup {
+                        version: CgroupVersion::V2,
+                        ..
+                    } => "the cgroup's memory.peak",
+                    MemoryLimit::Cgroup {
+                        version: CgroupVersion::V1,
+                        ..
+                    } => {
+                        "the cgroup's memory.max_usage_in_bytes"
+                    }
+                    MemoryLimit::RlimitAs => "VmPeak of the process (virtual size)",
+                }
+            ),
+        );
+        if let Some(latency) = cell.provenance.get_mut("latency_ms") {
+            latency.push_str(&format!(
+                "; a host timing under edge profile {}'s constraints, not a measurement of the device",
+                self.profile.id
+            ));
+        }
+        cell.provenance.insert(
+            "energy".into(),
+            "not estimated: this host's power says nothing about the emulated device".into(),
+        );
+        cell
+    }
+
+    fn rounds(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn further_session(&mut self, _: &Cell, _: &Settings) -> Result<FreshSession, String> {
+        Err("a constrained cell measures its further sessions in its own process".into())
+    }
+}
 
 /// The line that says an allocation was refused, as Rust's allocator, tract or the OS word it.
 fn allocation_failure_in(text: &str) -> Option<&str> {
@@ -556,7 +550,8 @@ enum WorkerEnd {
     /// The worker's result, the cgroup's peak usage when a cgroup capped it, and a refused
     /// allocation the worker reported on stderr.
     Cell {
-        output: Box<WorkerOutput>,
+        cell: Box<CellResult>,
+        observed: Observed,
         peak: Option<u64>,
         allocation_failure: Option<String>,
     },
@@ -591,26 +586,6 @@ fn resolve_profile(wanted: &str) -> anyhow::Result<Profile> {
         ))
         .into()
     })
-}
-
-/// The CPUs this process may run on.
-fn allowed_cpus() -> Result<Vec<usize>, String> {
-    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into the set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
-    {
-        return Err(format!(
-            "cannot read the CPUs this process may use (sched_getaffinity): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect();
-    if cpus.is_empty() {
-        return Err("sched_getaffinity lists no CPU".into());
-    }
-    Ok(cpus)
 }
 
 /// `0-3,6`
@@ -854,64 +829,6 @@ impl Drop for CellCgroup {
             self.dir.display()
         );
     }
-}
-
-/// What a worker prints on its stdout.
-#[derive(Serialize, Deserialize)]
-struct WorkerOutput {
-    cell: CellResult,
-    observed: Observed,
-}
-
-/// The constraints as the worker saw them from inside.
-#[derive(Serialize, Deserialize)]
-struct Observed {
-    cpus: Vec<usize>,
-    /// Peak virtual size (VmPeak), which RLIMIT_AS caps.
-    vm_peak_bytes: Option<u64>,
-}
-
-/// `chipbench edge-worker` (hidden): measures the one cell described on stdin and prints it with
-/// what the process observed of its constraints.
-pub fn worker() -> anyhow::Result<Outcome> {
-    eprintln!("{WORKER_STARTED}");
-    let job = Job::receive()?;
-    let registry = job.registry();
-    let (mut sweep, model, target) = job.prepare(&registry)?;
-    let mut cell = sweep.run_cell(&model, &target, job.threads);
-    // The further sessions run here, one after another: this process is the cell's, under its
-    // constraints.
-    for _ in 1..sweep.settings.sessions {
-        if cell.status != Status::Ok || INTERRUPTED.load(Ordering::Relaxed) {
-            break;
-        }
-        let session = sweep.fresh_session_p50(&model, &target, job.threads);
-        let how = "one after another in the cell's constrained process";
-        if !sweep.record_session(&mut cell, session, how) {
-            break;
-        }
-    }
-    let observed = Observed {
-        cpus: allowed_cpus().unwrap_or_default(),
-        vm_peak_bytes: vm_peak(),
-    };
-    println!(
-        "{}",
-        serde_json::to_string(&WorkerOutput { cell, observed })?
-    );
-    Ok(Outcome::Success)
-}
-
-fn vm_peak() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmPeak:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! accuracy against the fp32 reference, and the journal. Knows backends only as `dyn Backend`.
 
 mod energy;
-pub mod journal;
 pub mod measure;
 pub mod resources;
 pub mod roofline;
@@ -268,79 +267,6 @@ impl<'a> Sweep<'a> {
             Ok(Err(e)) => Err(e.to_string()),
             Err(payload) => Err(format!("the backend panicked: {}", panic_message(payload))),
         }
-    }
-
-    /// Appends a further session's median and loop to a measured cell and says in its provenance
-    /// how the sessions were measured (`how`: "in a process of its own each", say), with the
-    /// inferences each further session really timed. A failure is noted there instead; returns
-    /// whether the session was measured.
-    pub fn record_session(
-        &self,
-        cell: &mut CellResult,
-        session: std::result::Result<FreshSession, String>,
-        how: &str,
-    ) -> bool {
-        let measured = session.is_ok();
-        let failure = match session {
-            Ok(s) => {
-                cell.session_p50_ms.push(s.p50_ms);
-                cell.session_loops.push(s.timed);
-                String::new()
-            }
-            Err(e) => format!("; a further session failed, so no more were measured: {e}"),
-        };
-        let warmup = WarmUp::for_extra_session(&self.settings.warmup);
-        let stop = StopRule::for_extra_session(&self.settings.stop);
-        let further = cell.session_loops.get(1..).unwrap_or_default();
-        let loops = if further.is_empty() {
-            String::new()
-        } else {
-            let each: Vec<String> = further
-                .iter()
-                .map(|l| {
-                    format!(
-                        "{} inferences ({})",
-                        l.inferences,
-                        stop_label(l.stop_reason)
-                    )
-                })
-                .collect();
-            let short = further
-                .iter()
-                .filter(|l| {
-                    l.stop_reason == StopReason::MaxDuration && l.inferences < stop.min_iterations
-                })
-                .count();
-            format!(
-                "; the further sessions timed {}{}",
-                each.join(", "),
-                if short > 0 {
-                    format!(
-                        "; {short} of them reached the maximum duration before the minimum of {} inferences",
-                        stop.min_iterations
-                    )
-                } else {
-                    String::new()
-                }
-            )
-        };
-        cell.provenance.insert(
-            "session_p50_ms".into(),
-            format!(
-                "measured: the median of each of {} sessions (monotonic clock); the first is the cell's, the \
-                 others loaded afresh {how}, each warmed up for at least {} inferences and {:.2} s, then timed \
-                 until the 95 % CI of its median was within ±{} % after at least {} inferences and {:.2} s, \
-                 or until {:.2} s had passed, whichever came first{loops}{failure}",
-                cell.session_p50_ms.len(),
-                warmup.min_iterations,
-                warmup.min_duration.as_secs_f64(),
-                stop.target_relative_ci * 100.0,
-                stop.min_iterations,
-                stop.min_duration.as_secs_f64(),
-                stop.max_duration.as_secs_f64()
-            ),
-        );
-        measured
     }
 
     fn measure(
@@ -664,4 +590,77 @@ pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into())
         })
+}
+
+/// Appends a further session's median and loop to a measured cell and says in its provenance
+/// how the sessions were measured (`how`: "in a process of its own each", say), with the
+/// inferences each further session really timed. A failure is noted there instead; returns
+/// whether the session was measured.
+pub fn record_session(
+    settings: &Settings,
+    cell: &mut CellResult,
+    session: std::result::Result<FreshSession, String>,
+    how: &str,
+) -> bool {
+    let measured = session.is_ok();
+    let failure = match session {
+        Ok(s) => {
+            cell.session_p50_ms.push(s.p50_ms);
+            cell.session_loops.push(s.timed);
+            String::new()
+        }
+        Err(e) => format!("; a further session failed, so no more were measured: {e}"),
+    };
+    let warmup = WarmUp::for_extra_session(&settings.warmup);
+    let stop = StopRule::for_extra_session(&settings.stop);
+    let further = cell.session_loops.get(1..).unwrap_or_default();
+    let loops = if further.is_empty() {
+        String::new()
+    } else {
+        let each: Vec<String> = further
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} inferences ({})",
+                    l.inferences,
+                    stop_label(l.stop_reason)
+                )
+            })
+            .collect();
+        let short = further
+            .iter()
+            .filter(|l| {
+                l.stop_reason == StopReason::MaxDuration && l.inferences < stop.min_iterations
+            })
+            .count();
+        format!(
+            "; the further sessions timed {}{}",
+            each.join(", "),
+            if short > 0 {
+                format!(
+                    "; {short} of them reached the maximum duration before the minimum of {} inferences",
+                    stop.min_iterations
+                )
+            } else {
+                String::new()
+            }
+        )
+    };
+    cell.provenance.insert(
+        "session_p50_ms".into(),
+        format!(
+            "measured: the median of each of {} sessions (monotonic clock); the first is the cell's, the \
+             others loaded afresh {how}, each warmed up for at least {} inferences and {:.2} s, then timed \
+             until the 95 % CI of its median was within ±{} % after at least {} inferences and {:.2} s, \
+             or until {:.2} s had passed, whichever came first{loops}{failure}",
+            cell.session_p50_ms.len(),
+            warmup.min_iterations,
+            warmup.min_duration.as_secs_f64(),
+            stop.target_relative_ci * 100.0,
+            stop.min_iterations,
+            stop.min_duration.as_secs_f64(),
+            stop.max_duration.as_secs_f64()
+        ),
+    );
+    measured
 }

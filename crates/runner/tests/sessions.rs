@@ -204,7 +204,12 @@ fn a_further_session_cut_short_by_its_maximum_says_how_many_inferences_it_timed(
         session
     );
 
-    assert!(sweep.record_session(&mut cell, Ok(session), "one after another"));
+    assert!(chipbench_runner::record_session(
+        &sweep.settings,
+        &mut cell,
+        Ok(session),
+        "one after another"
+    ));
     assert_eq!(cell.session_p50_ms.len(), 2);
     assert_eq!(cell.session_loops[1], session.timed);
     let provenance = &cell.provenance["session_p50_ms"];
@@ -217,7 +222,12 @@ fn a_further_session_cut_short_by_its_maximum_says_how_many_inferences_it_timed(
         "{provenance}"
     );
 
-    assert!(!sweep.record_session(&mut cell, Err("it crashed".into()), "one after another"));
+    assert!(!chipbench_runner::record_session(
+        &sweep.settings,
+        &mut cell,
+        Err("it crashed".into()),
+        "one after another"
+    ));
     assert_eq!(cell.session_loops.len(), 2);
     assert!(cell.provenance["session_p50_ms"].ends_with("no more were measured: it crashed"));
 }

@@ -4,11 +4,8 @@
 //! `run.json`, and writes the local reports and history entry with the device's own host
 //! fingerprint. Every connection has bounded time-outs; when the connection is lost, the cells that
 //! finished are kept and the others fail with the reason.
-//!
-//! Also home of `plan.json`, which every `bench` run writes before its first cell: the cells it
-//! set out to measure, so that a reader of a stopped run knows which did not finish.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,69 +14,17 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use chipbench_core::result::{
-    BackendRecord, CellResult, Host, ModelRecord, RunConfig, RunResult, SCHEMA, Status,
-};
+use chipbench_core::result::{CellResult, RunResult, SCHEMA, Status};
+use chipbench_harness::journal::{Journal, write_atomically};
+use chipbench_harness::plan::{self, PLAN_FILE, Plan};
 use chipbench_optimize::suite::Suite;
-use chipbench_runner::journal::{Journal, write_atomically};
+use chipbench_runner::SINGLE_STREAM;
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{SINGLE_STREAM, Target};
 use clap::Args;
 use clap::parser::ValueSource;
-use serde::{Deserialize, Serialize};
 
-use crate::models::{self, Prepared};
+use crate::cmd::models;
 use crate::{Outcome, UsageError};
-
-/// The file of a run folder that lists the planned cells.
-pub const PLAN_FILE: &str = "plan.json";
-
-/// What a `bench` run sets out to measure, written before its first cell.
-#[derive(Serialize, Deserialize)]
-pub struct Plan {
-    pub run_id: String,
-    pub tool_version: String,
-    pub started_at: String,
-    pub host: Host,
-    pub config: RunConfig,
-    /// In the order they run (requested-but-unavailable backends, recorded as skipped cells,
-    /// are not planned).
-    pub cells: Vec<PlannedCell>,
-    /// The `bench` options that made the plan, which `bench --resume` runs again.
-    #[serde(default)]
-    pub argv: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct PlannedCell {
-    pub model: ModelRecord,
-    pub backend: BackendRecord,
-}
-
-/// The cells of a run in the order they run: models, then thread counts, then targets.
-pub fn planned_cells(
-    prepared: &[Prepared],
-    threads: &[Option<usize>],
-    targets: &[Target],
-) -> Vec<PlannedCell> {
-    prepared
-        .iter()
-        .flat_map(|model| {
-            threads.iter().flat_map(move |&t| {
-                targets.iter().map(move |target| PlannedCell {
-                    model: model.record().clone(),
-                    backend: target.record(t),
-                })
-            })
-        })
-        .collect()
-}
-
-/// Writes `plan.json` into the run folder `dir`, as one line.
-pub fn write_plan(dir: &Path, plan: &Plan) -> anyhow::Result<()> {
-    write_atomically(&dir.join(PLAN_FILE), &serde_json::to_vec(plan)?)?;
-    Ok(())
-}
 
 #[derive(Args)]
 pub struct RemoteArgs {
@@ -189,8 +134,9 @@ struct Forwarded {
 
 impl Forwarded {
     fn parse(tokens: &[String], suite_dir: &Path) -> anyhow::Result<Forwarded> {
-        let command =
-            crate::bench::BenchArgs::augment_args(clap::Command::new("bench").no_binary_name(true));
+        let command = crate::cmd::bench::BenchArgs::augment_args(
+            clap::Command::new("bench").no_binary_name(true),
+        );
         let bench_command = || command.clone();
         let matches = bench_command().try_get_matches_from(tokens).map_err(|e| {
             let text = e.to_string();
@@ -558,7 +504,7 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
         options: args.ssh_options.clone(),
         connect_timeout: args.connect_timeout,
     };
-    let history = crate::history::open_for_bench(args.no_history, &args.history_db);
+    let history = crate::cmd::history::open_for_bench(args.no_history, &args.history_db);
 
     let machine = device
         .exec("uname -m", deadline, &format!("connecting to {}", args.ssh))
@@ -695,7 +641,7 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
         ),
     );
     let run_json = journal.finish(&run)?;
-    let variant_summary = crate::optimize_cmd::variant_summary(&run);
+    let variant_summary = crate::cmd::optimize::variant_summary(&run);
     let mut markdown = chipbench_report::markdown::render(&run);
     if !variant_summary.is_empty() {
         markdown += &format!("\n## Variants\n\n```\n{variant_summary}```\n");
@@ -722,7 +668,7 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
         }
     }
     if complete {
-        crate::history::record_after_bench(history, &run, &run_json)?;
+        crate::cmd::history::record_after_bench(history, &run, &run_json)?;
     } else if !args.no_history {
         eprintln!(
             "not recorded in {}: the run did not finish (record what it kept with `chipbench history add {}`)",
@@ -898,27 +844,11 @@ fn partial_run(
     reason: &str,
     journal: &mut Journal,
 ) -> anyhow::Result<RunResult> {
-    let key = |model: &ModelRecord, backend: &BackendRecord| {
-        (
-            model.name.clone(),
-            model.variant.clone(),
-            backend.name.clone(),
-            backend.device.clone(),
-        )
-    };
-    let mut arrived: BTreeMap<_, VecDeque<CellResult>> = BTreeMap::new();
-    for cell in received {
-        arrived
-            .entry(key(&cell.model, &cell.backend))
-            .or_default()
-            .push_back(cell);
-    }
+    let mut arrived: HashMap<String, CellResult> =
+        plan::ids_of(&received).into_iter().zip(received).collect();
     let mut cells = Vec::new();
     for planned in plan.cells {
-        match arrived
-            .get_mut(&key(&planned.model, &planned.backend))
-            .and_then(VecDeque::pop_front)
-        {
+        match arrived.remove(&planned.id) {
             Some(cell) => cells.push(cell),
             None => {
                 let cell = CellResult::not_run(
@@ -933,8 +863,8 @@ fn partial_run(
             }
         }
     }
-    // Cells the plan does not list (skipped backends) keep their place at the end.
-    cells.extend(arrived.into_values().flatten());
+    // Cells the plan does not list (from a device's older chipbench) keep their place at the end.
+    cells.extend(arrived.into_values());
     Ok(RunResult {
         schema: SCHEMA.into(),
         run_id: plan.run_id,
