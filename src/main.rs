@@ -51,6 +51,9 @@ enum Command {
     /// Internal: measures cells for a parent `bench` in a process of its own.
     #[command(hide = true)]
     Worker,
+    /// Internal: reports a `bench` run on a device to `chipbench remote`.
+    #[command(hide = true)]
+    Follow(cmd::follow::FollowArgs),
 }
 
 /// Exit codes: 0 when every cell ran, 1 when some failed (or a runtime error stopped the run),
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Remote(args) => cmd::remote::run(*args),
         Command::Outputs(args) => cmd::outputs::run(args),
         Command::Worker => cmd::worker::run(),
+        Command::Follow(args) => cmd::follow::run(args),
     });
     match result {
         Ok(Ok(Outcome::Success)) => ExitCode::SUCCESS,

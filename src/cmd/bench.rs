@@ -222,8 +222,12 @@ fn measure(
         ),
     };
     let mut host = chipbench_probe::host();
-    let edge =
-        crate::edge::Emulation::prepare(&args.edge, &args.engines, &args.inputs.input_files)?;
+    let edge = crate::edge::Emulation::prepare(
+        &args.edge,
+        &args.engines,
+        &args.inputs.input_files,
+        args.cell_timeout,
+    )?;
     let threads: Vec<Option<usize>> = if args.threads.is_empty() {
         vec![Some(edge.as_ref().map_or(
             host.physical_cores.unwrap_or(host.logical_cores),
@@ -326,7 +330,7 @@ fn measure(
         engines: args.engines.to_map(),
     };
     let mut executor: Box<dyn Executor> = match (edge, args.in_process) {
-        (Some(e), _) => Box::new(e),
+        (Some(e), _) => Box::new(e.executor),
         (None, true) => Box::new(InProcess::new(references)),
         (None, false) => Box::new(FreshProcess {
             exe: std::env::current_exe()
@@ -380,32 +384,7 @@ fn measure(
         projections,
         speed_checks,
     };
-    let run_json = journal.finish(&run)?;
-    let variant_summary = crate::cmd::optimize::variant_summary(&run);
-    let mut markdown = chipbench_report::markdown::render(&run);
-    if !variant_summary.is_empty() {
-        markdown += &format!("\n## Variants\n\n```\n{variant_summary}```\n");
-    }
-    write_atomically(&out.join("report.md"), markdown.as_bytes())?;
-
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
-    }
-    if talk {
-        let table = chipbench_report::terminal::render(&run);
-        let location = format!(
-            "results: {} (and report.md, cells.jsonl beside it)",
-            run_json.display()
-        );
-        let table = format!("{table}{variant_summary}");
-        if args.json {
-            eprint!("{table}");
-            eprintln!("{location}");
-        } else {
-            print!("{table}");
-            println!("{location}");
-        }
-    }
+    let run_json = finish(&run, &journal, args.json, talk)?;
     for path in exports.write(std::slice::from_ref(&run))? {
         if talk {
             eprintln!("wrote {}", path.display());
@@ -419,6 +398,45 @@ fn measure(
     } else {
         Outcome::Success
     })
+}
+
+/// Ends a run folder: `run.json` and `report.md` (with the variant summary) beside the journal;
+/// the run JSON on stdout with `json`; the table and where the files are unless quiet (on stderr
+/// when stdout has the JSON). Returns the path of `run.json`.
+pub fn finish(
+    run: &RunResult,
+    journal: &Journal,
+    json: bool,
+    talk: bool,
+) -> anyhow::Result<PathBuf> {
+    let run_json = journal.finish(run)?;
+    let variant_summary = crate::cmd::optimize::variant_summary(run);
+    let mut markdown = chipbench_report::markdown::render(run);
+    if !variant_summary.is_empty() {
+        markdown += &format!("\n## Variants\n\n```\n{variant_summary}```\n");
+    }
+    write_atomically(&journal.dir().join("report.md"), markdown.as_bytes())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(run)?);
+    }
+    if talk {
+        let table = format!(
+            "{}{variant_summary}",
+            chipbench_report::terminal::render(run)
+        );
+        let location = format!(
+            "results: {} (and report.md, cells.jsonl beside it)",
+            run_json.display()
+        );
+        if json {
+            eprint!("{table}");
+            eprintln!("{location}");
+        } else {
+            print!("{table}");
+            println!("{location}");
+        }
+    }
+    Ok(run_json)
 }
 
 /// The first Ctrl-C ends the cell in flight early (its samples are kept) and skips the rest, so

@@ -5,6 +5,7 @@ pub mod backends;
 pub mod bench;
 pub mod compare;
 pub mod devices;
+pub mod follow;
 pub mod history;
 pub mod models;
 pub mod optimize;

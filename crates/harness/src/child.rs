@@ -82,6 +82,12 @@ pub fn run(
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // A group of its own, so that the deadline's kill also ends what it started (whose
+            // open pipes would otherwise keep us waiting); Ctrl-C reaches it through
+            // `interrupt_current`.
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
@@ -115,7 +121,7 @@ pub fn run(
             Err(_) => {
                 // SAFETY: the child is not reaped until the waiter's wait returns, so the pid
                 // is still ours.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
                 (status.recv().map_err(std::io::Error::other)?, true)
             }
         },

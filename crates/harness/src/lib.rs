@@ -7,10 +7,12 @@
 //! plan's work, the settings and an executor, and renders what comes back.
 
 pub mod child;
+pub mod constrained;
 pub mod executor;
 pub mod journal;
 pub mod plan;
 pub mod protocol;
+pub mod remote;
 pub mod targets;
 pub mod worker;
 
@@ -21,6 +23,7 @@ use chipbench_probe::speed::SpeedProbe;
 use chipbench_runner::Settings;
 use chipbench_runner::measure::INTERRUPTED;
 
+pub use constrained::Constrained;
 pub use executor::{Executor, FreshProcess, InProcess};
 pub use journal::{Journal, JournalError};
 pub use plan::{Cell, Plan, PlannedCell, Prepared, Resumed, Unavailable, Work};

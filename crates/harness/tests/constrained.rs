@@ -1,0 +1,192 @@
+//! The constrained executor's reading of its workers, with shell scripts standing in for
+//! `chipbench worker`: a refused allocation is an out-of-memory cell, a hang is killed at the
+//! deadline, a measured cell gets the profile's fit.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chipbench_core::result::{CellResult, ModelRecord, Status};
+use chipbench_core::{Backend, DType, Device, DeviceKind, ModelSource, Result, Session};
+use chipbench_core::{SessionOptions, TensorInfo, Unavailable};
+use chipbench_harness::constrained::MemoryLimit;
+use chipbench_harness::protocol::{JobContext, Message, Observed, allowed_cpus};
+use chipbench_harness::{Cell, Constrained, Executor};
+use chipbench_runner::{ModelUnderTest, Settings, Target};
+
+const MIB: u64 = 1 << 20;
+
+/// Never loaded: the workers are scripts.
+struct Nothing;
+
+impl Backend for Nothing {
+    fn name(&self) -> &'static str {
+        "tract"
+    }
+    fn version(&self) -> String {
+        "0".into()
+    }
+    fn devices(&self) -> std::result::Result<Vec<Device>, Unavailable> {
+        Ok(vec![Device {
+            id: "cpu".into(),
+            name: "CPU".into(),
+            kind: DeviceKind::Cpu,
+            note: None,
+        }])
+    }
+    fn load(&self, _: &ModelSource, _: &Device, _: &SessionOptions) -> Result<Box<dyn Session>> {
+        unreachable!("the workers are scripts")
+    }
+}
+
+fn model() -> ModelUnderTest {
+    ModelUnderTest {
+        record: ModelRecord {
+            name: "m".into(),
+            variant: "fp32".into(),
+            file_bytes: Some(MIB),
+            ..ModelRecord::default()
+        },
+        path: PathBuf::from("m.onnx"),
+        specs: Vec::new(),
+        bound: vec![TensorInfo {
+            name: "x".into(),
+            dtype: DType::F32,
+            shape: vec![1],
+        }],
+        fixed_inputs: Default::default(),
+        reference: PathBuf::from("m.onnx"),
+    }
+}
+
+/// A worker that runs `body` (sh) after reading its requests.
+fn worker(dir: &Path, body: &str) -> PathBuf {
+    let path = dir.join("worker.sh");
+    std::fs::write(&path, format!("#!/bin/sh\ncat >/dev/null\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The cell `exe` returns under a 1 GiB RLIMIT_AS cap on a profile with `ram` bytes.
+fn measure(exe: PathBuf, ram: u64, timeout: Duration) -> CellResult {
+    let backend = Nothing;
+    let target = Target {
+        backend: &backend,
+        device: backend.devices().unwrap().remove(0),
+    };
+    let m = model();
+    let cell = Cell {
+        model: &m,
+        target: &target,
+        threads: Some(1),
+    };
+    let mut executor = Constrained::new(
+        "tiny".into(),
+        ram,
+        allowed_cpus().unwrap(),
+        1024 * MIB,
+        MemoryLimit::RlimitAs,
+        exe,
+        JobContext::default(),
+        timeout,
+    );
+    assert!(
+        executor.rounds().is_none(),
+        "its cells measure their own sessions"
+    );
+    executor.measure(&cell, &Settings::default())
+}
+
+#[test]
+fn a_refused_allocation_is_an_out_of_memory_cell_that_does_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = worker(
+        dir.path(),
+        "echo 'chipbench worker: started' >&2\necho 'memory allocation of 4096 bytes failed' >&2\nkill -ABRT $$",
+    );
+    let cell = measure(exe, 512 * MIB, Duration::from_secs(60));
+    assert_eq!(cell.status, Status::Failed);
+    let error = cell.error.unwrap();
+    assert!(
+        error.starts_with("out of memory: edge profile tiny caps memory at 1.0 GiB"),
+        "{error}"
+    );
+    assert!(
+        error.contains("memory allocation of 4096 bytes failed"),
+        "{error}"
+    );
+    let edge = cell.edge.unwrap();
+    assert!(edge.out_of_memory);
+    // Capped at 1 GiB it ran out; the profile has half that: it cannot fit there either.
+    assert_eq!(edge.fits, Some(false));
+}
+
+#[test]
+fn a_worker_past_the_deadline_is_killed_and_its_cell_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = worker(dir.path(), "sleep 30");
+    let started = Instant::now();
+    let cell = measure(exe, 512 * MIB, Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(cell.status, Status::Failed);
+    let error = cell.error.unwrap();
+    assert!(error.starts_with("timed out after 300ms"), "{error}");
+    assert!(!cell.edge.unwrap().out_of_memory);
+}
+
+#[test]
+fn a_measured_cell_fits_when_its_peak_and_file_fit_the_profiles_ram() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model();
+    let mut measured = CellResult::not_run(
+        m.record.clone(),
+        chipbench_core::result::BackendRecord {
+            name: "tract".into(),
+            version: "0".into(),
+            device: "cpu".into(),
+            device_name: "CPU".into(),
+            device_kind: DeviceKind::Cpu,
+            threads: Some(1),
+            settings: BTreeMap::new(),
+        },
+        "single-stream",
+        Status::Ok,
+        String::new(),
+    );
+    measured.error = None;
+    measured.peak_rss_bytes = Some(100 * MIB);
+    measured
+        .provenance
+        .insert("latency_ms".into(), "measured".into());
+    let replies = dir.path().join("replies.jsonl");
+    let mut text = Vec::new();
+    Message::hello().send(&mut text).unwrap();
+    Message::Cell {
+        cell: Box::new(measured),
+        observed: Some(Observed {
+            cpus: vec![0],
+            vm_peak_bytes: Some(300 * MIB),
+        }),
+    }
+    .send(&mut text)
+    .unwrap();
+    std::fs::write(&replies, text).unwrap();
+    let exe = worker(dir.path(), &format!("cat '{}'", replies.display()));
+
+    let fits = measure(exe.clone(), 512 * MIB, Duration::from_secs(60));
+    assert_eq!(fits.status, Status::Ok);
+    let edge = fits.edge.unwrap();
+    assert_eq!(edge.fits, Some(true));
+    assert_eq!(edge.cpus, [0]);
+    assert_eq!(
+        edge.capped_peak_bytes,
+        Some(300 * MIB),
+        "VmPeak under RLIMIT_AS"
+    );
+    assert!(fits.provenance["latency_ms"].contains("not a measurement of the device"));
+    assert!(fits.provenance["energy"].starts_with("not estimated"));
+
+    let too_big = measure(exe, 64 * MIB, Duration::from_secs(60));
+    assert_eq!(too_big.edge.unwrap().fits, Some(false));
+}
