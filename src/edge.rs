@@ -17,7 +17,7 @@ use chipbench_runner::Target;
 use clap::{Args, ValueEnum};
 
 use crate::UsageError;
-use crate::cmd::backends::{self, EngineArgs, Unavailable};
+use crate::cmd::backends::{self, Unavailable};
 
 #[derive(Args, Debug, Default)]
 pub struct EdgeArgs {
@@ -59,8 +59,7 @@ impl Emulation {
     /// impossible memory mechanism or a host without CPUs to pin to is a usage error.
     pub fn prepare(
         args: &EdgeArgs,
-        engines: &EngineArgs,
-        input_files: &[String],
+        context: &JobContext,
         cell_timeout: Duration,
     ) -> anyhow::Result<Option<Emulation>> {
         let Some(wanted) = &args.edge_profile else {
@@ -130,10 +129,6 @@ impl Emulation {
                   vendor publishes the profile's power"
                 .into(),
         });
-        let context = JobContext {
-            input_files: crate::cmd::bench::input_file_paths(input_files),
-            engines: engines.to_map(),
-        };
         let exe =
             std::env::current_exe().context("cannot find the chipbench binary to run cells")?;
         let executor = Constrained::new(
@@ -143,7 +138,7 @@ impl Emulation {
             cap,
             limit,
             exe,
-            context,
+            context.clone(),
             cell_timeout,
         );
         Ok(Some(Emulation {

@@ -222,12 +222,11 @@ fn measure(
         ),
     };
     let mut host = chipbench_probe::host();
-    let edge = crate::edge::Emulation::prepare(
-        &args.edge,
-        &args.engines,
-        &args.inputs.input_files,
-        args.cell_timeout,
-    )?;
+    let context = JobContext {
+        input_files: input_file_paths(&args.inputs.input_files),
+        engines: args.engines.to_map(),
+    };
+    let edge = crate::edge::Emulation::prepare(&args.edge, &context, args.cell_timeout)?;
     let threads: Vec<Option<usize>> = if args.threads.is_empty() {
         vec![Some(edge.as_ref().map_or(
             host.physical_cores.unwrap_or(host.logical_cores),
@@ -325,10 +324,6 @@ fn measure(
         talk,
     )?;
     settings.energy = Some(hardware.energy_plan());
-    let context = JobContext {
-        input_files: input_file_paths(&args.inputs.input_files),
-        engines: args.engines.to_map(),
-    };
     let mut executor: Box<dyn Executor> = match (edge, args.in_process) {
         (Some(e), _) => Box::new(e.executor),
         (None, true) => Box::new(InProcess::new(references)),
@@ -585,7 +580,7 @@ impl Observer for Progress<'_> {
 }
 
 /// `--input-file NAME=PATH` pairs by input name.
-pub fn input_file_paths(pairs: &[String]) -> BTreeMap<String, PathBuf> {
+fn input_file_paths(pairs: &[String]) -> BTreeMap<String, PathBuf> {
     pairs
         .iter()
         .filter_map(|pair| pair.split_once('='))
