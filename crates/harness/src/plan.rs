@@ -242,7 +242,7 @@ impl Resumed {
                 dir.display()
             ))
         })?;
-        let mut plan: Plan = serde_json::from_str(&text).map_err(|e| {
+        let plan: Plan = serde_json::from_str(&text).map_err(|e| {
             ResumeError(format!(
                 "{}: not a chipbench plan: {e}",
                 plan_path.display()
@@ -254,9 +254,11 @@ impl Resumed {
                 plan_path.display()
             )));
         }
-        // Plans before cell ids had none: the same rule gives them.
-        for cell in plan.cells.iter_mut().filter(|c| c.id.is_empty()) {
-            cell.id = cell_id(&cell.model, &cell.backend, SINGLE_STREAM);
+        if plan.cells.iter().any(|c| c.id.is_empty()) {
+            return Err(ResumeError(format!(
+                "{}: written by an older chipbench, its cells have no ids to resume by",
+                plan_path.display()
+            )));
         }
         let journal = dir.join(CELLS_FILE);
         let mut text = std::fs::read_to_string(&journal).unwrap_or_default();
@@ -294,21 +296,8 @@ impl Resumed {
                 self.plan.run_id
             )))
         };
-        let then: Vec<&PlannedCell> = self.plan.cells.iter().collect();
+        let then = &self.plan.cells;
         let now: Vec<&PlannedCell> = now.iter().map(|w| &w.cell).collect();
-        // Plans of older versions did not list the cells recorded without running.
-        let now: Vec<&PlannedCell> =
-            if then.iter().any(|c| c.not_run.is_some()) || now.len() == then.len() {
-                now
-            } else {
-                now.into_iter()
-                    .filter(|c| {
-                        c.not_run
-                            .as_ref()
-                            .is_none_or(|n| n.status != Status::Skipped)
-                    })
-                    .collect()
-            };
         if then.len() != now.len() {
             return refuse(format!(
                 "it planned {} cells, its options now give {}",
@@ -316,7 +305,7 @@ impl Resumed {
                 now.len()
             ));
         }
-        for (a, b) in then.iter().zip(&now) {
+        for (a, b) in then.iter().zip(now) {
             if a.id != b.id {
                 return refuse(format!(
                     "its cells differ from what its options give now ({} against {})",

@@ -2,62 +2,25 @@
 //! `chipbench worker`: a refused allocation is an out-of-memory cell, a hang is killed at the
 //! deadline, a measured cell gets the profile's fit.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use chipbench_core::result::{CellResult, ModelRecord, Status};
-use chipbench_core::{Backend, DType, Device, DeviceKind, ModelSource, Result, Session};
-use chipbench_core::{SessionOptions, TensorInfo, Unavailable};
+use chipbench_core::result::{CellResult, Status};
 use chipbench_harness::constrained::MemoryLimit;
 use chipbench_harness::protocol::{JobContext, Message, Observed, allowed_cpus};
 use chipbench_harness::{Cell, Constrained, Executor};
-use chipbench_runner::{ModelUnderTest, Settings, Target};
+use chipbench_runner::{ModelUnderTest, Settings};
+
+mod common;
 
 const MIB: u64 = 1 << 20;
 
-/// Never loaded: the workers are scripts.
-struct Nothing;
-
-impl Backend for Nothing {
-    fn name(&self) -> &'static str {
-        "tract"
-    }
-    fn version(&self) -> String {
-        "0".into()
-    }
-    fn devices(&self) -> std::result::Result<Vec<Device>, Unavailable> {
-        Ok(vec![Device {
-            id: "cpu".into(),
-            name: "CPU".into(),
-            kind: DeviceKind::Cpu,
-            note: None,
-        }])
-    }
-    fn load(&self, _: &ModelSource, _: &Device, _: &SessionOptions) -> Result<Box<dyn Session>> {
-        unreachable!("the workers are scripts")
-    }
-}
-
+/// The model the workers pretend to measure (its file is 1 MiB).
 fn model() -> ModelUnderTest {
-    ModelUnderTest {
-        record: ModelRecord {
-            name: "m".into(),
-            variant: "fp32".into(),
-            file_bytes: Some(MIB),
-            ..ModelRecord::default()
-        },
-        path: PathBuf::from("m.onnx"),
-        specs: Vec::new(),
-        bound: vec![TensorInfo {
-            name: "x".into(),
-            dtype: DType::F32,
-            shape: vec![1],
-        }],
-        fixed_inputs: Default::default(),
-        reference: PathBuf::from("m.onnx"),
-    }
+    let mut m = common::model("m");
+    m.record.file_bytes = Some(MIB);
+    m
 }
 
 /// A worker that runs `body` (sh) after reading its requests.
@@ -70,11 +33,7 @@ fn worker(dir: &Path, body: &str) -> PathBuf {
 
 /// The cell `exe` returns under a 1 GiB RLIMIT_AS cap on a profile with `ram` bytes.
 fn measure(exe: PathBuf, ram: u64, timeout: Duration) -> CellResult {
-    let backend = Nothing;
-    let target = Target {
-        backend: &backend,
-        device: backend.devices().unwrap().remove(0),
-    };
+    let target = common::cpu_of(&common::Zeros);
     let m = model();
     let cell = Cell {
         model: &m,
@@ -138,23 +97,8 @@ fn a_worker_past_the_deadline_is_killed_and_its_cell_says_so() {
 #[test]
 fn a_measured_cell_fits_when_its_peak_and_file_fit_the_profiles_ram() {
     let dir = tempfile::tempdir().unwrap();
-    let m = model();
-    let mut measured = CellResult::not_run(
-        m.record.clone(),
-        chipbench_core::result::BackendRecord {
-            name: "tract".into(),
-            version: "0".into(),
-            device: "cpu".into(),
-            device_name: "CPU".into(),
-            device_kind: DeviceKind::Cpu,
-            threads: Some(1),
-            settings: BTreeMap::new(),
-        },
-        "single-stream",
-        Status::Ok,
-        String::new(),
-    );
-    measured.error = None;
+    let mut measured = common::ok_cell("m");
+    measured.model = model().record;
     measured.peak_rss_bytes = Some(100 * MIB);
     measured
         .provenance

@@ -1,43 +1,24 @@
 //! The remote transport without ssh: a local shell stands in for the connection, and the device's
 //! side (`follow`) reports a stand-in run.
 
-use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chipbench_core::DeviceKind;
-use chipbench_core::result::{BackendRecord, CellResult, ModelRecord, Status};
+use chipbench_core::result::Status;
 use chipbench_harness::Journal;
 use chipbench_harness::Plan;
+
+mod common;
 use chipbench_harness::plan::{NotRun, PlannedCell, cell_id};
 use chipbench_harness::protocol::Message;
 use chipbench_harness::remote::{self, Lost};
-
-fn cell(model: &str) -> CellResult {
-    let model = ModelRecord {
-        name: model.into(),
-        variant: "fp32".into(),
-        ..ModelRecord::default()
-    };
-    let backend = BackendRecord {
-        name: "tract".into(),
-        version: "0".into(),
-        device: "cpu".into(),
-        device_name: "CPU".into(),
-        device_kind: DeviceKind::Cpu,
-        threads: Some(1),
-        settings: BTreeMap::new(),
-    };
-    let mut cell = CellResult::not_run(model, backend, "single-stream", Status::Ok, String::new());
-    cell.error = None;
-    cell
-}
+use common::ok_cell;
 
 fn plan_of(models: &[&str]) -> Plan {
     let cells: Vec<PlannedCell> = models
         .iter()
         .map(|m| {
-            let c = cell(m);
+            let c = ok_cell(m);
             PlannedCell {
                 id: cell_id(&c.model, &c.backend, &c.scenario),
                 model: c.model,
@@ -83,7 +64,7 @@ fn a_broken_connection_keeps_the_cells_that_arrived_and_fails_the_others_with_th
         Message::Pid(42),
         Message::Plan(Box::new(plan_of(&["a", "b", "c"]))),
         Message::Cell {
-            cell: Box::new(cell("a")),
+            cell: Box::new(ok_cell("a")),
             observed: None,
         },
     ]) + "a line of the device's shell\n";
@@ -161,7 +142,7 @@ fn follow_reports_the_plan_each_journaled_cell_and_the_exit_of_its_run() {
     plan_of(&["a", "b"]).write(&run).unwrap();
     let journal = run.join("cells.jsonl");
     let stderr = dir.path().join("run.stderr");
-    let cell_line = |m: &str| serde_json::to_string(&cell(m)).unwrap();
+    let cell_line = |m: &str| serde_json::to_string(&ok_cell(m)).unwrap();
     // The stand-in run journals a cell, then another, complains and exits with 3.
     let script = format!(
         "echo '{a}' >> '{j}'; sleep 0.5; echo '{b}' >> '{j}'; echo 'it went wrong' >&2; exit 3",

@@ -4,90 +4,17 @@
 
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::rc::Rc;
 
-use chipbench_core::result::{CellResult, ModelRecord, Status, StopReason, TimedLoop};
-use chipbench_core::{
-    Backend, DType, Device, DeviceKind, ModelSource, Result, Session, SessionOptions, Tensor,
-    TensorInfo, Unavailable as NoDevice,
-};
+use chipbench_core::Backend;
+use chipbench_core::result::{CellResult, Status, StopReason, TimedLoop};
 use chipbench_harness::plan::{self, PLAN_FILE};
 use chipbench_harness::protocol::{Job, JobContext, Message, PROTOCOL_VERSION};
 use chipbench_harness::{Cell, Executor, Journal, Observer, Plan, Prepared, Resumed, Unavailable};
-use chipbench_runner::{FreshSession, ModelUnderTest, Settings, StopRule, Target, WarmUp};
+use chipbench_runner::{FreshSession, Settings, StopRule, WarmUp};
 
-/// A CPU backend whose sessions answer zeros at once. It is called `tract` because the worker
-/// takes its references from `tract:cpu`.
-struct Zeros;
-
-struct ZerosSession {
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
-}
-
-fn io(name: &str) -> TensorInfo {
-    TensorInfo {
-        name: name.into(),
-        dtype: DType::F32,
-        shape: vec![1, 4],
-    }
-}
-
-impl Backend for Zeros {
-    fn name(&self) -> &'static str {
-        "tract"
-    }
-    fn version(&self) -> String {
-        "0".into()
-    }
-    fn devices(&self) -> std::result::Result<Vec<Device>, NoDevice> {
-        Ok(vec![Device {
-            id: "cpu".into(),
-            name: "CPU".into(),
-            kind: DeviceKind::Cpu,
-            note: None,
-        }])
-    }
-    fn load(&self, _: &ModelSource, _: &Device, _: &SessionOptions) -> Result<Box<dyn Session>> {
-        Ok(Box::new(ZerosSession {
-            inputs: vec![io("x")],
-            outputs: vec![io("y")],
-        }))
-    }
-}
-
-impl Session for ZerosSession {
-    fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
-    }
-    fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
-    }
-    fn run(&mut self, _: &[Tensor]) -> Result<Vec<Tensor>> {
-        Tensor::from_vec(vec![1, 4], vec![0.0f32; 4]).map(|t| vec![t])
-    }
-    fn threads(&self) -> usize {
-        1
-    }
-}
-
-fn model(name: &str) -> ModelUnderTest {
-    let path = PathBuf::from(format!("{name}.onnx"));
-    ModelUnderTest {
-        record: ModelRecord {
-            name: name.into(),
-            variant: "fp32".into(),
-            sha256: format!("sha-of-{name}"),
-            ..ModelRecord::default()
-        },
-        path: path.clone(),
-        specs: Vec::new(),
-        bound: vec![io("x")],
-        fixed_inputs: Default::default(),
-        reference: path,
-    }
-}
+mod common;
+use common::{Zeros, cpu_of, model};
 
 fn quick() -> Settings {
     Settings {
@@ -161,11 +88,7 @@ impl Observer for Quiet {}
 
 #[test]
 fn every_planned_cell_is_recorded_once_in_order_and_sessions_come_in_rounds() {
-    let backend = Zeros;
-    let targets = [Target {
-        backend: &backend,
-        device: backend.devices().unwrap().remove(0),
-    }];
+    let targets = [cpu_of(&Zeros)];
     let models = vec![
         Prepared::Ready(model("mlp")),
         Prepared::Ready(model("crashy")),
@@ -246,11 +169,7 @@ fn every_planned_cell_is_recorded_once_in_order_and_sessions_come_in_rounds() {
 
 #[test]
 fn a_resumed_run_measures_only_the_cells_its_journal_lacks() {
-    let backend = Zeros;
-    let targets = [Target {
-        backend: &backend,
-        device: backend.devices().unwrap().remove(0),
-    }];
+    let targets = [cpu_of(&Zeros)];
     let models = vec![
         Prepared::Ready(model("a")),
         Prepared::Ready(model("b")),
@@ -319,11 +238,7 @@ fn a_resumed_run_measures_only_the_cells_its_journal_lacks() {
 
 #[test]
 fn a_worker_answers_request_after_request_until_stop() {
-    let backend = Zeros;
-    let targets = [Target {
-        backend: &backend,
-        device: backend.devices().unwrap().remove(0),
-    }];
+    let targets = [cpu_of(&Zeros)];
     let m = model("zeros");
     let cell = Cell {
         model: &m,
