@@ -150,6 +150,8 @@ fn follow_reports_the_plan_each_journaled_cell_and_the_exit_of_its_run() {
         b = cell_line("b"),
         j = journal.display()
     );
+    // `follow` reaps it: the run is its child, as on the device.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new("sh")
         .arg("-c")
         .arg(script)
