@@ -14,7 +14,7 @@ use chipbench_harness::plan::{self, Plan, PlannedCell, Resumed};
 use chipbench_harness::protocol::JobContext;
 use chipbench_harness::{Executor, FreshProcess, InProcess, Observer, Unavailable, targets};
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{SINGLE_STREAM, Settings, StopRule, Target, WarmUp};
+use chipbench_runner::{MeasureSettings, SINGLE_STREAM, StopRule, Target, WarmUp};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -225,6 +225,7 @@ fn measure(
     let context = JobContext {
         input_files: input_file_paths(&args.inputs.input_files),
         engines: args.engines.to_map(),
+        energy: None,
     };
     let edge = crate::edge::Emulation::prepare(&args.edge, &context, args.cell_timeout)?;
     let threads: Vec<Option<usize>> = if args.threads.is_empty() {
@@ -281,14 +282,7 @@ fn measure(
         variants: recipes.iter().map(|r| r.name()).collect(),
         threads: threads.first().copied().flatten(),
         scenario: SINGLE_STREAM.into(),
-        seed: args.seed,
-        warmup_min_iterations: settings.warmup.min_iterations,
-        warmup_min_duration_s: settings.warmup.min_duration.as_secs_f64(),
-        min_iterations: settings.stop.min_iterations,
-        min_duration_s: settings.stop.min_duration.as_secs_f64(),
-        max_duration_s: settings.stop.max_duration.as_secs_f64(),
-        target_relative_ci: settings.stop.target_relative_ci,
-        accuracy_samples: settings.accuracy_samples,
+        settings,
         quick: args.quick,
         edge_profile: edge.as_ref().map(|e| e.record()),
     };
@@ -323,14 +317,14 @@ fn measure(
         args.ceilings.as_deref(),
         talk,
     )?;
-    settings.energy = Some(hardware.energy_plan());
+    let energy = Some(hardware.energy_plan());
     let mut executor: Box<dyn Executor> = match (edge, args.in_process) {
         (Some(e), _) => Box::new(e.executor),
-        (None, true) => Box::new(InProcess::new(references)),
+        (None, true) => Box::new(InProcess::new(references, energy)),
         (None, false) => Box::new(FreshProcess {
             exe: std::env::current_exe()
                 .context("cannot find the chipbench binary to run cells in")?,
-            context,
+            context: JobContext { energy, ..context },
             timeout: args.cell_timeout,
         }),
     };
@@ -341,7 +335,7 @@ fn measure(
     handle_ctrl_c(talk);
     let measured = chipbench_harness::run(
         &work,
-        &settings,
+        &config.settings,
         executor.as_mut(),
         &mut journal,
         resumed.as_mut(),
@@ -453,8 +447,8 @@ fn handle_ctrl_c(talk: bool) {
     }
 }
 
-fn settings(args: &BenchArgs) -> Settings {
-    let mut s = Settings::default();
+fn settings(args: &BenchArgs) -> MeasureSettings {
+    let mut s = MeasureSettings::default();
     if args.quick {
         s.warmup = WarmUp {
             min_iterations: 3,
@@ -492,7 +486,7 @@ fn settings(args: &BenchArgs) -> Settings {
         s.accuracy_samples = n;
     }
     s.seed = args.seed;
-    s.profile = args.operator_times || args.profile_alias;
+    s.operator_times = args.operator_times || args.profile_alias;
     s
 }
 

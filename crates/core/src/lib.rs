@@ -5,6 +5,7 @@ pub mod accuracy;
 pub mod backend;
 pub mod error;
 pub mod result;
+pub mod settings;
 pub mod spec;
 pub mod stats;
 pub mod tensor;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chipbench_core::format_bytes;
 use chipbench_core::result::{CellResult, EdgeFit, Status};
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{FreshSession, Settings};
+use chipbench_runner::{FreshSession, MeasureSettings};
 
 use crate::child;
 use crate::executor::Executor;
@@ -219,7 +219,7 @@ impl Constrained {
 impl Executor for Constrained {
     /// Measures one cell and its further sessions in a worker process under the constraints.
     /// Never fails: a worker that runs out of memory or dies is a failed cell with the reason.
-    fn measure(&mut self, c: &Cell, settings: &Settings) -> CellResult {
+    fn measure(&mut self, c: &Cell, settings: &MeasureSettings) -> CellResult {
         let job = Job::new(c, settings, &self.context).without_energy();
         let end = self.spawn(job).unwrap_or_else(|e| WorkerEnd::Died {
             reason: e,
@@ -318,7 +318,7 @@ impl Executor for Constrained {
         None
     }
 
-    fn further_session(&mut self, _: &Cell, _: &Settings) -> Result<FreshSession, String> {
+    fn further_session(&mut self, _: &Cell, _: &MeasureSettings) -> Result<FreshSession, String> {
         Err("a constrained cell measures its further sessions in its own process".into())
     }
 }

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use chipbench_core::result::CellResult;
-use chipbench_runner::{FreshSession, Settings, Sweep};
+use chipbench_runner::{FreshSession, MeasureSettings, Sweep};
 
 use crate::child;
 use crate::plan::Cell;
@@ -23,15 +23,18 @@ use crate::protocol::{Job, JobContext, Message};
 pub trait Executor {
     /// Measures a cell's first session (and its further ones, for an executor whose
     /// [`Executor::rounds`] is `None`). Never fails: a failure is a failed cell with the reason.
-    fn measure(&mut self, cell: &Cell, settings: &Settings) -> CellResult;
+    fn measure(&mut self, cell: &Cell, settings: &MeasureSettings) -> CellResult;
 
     /// How this executor measures further sessions in the harness's rounds, for the cells'
     /// provenance; `None` when [`Executor::measure`] measures them itself.
     fn rounds(&self) -> Option<&'static str>;
 
     /// One further session of a measured cell, loaded afresh.
-    fn further_session(&mut self, cell: &Cell, settings: &Settings)
-    -> Result<FreshSession, String>;
+    fn further_session(
+        &mut self,
+        cell: &Cell,
+        settings: &MeasureSettings,
+    ) -> Result<FreshSession, String>;
 }
 
 /// Measures every cell inside this process: the fastest to start, but a crash or hang of an
@@ -41,16 +44,20 @@ pub struct InProcess<'r> {
 }
 
 impl<'r> InProcess<'r> {
-    /// `references`: see [`crate::targets::references`].
-    pub fn new(references: Vec<chipbench_runner::Target<'r>>) -> Self {
-        InProcess {
-            sweep: Sweep::new(Settings::default(), references),
-        }
+    /// `references`: see [`crate::targets::references`]; `energy`: the meters and estimate of
+    /// each cell's energy (`None`: none recorded).
+    pub fn new(
+        references: Vec<chipbench_runner::Target<'r>>,
+        energy: Option<std::sync::Arc<chipbench_energy::EnergyPlan>>,
+    ) -> Self {
+        let mut sweep = Sweep::new(MeasureSettings::default(), references);
+        sweep.energy = energy;
+        InProcess { sweep }
     }
 }
 
 impl Executor for InProcess<'_> {
-    fn measure(&mut self, cell: &Cell, settings: &Settings) -> CellResult {
+    fn measure(&mut self, cell: &Cell, settings: &MeasureSettings) -> CellResult {
         self.sweep.settings = settings.clone();
         self.sweep.run_cell(cell.model, cell.target, cell.threads)
     }
@@ -64,7 +71,7 @@ impl Executor for InProcess<'_> {
     fn further_session(
         &mut self,
         cell: &Cell,
-        settings: &Settings,
+        settings: &MeasureSettings,
     ) -> Result<FreshSession, String> {
         self.sweep.settings = settings.clone();
         self.sweep
@@ -92,7 +99,7 @@ impl FreshProcess {
 }
 
 impl Executor for FreshProcess {
-    fn measure(&mut self, cell: &Cell, settings: &Settings) -> CellResult {
+    fn measure(&mut self, cell: &Cell, settings: &MeasureSettings) -> CellResult {
         let job = Job::new(cell, settings, &self.context);
         match self.ask(Message::MeasureCell(Box::new(job)), "the cell's process") {
             Ok(Message::Cell { cell, .. }) => *cell,
@@ -108,7 +115,7 @@ impl Executor for FreshProcess {
     fn further_session(
         &mut self,
         cell: &Cell,
-        settings: &Settings,
+        settings: &MeasureSettings,
     ) -> Result<FreshSession, String> {
         let job = Job::new(cell, settings, &self.context).without_energy();
         match self.ask(

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 
 use chipbench_core::result::{CellResult, SpeedCheck, Status};
 use chipbench_probe::speed::SpeedProbe;
-use chipbench_runner::Settings;
+use chipbench_runner::MeasureSettings;
 use chipbench_runner::measure::INTERRUPTED;
 
 pub use constrained::Constrained;
@@ -53,7 +53,7 @@ pub struct Measured {
 /// that cannot be written is an error.
 pub fn run(
     work: &[Work],
-    settings: &Settings,
+    settings: &MeasureSettings,
     executor: &mut dyn Executor,
     journal: &mut Journal,
     mut resumed: Option<&mut Resumed>,
@@ -114,7 +114,7 @@ pub fn run(
 fn further_sessions(
     cells: &mut [CellResult],
     in_rounds: &[(usize, Cell)],
-    settings: &Settings,
+    settings: &MeasureSettings,
     executor: &mut dyn Executor,
     how: &str,
     observer: &mut dyn Observer,

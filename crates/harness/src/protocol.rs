@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chipbench_core::result::{CellResult, IdleBaseline, ModelRecord};
 use chipbench_core::{InputSpec, TensorInfo};
 use chipbench_energy::{EnergyPlan, EstimateModel};
-use chipbench_runner::{FreshSession, ModelUnderTest, Settings};
+use chipbench_runner::{FreshSession, MeasureSettings, ModelUnderTest};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Cell, Plan};
@@ -107,7 +107,7 @@ pub struct Job {
     /// `backend:device`
     pub backend: String,
     pub threads: Option<usize>,
-    pub settings: Settings,
+    pub settings: MeasureSettings,
     /// The engine options the parent built its backends with (`ort_lib`, say), so that the
     /// worker finds the same ones.
     pub engines: BTreeMap<String, String>,
@@ -123,16 +123,19 @@ pub struct EnergyJob {
     pub idle: Option<IdleBaseline>,
 }
 
-/// Where a worker's constants come from: the parts of the parent's state a job carries.
+/// The parts of the parent's state a job carries.
 #[derive(Clone, Default)]
 pub struct JobContext {
     /// `--input-file` tensors by input name.
     pub input_files: BTreeMap<String, PathBuf>,
     pub engines: BTreeMap<String, String>,
+    /// The parent's energy plan, which a worker rebuilds from its own meters; `None` measures no
+    /// energy.
+    pub energy: Option<Arc<EnergyPlan>>,
 }
 
 impl Job {
-    pub fn new(cell: &Cell, settings: &Settings, context: &JobContext) -> Job {
+    pub fn new(cell: &Cell, settings: &MeasureSettings, context: &JobContext) -> Job {
         let model = cell.model;
         Job {
             model: model.record.clone(),
@@ -150,7 +153,7 @@ impl Job {
             threads: cell.threads,
             settings: settings.clone(),
             engines: context.engines.clone(),
-            energy: settings.energy.as_deref().map(|plan| EnergyJob {
+            energy: context.energy.as_deref().map(|plan| EnergyJob {
                 estimate: plan.estimate().clone(),
                 idle: plan.idle_baseline().cloned(),
             }),
@@ -179,18 +182,15 @@ impl Job {
         })
     }
 
-    /// The settings with the energy plan rebuilt from this host's meters.
-    pub fn settings(&self) -> Settings {
-        let mut settings = self.settings.clone();
-        if let Some(energy) = &self.energy {
-            let (mut plan, _) =
-                EnergyPlan::discover(std::path::Path::new("/"), energy.estimate.clone());
-            if let Some(idle) = &energy.idle {
-                plan.set_idle_baseline(idle.clone());
-            }
-            settings.energy = Some(Arc::new(plan));
+    /// The parent's energy plan rebuilt from this host's meters.
+    pub fn energy_plan(&self) -> Option<Arc<EnergyPlan>> {
+        let energy = self.energy.as_ref()?;
+        let (mut plan, _) =
+            EnergyPlan::discover(std::path::Path::new("/"), energy.estimate.clone());
+        if let Some(idle) = &energy.idle {
+            plan.set_idle_baseline(idle.clone());
         }
-        settings
+        Some(Arc::new(plan))
     }
 }
 

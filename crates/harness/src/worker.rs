@@ -157,5 +157,7 @@ fn prepare<'r>(
         .map_err(|e| format!("{} is not available in the worker: {e}", job.backend))?;
     let references = targets::references(registry, target.backend.name() == "ort")?;
     let model = job.model().map_err(|e| e.to_string())?;
-    Ok((Sweep::new(job.settings(), references), model, target))
+    let mut sweep = Sweep::new(job.settings.clone(), references);
+    sweep.energy = job.energy_plan();
+    Ok((sweep, model, target))
 }

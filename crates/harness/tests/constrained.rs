@@ -10,7 +10,7 @@ use chipbench_core::result::{CellResult, Status};
 use chipbench_harness::constrained::MemoryLimit;
 use chipbench_harness::protocol::{JobContext, Message, Observed, allowed_cpus};
 use chipbench_harness::{Cell, Constrained, Executor};
-use chipbench_runner::{ModelUnderTest, Settings};
+use chipbench_runner::{MeasureSettings, ModelUnderTest};
 
 mod common;
 
@@ -54,7 +54,7 @@ fn measure(exe: PathBuf, ram: u64, timeout: Duration) -> CellResult {
         executor.rounds().is_none(),
         "its cells measure their own sessions"
     );
-    executor.measure(&cell, &Settings::default())
+    executor.measure(&cell, &MeasureSettings::default())
 }
 
 #[test]

@@ -11,13 +11,13 @@ use chipbench_core::result::{CellResult, Status, StopReason, TimedLoop};
 use chipbench_harness::plan::{self, PLAN_FILE};
 use chipbench_harness::protocol::{Job, JobContext, Message, PROTOCOL_VERSION};
 use chipbench_harness::{Cell, Executor, Journal, Observer, Plan, Prepared, Resumed, Unavailable};
-use chipbench_runner::{FreshSession, Settings, StopRule, WarmUp};
+use chipbench_runner::{FreshSession, MeasureSettings, StopRule, WarmUp};
 
 mod common;
 use common::{Zeros, cpu_of, model};
 
-fn quick() -> Settings {
-    Settings {
+fn quick() -> MeasureSettings {
+    MeasureSettings {
         warmup: WarmUp {
             min_iterations: 1,
             min_duration: std::time::Duration::ZERO,
@@ -30,7 +30,7 @@ fn quick() -> Settings {
         },
         accuracy_samples: 0,
         sessions: 3,
-        ..Settings::default()
+        ..MeasureSettings::default()
     }
 }
 
@@ -44,7 +44,7 @@ struct Mock {
 }
 
 impl Executor for Mock {
-    fn measure(&mut self, cell: &Cell, _: &Settings) -> CellResult {
+    fn measure(&mut self, cell: &Cell, _: &MeasureSettings) -> CellResult {
         let name = &cell.model.record.name;
         self.log.borrow_mut().push(format!("measure {name}"));
         if self.failing.contains(&name.as_str()) {
@@ -68,7 +68,7 @@ impl Executor for Mock {
     fn further_session(
         &mut self,
         cell: &Cell,
-        _: &Settings,
+        _: &MeasureSettings,
     ) -> std::result::Result<FreshSession, String> {
         self.log
             .borrow_mut()

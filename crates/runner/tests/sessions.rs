@@ -11,7 +11,9 @@ use chipbench_core::{
     Backend, Device, ModelSource, PreparedInputs, Result, Session, SessionOptions, Tensor,
     TensorInfo, Unavailable,
 };
-use chipbench_runner::{FreshSession, ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
+use chipbench_runner::{
+    FreshSession, MeasureSettings, ModelUnderTest, StopRule, Sweep, Target, WarmUp,
+};
 
 mod common;
 use common::{cpu, io};
@@ -102,15 +104,15 @@ fn model() -> ModelUnderTest {
     common::model("counting", vec![io("x", 64)])
 }
 
-fn settings(stop: StopRule) -> Settings {
-    Settings {
+fn settings(stop: StopRule) -> MeasureSettings {
+    MeasureSettings {
         warmup: WarmUp {
             min_iterations: 3,
             min_duration: Duration::ZERO,
         },
         stop,
         accuracy_samples: 0,
-        ..Settings::default()
+        ..MeasureSettings::default()
     }
 }
 
