@@ -1,27 +1,23 @@
 //! `chipbench bench --edge-profile ID`: an edge device emulated on this host. Threads are capped
-//! to the profile's cores, and each cell runs in a process of its own (`chipbench edge-worker`)
-//! pinned to that many CPUs and capped to the profile's RAM, so that a variant that does not fit
-//! fails its own cell with an out-of-memory reason instead of killing the sweep. Every timing is
-//! this host's under those limits, never the device's.
+//! to the profile's cores, and each cell runs in a process of its own pinned to that many CPUs
+//! and capped to the profile's RAM (the harness's constrained executor), so that a variant that
+//! does not fit fails its own cell with an out-of-memory reason instead of killing the sweep.
+//! Every timing is this host's under those limits, never the device's.
 
-use std::collections::BTreeMap;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use chipbench_core::result::{CellResult, EDGE_LABEL, EdgeEmulation, EdgeFit, Status};
+use chipbench_core::format_bytes;
+use chipbench_core::result::{EDGE_LABEL, EdgeEmulation};
+use chipbench_harness::constrained::{self, Constrained, MemoryLimit, cpu_list};
+use chipbench_harness::protocol::{JobContext, allowed_cpus};
 use chipbench_probe::profile::{self, Profile};
-use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{ModelUnderTest, Settings, Target};
+use chipbench_runner::Target;
 use clap::{Args, ValueEnum};
-use serde::{Deserialize, Serialize};
 
-use crate::backends::{self, EngineArgs, Skipped};
-use crate::worker::Job;
-use crate::{Outcome, UsageError};
+use crate::UsageError;
+use crate::cmd::backends::{self, Unavailable};
 
 #[derive(Args, Debug, Default)]
 pub struct EdgeArgs {
@@ -50,71 +46,12 @@ pub enum LimitChoice {
     Rlimit,
 }
 
-/// How each cell's memory is capped.
-#[derive(Clone, Debug)]
-enum MemoryLimit {
-    /// A child cgroup per cell under `parent` (this process's own cgroup).
-    Cgroup {
-        version: CgroupVersion,
-        parent: PathBuf,
-    },
-    RlimitAs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CgroupVersion {
-    V1,
-    V2,
-}
-
-impl MemoryLimit {
-    /// The `memory_limit` value of the result.
-    fn id(&self) -> &'static str {
-        match self {
-            MemoryLimit::Cgroup {
-                version: CgroupVersion::V2,
-                ..
-            } => "cgroup-v2",
-            MemoryLimit::Cgroup {
-                version: CgroupVersion::V1,
-                ..
-            } => "cgroup-v1",
-            MemoryLimit::RlimitAs => "rlimit-as",
-        }
-    }
-
-    fn describe(&self) -> &'static str {
-        match self {
-            MemoryLimit::Cgroup {
-                version: CgroupVersion::V2,
-                ..
-            } => {
-                "cgroup v2 memory.max (resident memory, page cache the process faults in included)"
-            }
-            MemoryLimit::Cgroup {
-                version: CgroupVersion::V1,
-                ..
-            } => {
-                "cgroup v1 memory.limit_in_bytes (resident memory, page cache the process faults in included)"
-            }
-            MemoryLimit::RlimitAs => "RLIMIT_AS (virtual address space)",
-        }
-    }
-}
-
 /// An edge profile ready to run cells under its constraints.
 pub struct Emulation {
     profile: Profile,
-    /// The CPUs of this host the cells are pinned to.
-    cpus: Vec<usize>,
-    cap: u64,
-    limit: MemoryLimit,
     notes: Vec<String>,
-    ort_lib: Option<PathBuf>,
-    /// `--input-file` tensors by input name, which the worker loads again.
-    input_files: BTreeMap<String, PathBuf>,
-    exe: PathBuf,
-    cells_started: AtomicUsize,
+    /// Runs the cells.
+    pub executor: Constrained,
 }
 
 impl Emulation {
@@ -122,8 +59,8 @@ impl Emulation {
     /// impossible memory mechanism or a host without CPUs to pin to is a usage error.
     pub fn prepare(
         args: &EdgeArgs,
-        engines: &EngineArgs,
-        input_files: &[String],
+        context: &JobContext,
+        cell_timeout: Duration,
     ) -> anyhow::Result<Option<Emulation>> {
         let Some(wanted) = &args.edge_profile else {
             return Ok(None);
@@ -135,15 +72,15 @@ impl Emulation {
         let cap = args.memory_cap.unwrap_or_else(|| profile.memory_bytes());
         let limit = match args.memory_limit {
             LimitChoice::Rlimit => MemoryLimit::RlimitAs,
-            LimitChoice::Cgroup => find_cgroup().map_err(|e| {
+            LimitChoice::Cgroup => constrained::find_cgroup().map_err(|e| {
                 UsageError(format!(
                     "--memory-limit cgroup: no usable memory cgroup here: {e}"
                 ))
             })?,
-            LimitChoice::Auto => find_cgroup().unwrap_or(MemoryLimit::RlimitAs),
+            LimitChoice::Auto => constrained::find_cgroup().unwrap_or(MemoryLimit::RlimitAs),
         };
         let mut notes = vec![format!(
-            "each cell ran in a process of its own (chipbench edge-worker) with at most {cores} threads \
+            "each cell ran in a process of its own (chipbench worker) with at most {cores} threads \
              (the profile's cores), pinned with sched_setaffinity to CPUs {} of this host",
             cpu_list(&cpus)
         )];
@@ -157,12 +94,12 @@ impl Emulation {
         }
         notes.push(format!(
             "memory capped at {} per cell by {}{}",
-            chipbench_report::format_bytes(cap as f64),
+            format_bytes(cap as f64),
             limit.describe(),
             if args.memory_cap.is_some() {
                 format!(
                     " (--memory-cap; the profile's RAM is {})",
-                    chipbench_report::format_bytes(profile.memory_bytes() as f64)
+                    format_bytes(profile.memory_bytes() as f64)
                 )
             } else {
                 " (the profile's whole RAM: the device's OS needs some of it too)".into()
@@ -192,26 +129,29 @@ impl Emulation {
                   vendor publishes the profile's power"
                 .into(),
         });
-        let input_files = crate::worker::input_file_paths(input_files);
         let exe =
             std::env::current_exe().context("cannot find the chipbench binary to run cells")?;
-        Ok(Some(Emulation {
-            profile,
+        let executor = Constrained::new(
+            profile.id.clone(),
+            profile.memory_bytes(),
             cpus,
             cap,
             limit,
-            notes,
-            ort_lib: engines.ort_lib.clone(),
-            input_files,
             exe,
-            cells_started: AtomicUsize::new(0),
+            context.clone(),
+            cell_timeout,
+        );
+        Ok(Some(Emulation {
+            profile,
+            notes,
+            executor,
         }))
     }
 
     /// The thread count of a cell when `--threads` is not given: the profile's cores, or the CPUs
     /// this host has for them when it has fewer.
     pub fn threads(&self) -> usize {
-        self.cpus.len()
+        self.executor.cpus.len()
     }
 
     /// `--threads` beyond the profile's cores would not emulate the device.
@@ -232,7 +172,7 @@ impl Emulation {
         &self,
         registry: &'a [Box<dyn chipbench_core::Backend>],
         requested: &[String],
-    ) -> Result<(Vec<Target<'a>>, Vec<Skipped>), UsageError> {
+    ) -> Result<(Vec<Target<'a>>, Vec<Unavailable>), UsageError> {
         if !requested.is_empty() {
             return backends::select(registry, requested);
         }
@@ -246,12 +186,12 @@ impl Emulation {
     }
 
     /// The profile's backends that compute on a GPU or NPU, with why they are skipped.
-    fn not_emulated(&self) -> Vec<Skipped> {
+    fn not_emulated(&self) -> Vec<Unavailable> {
         self.profile
             .backends
             .iter()
             .filter(|b| b.runs_on != profile::Unit::Cpu)
-            .map(|b| Skipped {
+            .map(|b| Unavailable {
                 label: b.label(),
                 reason: format!(
                     "runs on {}'s {}: a constrained run on this host emulates only its CPU cores and \
@@ -270,300 +210,14 @@ impl Emulation {
             name: self.profile.name.clone(),
             chip: self.profile.chip.clone(),
             cores: self.profile.cores as usize,
-            pinned_cpus: self.cpus.clone(),
+            pinned_cpus: self.executor.cpus.clone(),
             memory_bytes: self.profile.memory_bytes(),
-            memory_cap_bytes: self.cap,
-            memory_limit: self.limit.id().into(),
+            memory_cap_bytes: self.executor.cap,
+            memory_limit: self.executor.limit.id().into(),
             label: EDGE_LABEL.into(),
             notes: self.notes.clone(),
         }
     }
-
-    /// Measures one cell in a worker process under the constraints. Never fails: a worker that
-    /// runs out of memory or dies is a failed cell with the reason.
-    pub fn run_cell(
-        &self,
-        model: &ModelUnderTest,
-        target: &Target,
-        threads: Option<usize>,
-        settings: &Settings,
-    ) -> CellResult {
-        let job = Job::new(
-            model,
-            target,
-            threads,
-            settings,
-            &self.input_files,
-            self.ort_lib.clone(),
-        )
-        .without_energy();
-        let end = self.spawn(&job).unwrap_or_else(|e| WorkerEnd::Died {
-            reason: format!("{e:#}"),
-            oom: false,
-        });
-        let (mut cell, observed, oom) = match end {
-            WorkerEnd::Cell {
-                output,
-                peak,
-                allocation_failure,
-            } => {
-                let mut cell = output.cell;
-                // An engine may turn a refused allocation into an error or a caught panic; the
-                // worker's stderr (or the error itself) names the allocation.
-                let refused = cell.status == Status::Failed
-                    && cell
-                        .error
-                        .as_deref()
-                        .is_some_and(|e| allocation_failure_in(e).is_some());
-                let oom =
-                    cell.status == Status::Failed && (refused || allocation_failure.is_some());
-                if oom {
-                    let error = cell.error.as_deref().unwrap_or_default();
-                    cell.error = Some(self.oom_reason(
-                        &match allocation_failure.filter(|_| !refused) {
-                            Some(line) => format!("{error} ({line})"),
-                            None => error.to_string(),
-                        },
-                    ));
-                }
-                let peak = peak.or(match self.limit {
-                    MemoryLimit::RlimitAs => output.observed.vm_peak_bytes,
-                    MemoryLimit::Cgroup { .. } => None,
-                });
-                (cell, Some((output.observed.cpus, peak)), oom)
-            }
-            WorkerEnd::Died { reason, oom } => {
-                (target.failed_cell(model, threads, reason), None, oom)
-            }
-        };
-        let ram = self.profile.memory_bytes();
-        let fits = match (cell.status, oom) {
-            (_, true) => (self.cap >= ram).then_some(false),
-            (Status::Ok, false) => cell
-                .peak_rss_bytes
-                .map(|peak| peak <= ram && cell.model.file_bytes.unwrap_or(0) <= ram),
-            _ => None,
-        };
-        let (cpus, capped_peak_bytes) = observed.unwrap_or_default();
-        cell.edge = Some(EdgeFit {
-            profile: self.profile.id.clone(),
-            fits,
-            out_of_memory: oom,
-            capped_peak_bytes,
-            cpus,
-        });
-        cell.provenance.insert(
-            "edge".into(),
-            format!(
-                "measured: the cell's own process (chipbench edge-worker), pinned to CPUs {} and \
-                 capped at {} by {}; fits: its peak RSS (VmHWM) and the model file against the \
-                 profile's {} of RAM; capped_peak_bytes: {}; cpus: sched_getaffinity read by the \
-                 process itself",
-                cpu_list(&self.cpus),
-                chipbench_report::format_bytes(self.cap as f64),
-                self.limit.describe(),
-                chipbench_report::format_bytes(ram as f64),
-                match self.limit {
-                    MemoryLimit::Cgroup {
-                        version: CgroupVersion::V2,
-                        ..
-                    } => "the cgroup's memory.peak",
-                    MemoryLimit::Cgroup {
-                        version: CgroupVersion::V1,
-                        ..
-                    } => {
-                        "the cgroup's memory.max_usage_in_bytes"
-                    }
-                    MemoryLimit::RlimitAs => "VmPeak of the process (virtual size)",
-                }
-            ),
-        );
-        if let Some(latency) = cell.provenance.get_mut("latency_ms") {
-            latency.push_str(&format!(
-                "; a host timing under edge profile {}'s constraints, not a measurement of the device",
-                self.profile.id
-            ));
-        }
-        cell.provenance.insert(
-            "energy".into(),
-            "not estimated: this host's power says nothing about the emulated device".into(),
-        );
-        cell
-    }
-
-    fn oom_reason(&self, detail: &str) -> String {
-        format!(
-            "out of memory: edge profile {} caps memory at {} by {}; {detail}",
-            self.profile.id,
-            chipbench_report::format_bytes(self.cap as f64),
-            self.limit.describe()
-        )
-    }
-
-    fn spawn(&self, job: &Job) -> anyhow::Result<WorkerEnd> {
-        let n = self.cells_started.fetch_add(1, Ordering::Relaxed);
-        let cgroup = match &self.limit {
-            MemoryLimit::Cgroup { version, parent } => {
-                match CellCgroup::create(*version, parent, self.cap, n) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        return Ok(WorkerEnd::Died {
-                            reason: format!("cannot create the cell's memory cgroup: {e}"),
-                            oom: false,
-                        });
-                    }
-                }
-            }
-            MemoryLimit::RlimitAs => None,
-        };
-        let mut command = Command::new(&self.exe);
-        command.arg("edge-worker");
-        let rlimit = match self.limit {
-            MemoryLimit::RlimitAs => {
-                command.env("MALLOC_ARENA_MAX", "1");
-                Some(self.cap)
-            }
-            MemoryLimit::Cgroup { .. } => None,
-        };
-        // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write into it.
-        let mut cpuset: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        for &cpu in &self.cpus {
-            unsafe { libc::CPU_SET(cpu, &mut cpuset) };
-        }
-        let procs = cgroup.as_ref().map(|c| c.procs_file()).transpose()?;
-        let procs_fd = procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
-        // SAFETY: between fork and exec the closure only makes async-signal-safe system calls
-        // (getpid, write, sched_setaffinity, setrlimit) on memory prepared before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                if let Some(fd) = procs_fd {
-                    let mut digits = [0u8; 20];
-                    let text = decimal(libc::getpid() as u64, &mut digits);
-                    if libc::write(fd, text.as_ptr().cast(), text.len()) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &cpuset) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if let Some(cap) = rlimit {
-                    let limit = libc::rlimit {
-                        rlim_cur: cap,
-                        rlim_max: cap,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let spawned = crate::cell_process::run(command, &serde_json::to_vec(job)?, None);
-        drop(procs);
-        let end = match spawned {
-            Ok(end) => end,
-            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {
-                return Ok(WorkerEnd::Died {
-                    reason: self.oom_reason(&format!("the cell's process could not start: {e}")),
-                    oom: true,
-                });
-            }
-            Err(e) => anyhow::bail!(
-                "cannot start the cell's process {}: {e}",
-                self.exe.display()
-            ),
-        };
-        let (status, stdout, stderr) = (end.status, &end.stdout, &end.stderr);
-        let (peak, oom_kills) = cgroup.as_ref().map(|c| c.usage()).unwrap_or((None, 0));
-        drop(cgroup);
-        let allocation_failure = stderr
-            .lines()
-            .find_map(allocation_failure_in)
-            .map(str::to_string);
-        if let Ok(output) = serde_json::from_str::<WorkerOutput>(stdout) {
-            return Ok(WorkerEnd::Cell {
-                output: Box::new(output),
-                peak,
-                allocation_failure,
-            });
-        }
-        let how = end.how();
-        let started = stderr.lines().any(|l| l == WORKER_STARTED);
-        let died = if oom_kills > 0 && status.signal() == Some(libc::SIGKILL) {
-            Some(format!(
-                "the kernel's OOM killer ended the cell's process ({how})"
-            ))
-        } else if let Some(line) = &allocation_failure {
-            Some(format!("the cell's process ended with {how}: {line}"))
-        } else if !started && matches!(self.limit, MemoryLimit::RlimitAs) {
-            // The parent is the same binary and runs: only the cap keeps the child from starting.
-            Some(format!(
-                "the cell's process could not start ({how}): the chipbench binary and its libraries \
-                 alone need more address space than the cap"
-            ))
-        } else {
-            None
-        };
-        Ok(match died {
-            Some(detail) => WorkerEnd::Died {
-                reason: self.oom_reason(&detail),
-                oom: true,
-            },
-            None if INTERRUPTED.load(Ordering::Relaxed) => WorkerEnd::Died {
-                reason: format!("interrupted: the cell's process ended with {how}"),
-                oom: false,
-            },
-            None => {
-                let last_words = end.last_words(1, |l| l == WORKER_STARTED);
-                WorkerEnd::Died {
-                    reason: format!(
-                        "the cell's process ended with {how} without a result{}",
-                        if last_words.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {last_words}")
-                        }
-                    ),
-                    oom: false,
-                }
-            }
-        })
-    }
-}
-
-/// What a worker prints on stderr first, so that a process the cap kept from starting is told
-/// apart from one that failed later.
-const WORKER_STARTED: &str = "chipbench edge-worker: started";
-
-/// The line that says an allocation was refused, as Rust's allocator, tract or the OS word it.
-fn allocation_failure_in(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).find(|line| {
-        let lower = line.to_ascii_lowercase();
-        [
-            "memory allocation of",
-            "failed to allocate",
-            "cannot allocate memory",
-            "out of memory",
-            "os error 12",
-        ]
-        .iter()
-        .any(|sign| lower.contains(sign))
-    })
-}
-
-enum WorkerEnd {
-    /// The worker's result, the cgroup's peak usage when a cgroup capped it, and a refused
-    /// allocation the worker reported on stderr.
-    Cell {
-        output: Box<WorkerOutput>,
-        peak: Option<u64>,
-        allocation_failure: Option<String>,
-    },
-    Died {
-        reason: String,
-        oom: bool,
-    },
 }
 
 /// `--edge-profile`: a shipped profile id, or a file holding exactly one profile.
@@ -591,61 +245,6 @@ fn resolve_profile(wanted: &str) -> anyhow::Result<Profile> {
         ))
         .into()
     })
-}
-
-/// The CPUs this process may run on.
-fn allowed_cpus() -> Result<Vec<usize>, String> {
-    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into the set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
-    {
-        return Err(format!(
-            "cannot read the CPUs this process may use (sched_getaffinity): {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect();
-    if cpus.is_empty() {
-        return Err("sched_getaffinity lists no CPU".into());
-    }
-    Ok(cpus)
-}
-
-/// `0-3,6`
-fn cpu_list(cpus: &[usize]) -> String {
-    let mut ranges: Vec<(usize, usize)> = Vec::new();
-    for &cpu in cpus {
-        match ranges.last_mut() {
-            Some((_, end)) if *end + 1 == cpu => *end = cpu,
-            _ => ranges.push((cpu, cpu)),
-        }
-    }
-    ranges
-        .iter()
-        .map(|&(a, b)| {
-            if a == b {
-                a.to_string()
-            } else {
-                format!("{a}-{b}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// `n` in decimal digits inside `buffer`, without allocating (it runs between fork and exec).
-fn decimal(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
-    let mut start = buffer.len();
-    loop {
-        start -= 1;
-        buffer[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buffer[start..];
-        }
-    }
 }
 
 /// A size with an optional unit: `64MiB`, `2G`, `500MB`, `1048576`.
@@ -679,241 +278,6 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
-/// This process's cgroup with the memory controller, where a child cgroup per cell can be
-/// created and capped; the reason when there is none.
-fn find_cgroup() -> Result<MemoryLimit, String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
-    let membership = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| format!("/proc/self/cgroup: {e}"))?;
-    let mut reasons = Vec::new();
-    // Mount point of the cgroup2 hierarchy, and of the v1 hierarchy holding `memory`.
-    let mut v2_mount = None;
-    let mut v1_mount = None;
-    for line in mountinfo.lines() {
-        let Some((before, after)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mount_point = before.split_whitespace().nth(4);
-        let mut fields = after.split_whitespace();
-        let fstype = fields.next();
-        let options = fields.nth(1).unwrap_or("");
-        match (fstype, mount_point) {
-            (Some("cgroup2"), Some(m)) => v2_mount = Some(PathBuf::from(m)),
-            (Some("cgroup"), Some(m)) if options.split(',').any(|o| o == "memory") => {
-                v1_mount = Some(PathBuf::from(m))
-            }
-            _ => {}
-        }
-    }
-    for line in membership.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (
-            parts.next(),
-            parts.next().unwrap_or(""),
-            parts.next().unwrap_or(""),
-        );
-        let relative = path.trim_start_matches('/');
-        let candidate = if controllers.is_empty() {
-            v2_mount
-                .as_ref()
-                .map(|m| (CgroupVersion::V2, m.join(relative)))
-        } else if controllers.split(',').any(|c| c == "memory") {
-            v1_mount
-                .as_ref()
-                .map(|m| (CgroupVersion::V1, m.join(relative)))
-        } else {
-            None
-        };
-        let Some((version, parent)) = candidate else {
-            continue;
-        };
-        match CellCgroup::probe(version, &parent) {
-            Ok(()) => return Ok(MemoryLimit::Cgroup { version, parent }),
-            Err(e) => reasons.push(e),
-        }
-    }
-    Err(if reasons.is_empty() {
-        "no cgroup with the memory controller is mounted".into()
-    } else {
-        reasons.join("; ")
-    })
-}
-
-/// The cgroup of one cell: created capped, removed when dropped.
-struct CellCgroup {
-    version: CgroupVersion,
-    dir: PathBuf,
-}
-
-impl CellCgroup {
-    /// Creates and removes a child cgroup of `parent` to see whether cells can be capped there.
-    fn probe(version: CgroupVersion, parent: &Path) -> Result<(), String> {
-        let name = format!("chipbench-edge-probe-{}", std::process::id());
-        CellCgroup::create_named(version, parent, u64::MAX / 2, &name).map(drop)
-    }
-
-    fn create(
-        version: CgroupVersion,
-        parent: &Path,
-        cap: u64,
-        n: usize,
-    ) -> Result<CellCgroup, String> {
-        let name = format!("chipbench-edge-{}-{n}", std::process::id());
-        CellCgroup::create_named(version, parent, cap, &name)
-    }
-
-    fn create_named(
-        version: CgroupVersion,
-        parent: &Path,
-        cap: u64,
-        name: &str,
-    ) -> Result<CellCgroup, String> {
-        let dir = parent.join(name);
-        std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let cgroup = CellCgroup { version, dir };
-        let write = |file: &str, value: &str| {
-            let path = cgroup.dir.join(file);
-            std::fs::write(&path, value).map_err(|e| format!("{}: {e}", path.display()))
-        };
-        match version {
-            CgroupVersion::V2 => {
-                if !cgroup.dir.join("memory.max").exists() {
-                    // The memory controller must be enabled for the children of `parent`; the
-                    // kernel refuses while `parent` itself holds processes.
-                    let control = parent.join("cgroup.subtree_control");
-                    std::fs::write(&control, "+memory")
-                        .map_err(|e| format!("{}: enabling +memory: {e}", control.display()))?;
-                }
-                write("memory.max", &cap.to_string())?;
-                if cgroup.dir.join("memory.swap.max").exists() {
-                    write("memory.swap.max", "0")?;
-                }
-            }
-            CgroupVersion::V1 => {
-                write("memory.limit_in_bytes", &cap.to_string())?;
-                if cgroup.dir.join("memory.memsw.limit_in_bytes").exists() {
-                    write("memory.memsw.limit_in_bytes", &cap.to_string())?;
-                }
-            }
-        }
-        Ok(cgroup)
-    }
-
-    fn procs_file(&self) -> anyhow::Result<std::fs::File> {
-        let path = self.dir.join("cgroup.procs");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))
-    }
-
-    /// Peak usage, and how many processes the OOM killer ended inside the cgroup.
-    fn usage(&self) -> (Option<u64>, u64) {
-        let read = |file: &str| std::fs::read_to_string(self.dir.join(file)).ok();
-        let counter = |text: Option<String>, key: &str| {
-            text.and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.strip_prefix(key)
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                })
-            })
-            .unwrap_or(0)
-        };
-        match self.version {
-            CgroupVersion::V2 => (
-                read("memory.peak").and_then(|t| t.trim().parse().ok()),
-                counter(read("memory.events"), "oom_kill "),
-            ),
-            CgroupVersion::V1 => {
-                let kills = counter(read("memory.oom_control"), "oom_kill ");
-                let failures = read("memory.failcnt")
-                    .and_then(|t| t.trim().parse::<u64>().ok())
-                    .unwrap_or(0);
-                (
-                    read("memory.max_usage_in_bytes").and_then(|t| t.trim().parse().ok()),
-                    // Kernels before 4.13 have no oom_kill counter: a hit limit is the sign.
-                    kills.max(u64::from(failures > 0)),
-                )
-            }
-        }
-    }
-}
-
-impl Drop for CellCgroup {
-    fn drop(&mut self) {
-        // The kernel frees an emptied cgroup asynchronously: retry briefly, then leave it.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "warning: could not remove the cgroup {}",
-            self.dir.display()
-        );
-    }
-}
-
-/// What a worker prints on its stdout.
-#[derive(Serialize, Deserialize)]
-struct WorkerOutput {
-    cell: CellResult,
-    observed: Observed,
-}
-
-/// The constraints as the worker saw them from inside.
-#[derive(Serialize, Deserialize)]
-struct Observed {
-    cpus: Vec<usize>,
-    /// Peak virtual size (VmPeak), which RLIMIT_AS caps.
-    vm_peak_bytes: Option<u64>,
-}
-
-/// `chipbench edge-worker` (hidden): measures the one cell described on stdin and prints it with
-/// what the process observed of its constraints.
-pub fn worker() -> anyhow::Result<Outcome> {
-    eprintln!("{WORKER_STARTED}");
-    let job = Job::receive()?;
-    let registry = job.registry();
-    let (mut sweep, model, target) = job.prepare(&registry)?;
-    let mut cell = sweep.run_cell(&model, &target, job.threads);
-    // The further sessions run here, one after another: this process is the cell's, under its
-    // constraints.
-    for _ in 1..sweep.settings.sessions {
-        if cell.status != Status::Ok || INTERRUPTED.load(Ordering::Relaxed) {
-            break;
-        }
-        let session = sweep.fresh_session_p50(&model, &target, job.threads);
-        let how = "one after another in the cell's constrained process";
-        if !sweep.record_session(&mut cell, session, how) {
-            break;
-        }
-    }
-    let observed = Observed {
-        cpus: allowed_cpus().unwrap_or_default(),
-        vm_peak_bytes: vm_peak(),
-    };
-    println!(
-        "{}",
-        serde_json::to_string(&WorkerOutput { cell, observed })?
-    );
-    Ok(Outcome::Success)
-}
-
-fn vm_peak() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmPeak:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -932,14 +296,5 @@ mod tests {
                 .contains("unknown unit")
         );
         assert!(parse_size("0").is_err());
-    }
-
-    #[test]
-    fn cpu_lists_and_pids_are_written_compactly() {
-        assert_eq!(cpu_list(&[0, 1, 2, 3]), "0-3");
-        assert_eq!(cpu_list(&[0, 2, 3, 7]), "0,2-3,7");
-        let mut buffer = [0u8; 20];
-        assert_eq!(decimal(0, &mut buffer), b"0");
-        assert_eq!(decimal(4_194_304, &mut buffer), b"4194304");
     }
 }

@@ -70,7 +70,7 @@ impl Hardware {
     }
 
     /// Adds the host's bound to a measured cell's roofline.
-    pub fn bound(&self, mut cell: CellResult) -> CellResult {
+    pub fn bound(&self, cell: &mut CellResult) {
         let (kind, name, threads) = (
             cell.backend.device_kind,
             cell.backend.device_name.clone(),
@@ -80,7 +80,6 @@ impl Hardware {
             let ceilings = self.ceilings.as_ref().map(|(c, label)| (c, label.as_str()));
             roofline::bound_cell(r, ceilings, kind, &name, threads);
         }
-        cell
     }
 
     /// Every measured model variant projected onto every catalog chip; `None` when no cell has

@@ -1,24 +1,11 @@
 //! `chipbench`: the command line. Parses arguments, builds the list of concrete backends and the
 //! plan, shows progress, and hands everything else to the library crates.
 
-mod backends;
-mod bench;
-mod cell_process;
-mod compare;
+mod cmd;
 #[cfg(feature = "crash-test")]
 mod crash_backend;
-mod devices;
 mod edge;
 mod hardware;
-mod history;
-mod models;
-mod optimize_cmd;
-mod outputs;
-mod remote;
-mod report_cmd;
-mod resume;
-mod roofline;
-mod worker;
 
 use std::process::ExitCode;
 
@@ -36,40 +23,37 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Benchmark models on backends (default: the built-in suite on every available backend).
-    Bench(Box<bench::BenchArgs>),
+    Bench(Box<cmd::bench::BenchArgs>),
     /// List the built-in model suite, or regenerate it.
-    Models(models::ModelsArgs),
+    Models(cmd::models::ModelsArgs),
     /// List the backends, their devices, or why they are unavailable.
-    Backends(backends::BackendsArgs),
+    Backends(cmd::backends::BackendsArgs),
     /// Derive a model variant (fp16, int8, pruned) and show what it changes: size, sparsity,
     /// params, MACs and accuracy against fp32.
-    Optimize(optimize_cmd::OptimizeArgs),
+    Optimize(cmd::optimize::OptimizeArgs),
     /// Render runs as Markdown, CSV, HTML with charts, JSON, or dashboard formats (bmf, gab).
-    Report(report_cmd::ReportArgs),
+    Report(cmd::report::ReportArgs),
     /// Compare a run with a baseline (or its history): verdict per cell; exit 1 on a regression.
-    Compare(compare::CompareArgs),
+    Compare(cmd::compare::CompareArgs),
     /// The recorded runs: list, show, and the trend of one cell over time.
-    History(history::HistoryArgs),
+    History(cmd::history::HistoryArgs),
     /// This host: CPU, ISA features, caches, GPUs, energy sensors, catalog entry, ceilings.
-    Devices(devices::DevicesArgs),
+    Devices(cmd::devices::DevicesArgs),
     /// Measure this host's roofline ceilings (matmul GFLOP/s, memory GB/s), or project models
     /// onto catalog chips (--project).
-    Roofline(roofline::RooflineArgs),
+    Roofline(cmd::roofline::RooflineArgs),
     /// Write the models' outputs on tract for seeded inputs, or compare them with those of another
     /// build or machine (a functional check within fp32 tolerance; it measures no time).
-    Outputs(outputs::OutputsArgs),
+    Outputs(cmd::outputs::OutputsArgs),
     /// Benchmark a real device over ssh: copy chipbench and the models there, run `bench`, fetch
     /// the results into the local reports and history.
-    Remote(Box<remote::RemoteArgs>),
-    /// Internal: measures one cell of `bench --edge-profile` in a constrained process.
+    Remote(Box<cmd::remote::RemoteArgs>),
+    /// Internal: measures cells for a parent `bench` in a process of its own.
     #[command(hide = true)]
-    EdgeWorker,
-    /// Internal: measures one further session of a cell in a fresh process.
+    Worker,
+    /// Internal: reports a `bench` run on a device to `chipbench remote`.
     #[command(hide = true)]
-    SessionWorker,
-    /// Internal: measures one cell of `bench` in a process of its own.
-    #[command(hide = true)]
-    CellWorker,
+    Follow(cmd::follow::FollowArgs),
 }
 
 /// Exit codes: 0 when every cell ran, 1 when some failed (or a runtime error stopped the run),
@@ -102,20 +86,19 @@ fn main() -> ExitCode {
     chipbench_runner::install_panic_hook();
     let cli = Cli::parse();
     let result = std::panic::catch_unwind(|| match cli.command {
-        Command::Bench(args) => bench::run(*args),
-        Command::Models(args) => models::run(args),
-        Command::Backends(args) => backends::run(args),
-        Command::Optimize(args) => optimize_cmd::run(args),
-        Command::Report(args) => report_cmd::run(args),
-        Command::Compare(args) => compare::run(args),
-        Command::History(args) => history::run(args),
-        Command::Devices(args) => devices::run(args),
-        Command::Roofline(args) => roofline::run(args),
-        Command::Remote(args) => remote::run(*args),
-        Command::Outputs(args) => outputs::run(args),
-        Command::EdgeWorker => edge::worker(),
-        Command::SessionWorker => worker::session_worker(),
-        Command::CellWorker => worker::cell_worker(),
+        Command::Bench(args) => cmd::bench::run(*args),
+        Command::Models(args) => cmd::models::run(args),
+        Command::Backends(args) => cmd::backends::run(args),
+        Command::Optimize(args) => cmd::optimize::run(args),
+        Command::Report(args) => cmd::report::run(args),
+        Command::Compare(args) => cmd::compare::run(args),
+        Command::History(args) => cmd::history::run(args),
+        Command::Devices(args) => cmd::devices::run(args),
+        Command::Roofline(args) => cmd::roofline::run(args),
+        Command::Remote(args) => cmd::remote::run(*args),
+        Command::Outputs(args) => cmd::outputs::run(args),
+        Command::Worker => cmd::worker::run(),
+        Command::Follow(args) => cmd::follow::run(args),
     });
     match result {
         Ok(Ok(Outcome::Success)) => ExitCode::SUCCESS,

@@ -136,7 +136,7 @@ fn a_killed_run_leaves_no_child_behind() {
                     .parse()
                     .ok()?;
                 let cmdline = std::fs::read_to_string(entry.path().join("cmdline")).ok()?;
-                (ppid == parent_pid && cmdline.contains("cell-worker")).then_some(pid)
+                (ppid == parent_pid && cmdline.split('\0').nth(1) == Some("worker")).then_some(pid)
             })
     };
     let started = Instant::now();
@@ -146,7 +146,7 @@ fn a_killed_run_leaves_no_child_behind() {
         }
         assert!(
             started.elapsed() < Duration::from_secs(60),
-            "no cell-worker child appeared"
+            "no worker child appeared"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
@@ -158,7 +158,7 @@ fn a_killed_run_leaves_no_child_behind() {
     {
         assert!(
             killed.elapsed() < Duration::from_secs(10),
-            "the cell-worker {child} outlived its parent"
+            "the worker {child} outlived its parent"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

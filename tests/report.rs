@@ -291,11 +291,13 @@ fn compare_exit_codes_follow_the_verdicts() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
     let base = load(&f.run_dir);
-    // The same run slowed down by 10 %: real samples, a known shift.
+    // The same run slowed down by 30 %: real samples, a known shift, far beyond the gate's noise
+    // even on a busy host (with builds beside the tests, mlp's fresh sessions spread by ±6 %,
+    // which left a 10 % shift inconclusive).
     let mut slow = base.clone();
     slow.run_id.push_str("-slow");
     for c in &mut slow.cells {
-        slow_down(c, 1.10);
+        slow_down(c, 1.30);
     }
     let slow_path = dir.path().join("slow.json");
     write_run(&slow, &slow_path);

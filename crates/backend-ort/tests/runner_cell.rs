@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chipbench_core::result::{ModelRecord, Status};
-use chipbench_runner::{ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
+use chipbench_runner::{MeasureSettings, ModelUnderTest, StopRule, Sweep, Target, WarmUp};
 
 #[test]
 fn a_runner_cell_carries_threads_settings_placement_and_profile() {
@@ -27,7 +27,7 @@ fn a_runner_cell_carries_threads_settings_placement_and_profile() {
         fixed_inputs: BTreeMap::new(),
         reference: source.path.clone(),
     };
-    let settings = Settings {
+    let settings = MeasureSettings {
         warmup: WarmUp {
             min_iterations: 2,
             min_duration: Duration::ZERO,
@@ -39,9 +39,9 @@ fn a_runner_cell_carries_threads_settings_placement_and_profile() {
             ..StopRule::default()
         },
         accuracy_samples: 2,
-        profile: true,
+        operator_times: true,
         backend_settings: BTreeMap::from([("ort.spinning".to_string(), "off".to_string())]),
-        ..Settings::default()
+        ..MeasureSettings::default()
     };
     let reference = Target {
         backend: &tract,

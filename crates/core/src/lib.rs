@@ -5,6 +5,7 @@ pub mod accuracy;
 pub mod backend;
 pub mod error;
 pub mod result;
+pub mod settings;
 pub mod spec;
 pub mod stats;
 pub mod tensor;
@@ -16,3 +17,19 @@ pub use backend::{
 pub use error::{Error, Result};
 pub use spec::{Dim, InputSpec, TensorInfo};
 pub use tensor::{DType, Element, Tensor, TensorData};
+
+/// Bytes in binary units (`12.3 MiB`).
+pub fn format_bytes(bytes: f64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < units.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.1} {}", units[unit])
+    }
+}

@@ -147,15 +147,9 @@ pub struct RunConfig {
     /// Requested intra-op threads; `None` = each backend's default.
     pub threads: Option<usize>,
     pub scenario: String,
-    pub seed: u64,
-    pub warmup_min_iterations: u64,
-    pub warmup_min_duration_s: f64,
-    pub min_iterations: u64,
-    pub min_duration_s: f64,
-    pub max_duration_s: f64,
-    /// Stop once the 95 % CI of the median is within ± this fraction of the median.
-    pub target_relative_ci: f64,
-    pub accuracy_samples: usize,
+    /// How the cells were measured (written flat: `seed`, `warmup_min_iterations`, ...).
+    #[serde(flatten)]
+    pub settings: crate::settings::MeasureSettings,
     pub quick: bool,
     /// The edge device this run emulated on its host (`--edge-profile`): its timings are this
     /// host's under the profile's constraints, never the device's.

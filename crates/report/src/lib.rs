@@ -227,21 +227,7 @@ pub fn fmt_ms(v: f64) -> String {
     }
 }
 
-/// Bytes in binary units (`12.3 MiB`).
-pub fn format_bytes(bytes: f64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < units.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{v:.0} B")
-    } else {
-        format!("{v:.1} {}", units[unit])
-    }
-}
+pub use chipbench_core::format_bytes;
 
 #[cfg(test)]
 mod tests {

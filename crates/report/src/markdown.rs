@@ -21,7 +21,7 @@ pub fn render(run: &RunResult) -> String {
     ));
     out.push_str(&format!(
         "chipbench {}, started {}, scenario {}, seed {}.\n\n",
-        run.tool_version, run.started_at, run.config.scenario, run.config.seed
+        run.tool_version, run.started_at, run.config.scenario, run.config.settings.seed
     ));
     if let Some(line) = crate::host_speed_line(run) {
         out.push_str(&format!("{line}\n\n"));

@@ -3,7 +3,6 @@
 //! accuracy against the fp32 reference, and the journal. Knows backends only as `dyn Backend`.
 
 mod energy;
-pub mod journal;
 pub mod measure;
 pub mod resources;
 pub mod roofline;
@@ -24,6 +23,7 @@ use chipbench_core::{
     accuracy, stats,
 };
 
+pub use chipbench_core::settings::MeasureSettings;
 pub use measure::{Bookkeeping, Measurement, StopRule, WarmUp};
 
 use resources::{CPU_TIME_METHOD, PeakMemory, process_cpu_time};
@@ -34,45 +34,6 @@ pub const SINGLE_STREAM: &str = "single-stream";
 
 /// Operators kept in a cell's profile (`--operator-times`), the slowest first.
 pub const PROFILE_TOP_OPERATORS: usize = 15;
-
-/// How cells are measured: one type for the CLI, the sweep and the child processes, which get
-/// it on their stdin (all but the energy plan, which a child rebuilds from its own meters).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Settings {
-    pub warmup: WarmUp,
-    pub stop: StopRule,
-    pub seed: u64,
-    /// Seeded input samples compared against the reference (0 disables the accuracy check).
-    pub accuracy_samples: usize,
-    pub profile: bool,
-    pub backend_settings: BTreeMap<String, String>,
-    /// Meters and estimate for the energy of each cell; `None` records no energy.
-    #[serde(skip)]
-    pub energy: Option<Arc<chipbench_energy::EnergyPlan>>,
-    /// Sessions per cell. The first gives the cell's figures; each further one
-    /// ([`Sweep::fresh_session_p50`]) is loaded afresh, warmed up and timed under the
-    /// `for_extra_session` rules, and only its median is kept: two sessions of one model
-    /// differ by more than one session's samples show (measured: the 22 µs mlp on tract, six
-    /// fresh sessions in one process, medians 4.8 % apart), and a comparison needs that spread.
-    /// Five by default: with a 1 % session-to-session spread, three sessions a side detected a
-    /// 5 % slowdown in 86 % of simulated pairs, five in 99.4 % (`scripts/gate-power.sh`).
-    pub sessions: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            warmup: WarmUp::default(),
-            stop: StopRule::default(),
-            seed: 0,
-            accuracy_samples: 8,
-            profile: false,
-            backend_settings: BTreeMap::new(),
-            energy: None,
-            sessions: 5,
-        }
-    }
-}
 
 /// A model file ready to be benchmarked: what it is, its inputs bound to concrete shapes, and the
 /// fp32 model whose outputs are its reference.
@@ -174,7 +135,9 @@ pub struct FreshSession {
 /// Runs cells and remembers the reference outputs of each fp32 model so that every variant and
 /// backend is compared with the same numbers.
 pub struct Sweep<'a> {
-    pub settings: Settings,
+    pub settings: MeasureSettings,
+    /// Meters and estimate for the energy of each cell; `None` records no energy.
+    pub energy: Option<Arc<chipbench_energy::EnergyPlan>>,
     references: Vec<Target<'a>>,
     computed: HashMap<PathBuf, std::result::Result<Reference, String>>,
 }
@@ -183,9 +146,10 @@ impl<'a> Sweep<'a> {
     /// `references` run the fp32 models that produce the reference outputs, in order of
     /// preference (tract on the CPU, then ONNX Runtime's CPU provider where present): a model
     /// the first cannot run is compared with the next one's outputs, and its accuracy says so.
-    pub fn new(settings: Settings, references: Vec<Target<'a>>) -> Self {
+    pub fn new(settings: MeasureSettings, references: Vec<Target<'a>>) -> Self {
         Sweep {
             settings,
+            energy: None,
             references,
             computed: HashMap::new(),
         }
@@ -229,7 +193,7 @@ impl<'a> Sweep<'a> {
     }
 
     /// Loads the model afresh, warms it up and times it under the `for_extra_session` rules:
-    /// one further session of a cell (see [`Settings::sessions`]). Returns its median latency and
+    /// one further session of a cell (see [`MeasureSettings::sessions`]). Returns its median latency and
     /// how its timed loop ended, or the reason it could not be measured.
     pub fn fresh_session_p50(
         &self,
@@ -240,7 +204,7 @@ impl<'a> Sweep<'a> {
         let settings = &self.settings;
         let options = SessionOptions {
             threads,
-            profile: settings.profile,
+            profile: settings.operator_times,
             settings: settings.backend_settings.clone(),
         };
         let warmup = WarmUp::for_extra_session(&settings.warmup);
@@ -270,79 +234,6 @@ impl<'a> Sweep<'a> {
         }
     }
 
-    /// Appends a further session's median and loop to a measured cell and says in its provenance
-    /// how the sessions were measured (`how`: "in a process of its own each", say), with the
-    /// inferences each further session really timed. A failure is noted there instead; returns
-    /// whether the session was measured.
-    pub fn record_session(
-        &self,
-        cell: &mut CellResult,
-        session: std::result::Result<FreshSession, String>,
-        how: &str,
-    ) -> bool {
-        let measured = session.is_ok();
-        let failure = match session {
-            Ok(s) => {
-                cell.session_p50_ms.push(s.p50_ms);
-                cell.session_loops.push(s.timed);
-                String::new()
-            }
-            Err(e) => format!("; a further session failed, so no more were measured: {e}"),
-        };
-        let warmup = WarmUp::for_extra_session(&self.settings.warmup);
-        let stop = StopRule::for_extra_session(&self.settings.stop);
-        let further = cell.session_loops.get(1..).unwrap_or_default();
-        let loops = if further.is_empty() {
-            String::new()
-        } else {
-            let each: Vec<String> = further
-                .iter()
-                .map(|l| {
-                    format!(
-                        "{} inferences ({})",
-                        l.inferences,
-                        stop_label(l.stop_reason)
-                    )
-                })
-                .collect();
-            let short = further
-                .iter()
-                .filter(|l| {
-                    l.stop_reason == StopReason::MaxDuration && l.inferences < stop.min_iterations
-                })
-                .count();
-            format!(
-                "; the further sessions timed {}{}",
-                each.join(", "),
-                if short > 0 {
-                    format!(
-                        "; {short} of them reached the maximum duration before the minimum of {} inferences",
-                        stop.min_iterations
-                    )
-                } else {
-                    String::new()
-                }
-            )
-        };
-        cell.provenance.insert(
-            "session_p50_ms".into(),
-            format!(
-                "measured: the median of each of {} sessions (monotonic clock); the first is the cell's, the \
-                 others loaded afresh {how}, each warmed up for at least {} inferences and {:.2} s, then timed \
-                 until the 95 % CI of its median was within ±{} % after at least {} inferences and {:.2} s, \
-                 or until {:.2} s had passed, whichever came first{loops}{failure}",
-                cell.session_p50_ms.len(),
-                warmup.min_iterations,
-                warmup.min_duration.as_secs_f64(),
-                stop.target_relative_ci * 100.0,
-                stop.min_iterations,
-                stop.min_duration.as_secs_f64(),
-                stop.max_duration.as_secs_f64()
-            ),
-        );
-        measured
-    }
-
     fn measure(
         &mut self,
         model: &ModelUnderTest,
@@ -353,7 +244,7 @@ impl<'a> Sweep<'a> {
         let settings = self.settings.clone();
         let options = SessionOptions {
             threads,
-            profile: settings.profile,
+            profile: settings.operator_times,
             settings: settings.backend_settings.clone(),
         };
         // The reference session runs before the memory window opens, so that a model's first
@@ -398,7 +289,7 @@ impl<'a> Sweep<'a> {
             duration_ms: ms(duration),
         });
 
-        let energy_window = energy::open(settings.energy.as_deref(), cell);
+        let energy_window = energy::open(self.energy.as_deref(), cell);
         let cpu_before = process_cpu_time();
         let discarded_before = session.discarded_device_times();
         let m = measure::timed_loop_prepared(session.as_mut(), &prepared, &settings.stop)?;
@@ -446,7 +337,7 @@ impl<'a> Sweep<'a> {
                  median CI95 by exact percentile bootstrap{}",
                 target.label(),
                 session.timed_window(),
-                if settings.profile {
+                if settings.operator_times {
                     "; the engine's profiler was on (--operator-times) and its overhead is included"
                 } else {
                     ""
@@ -466,7 +357,7 @@ impl<'a> Sweep<'a> {
                 ),
             );
         }
-        if settings.profile {
+        if settings.operator_times {
             // Every inference since load was profiled: the first, the warm-up and the timed loop.
             let runs = 1 + iterations + n as u64;
             match session.operator_profile()? {
@@ -664,4 +555,77 @@ pub fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into())
         })
+}
+
+/// Appends a further session's median and loop to a measured cell and says in its provenance
+/// how the sessions were measured (`how`: "in a process of its own each", say), with the
+/// inferences each further session really timed. A failure is noted there instead; returns
+/// whether the session was measured.
+pub fn record_session(
+    settings: &MeasureSettings,
+    cell: &mut CellResult,
+    session: std::result::Result<FreshSession, String>,
+    how: &str,
+) -> bool {
+    let measured = session.is_ok();
+    let failure = match session {
+        Ok(s) => {
+            cell.session_p50_ms.push(s.p50_ms);
+            cell.session_loops.push(s.timed);
+            String::new()
+        }
+        Err(e) => format!("; a further session failed, so no more were measured: {e}"),
+    };
+    let warmup = WarmUp::for_extra_session(&settings.warmup);
+    let stop = StopRule::for_extra_session(&settings.stop);
+    let further = cell.session_loops.get(1..).unwrap_or_default();
+    let loops = if further.is_empty() {
+        String::new()
+    } else {
+        let each: Vec<String> = further
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} inferences ({})",
+                    l.inferences,
+                    stop_label(l.stop_reason)
+                )
+            })
+            .collect();
+        let short = further
+            .iter()
+            .filter(|l| {
+                l.stop_reason == StopReason::MaxDuration && l.inferences < stop.min_iterations
+            })
+            .count();
+        format!(
+            "; the further sessions timed {}{}",
+            each.join(", "),
+            if short > 0 {
+                format!(
+                    "; {short} of them reached the maximum duration before the minimum of {} inferences",
+                    stop.min_iterations
+                )
+            } else {
+                String::new()
+            }
+        )
+    };
+    cell.provenance.insert(
+        "session_p50_ms".into(),
+        format!(
+            "measured: the median of each of {} sessions (monotonic clock); the first is the cell's, the \
+             others loaded afresh {how}, each warmed up for at least {} inferences and {:.2} s, then timed \
+             until the 95 % CI of its median was within ±{} % after at least {} inferences and {:.2} s, \
+             or until {:.2} s had passed, whichever came first{loops}{failure}",
+            cell.session_p50_ms.len(),
+            warmup.min_iterations,
+            warmup.min_duration.as_secs_f64(),
+            stop.target_relative_ci * 100.0,
+            stop.min_iterations,
+            stop.min_duration.as_secs_f64(),
+            stop.max_duration.as_secs_f64()
+        ),
+    );
+    measured
 }

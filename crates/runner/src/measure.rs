@@ -14,70 +14,7 @@ use crate::resources::thread_cpu_time;
 /// with [`StopReason::Interrupted`] and keeps its samples.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Warm-up ends once both minimums are met.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct WarmUp {
-    pub min_iterations: u64,
-    pub min_duration: Duration,
-}
-
-impl Default for WarmUp {
-    fn default() -> Self {
-        WarmUp {
-            min_iterations: 10,
-            min_duration: Duration::from_millis(500),
-        }
-    }
-}
-
-/// MLPerf-style minimums, then an early stop once the 95 % CI of the median lies within
-/// ± `target_relative_ci` of the median, checked every `check_interval`; `max_duration` caps it all.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct StopRule {
-    pub min_iterations: u64,
-    pub min_duration: Duration,
-    pub max_duration: Duration,
-    pub target_relative_ci: f64,
-    pub check_interval: Duration,
-}
-
-impl Default for StopRule {
-    fn default() -> Self {
-        StopRule {
-            min_iterations: 100,
-            min_duration: Duration::from_secs(3),
-            max_duration: Duration::from_secs(30),
-            target_relative_ci: 0.01,
-            check_interval: Duration::from_millis(250),
-        }
-    }
-}
-
-impl StopRule {
-    /// The shorter loop of a cell's further sessions, enough for a median and not for every
-    /// other figure: a fifth of the iterations (at least 10) and a tenth to a fifth of the main
-    /// loop's minimum duration (0.3–0.6 s by default). Capping at a fifth of the minimum, not of
-    /// the maximum, keeps a noisy cell's sessions from chasing the CI target: the suite's main
-    /// job took 85 s with `max_duration / 5`, 48 s with this, 29 s with one session per cell.
-    pub fn for_extra_session(main: &StopRule) -> StopRule {
-        StopRule {
-            min_iterations: (main.min_iterations / 5).max(10),
-            min_duration: main.min_duration / 10,
-            max_duration: main.min_duration / 5,
-            ..main.clone()
-        }
-    }
-}
-
-impl WarmUp {
-    /// The warm-up of a cell's further sessions: the same iterations, a fifth of the duration.
-    pub fn for_extra_session(main: &WarmUp) -> WarmUp {
-        WarmUp {
-            min_iterations: main.min_iterations,
-            min_duration: main.min_duration / 5,
-        }
-    }
-}
+pub use chipbench_core::settings::{StopRule, WarmUp};
 
 /// Wall and CPU time the timed loop spent on its own bookkeeping between inferences: the stop
 /// rule's checks of the CI (a copy of every sample so far and selections over it, which grows

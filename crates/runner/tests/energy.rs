@@ -9,7 +9,7 @@ use chipbench_core::{
     Backend, Device, ModelSource, Result, Session, SessionOptions, Tensor, TensorInfo, Unavailable,
 };
 use chipbench_energy::{ActivePower, EnergyPlan, EstimateModel};
-use chipbench_runner::{ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
+use chipbench_runner::{MeasureSettings, ModelUnderTest, StopRule, Sweep, Target, WarmUp};
 
 mod common;
 use common::{cpu, io};
@@ -70,8 +70,8 @@ fn model() -> ModelUnderTest {
     model
 }
 
-fn settings(plan: EnergyPlan) -> Settings {
-    Settings {
+fn settings() -> MeasureSettings {
+    MeasureSettings {
         warmup: WarmUp {
             min_iterations: 2,
             min_duration: Duration::ZERO,
@@ -84,8 +84,7 @@ fn settings(plan: EnergyPlan) -> Settings {
             check_interval: Duration::from_millis(20),
         },
         accuracy_samples: 0,
-        energy: Some(Arc::new(plan)),
-        ..Settings::default()
+        ..MeasureSettings::default()
     }
 }
 
@@ -108,12 +107,13 @@ fn without_a_sensor_a_cell_gets_a_labelled_positive_estimate() {
         }),
     );
     let mut sweep = Sweep::new(
-        settings(plan),
+        settings(),
         vec![Target {
             backend: &backend,
             device: cpu(),
         }],
     );
+    sweep.energy = Some(Arc::new(plan));
     let cell = sweep.run_cell(
         &model(),
         &Target {
@@ -176,12 +176,13 @@ fn a_slow_sensor_stretches_the_window_past_the_stop_rule_and_says_so() {
         work: Duration::from_micros(500),
     };
     let mut sweep = Sweep::new(
-        settings(plan),
+        settings(),
         vec![Target {
             backend: &backend,
             device: cpu(),
         }],
     );
+    sweep.energy = Some(Arc::new(plan));
     let cell = sweep.run_cell(
         &model(),
         &Target {

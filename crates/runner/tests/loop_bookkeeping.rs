@@ -10,7 +10,7 @@ use chipbench_core::{
     Backend, Device, ModelSource, Result, Session, SessionOptions, Tensor, TensorInfo, Unavailable,
 };
 use chipbench_energy::{ActivePower, EnergyPlan, EstimateModel};
-use chipbench_runner::{Settings, StopRule, Sweep, Target, WarmUp};
+use chipbench_runner::{MeasureSettings, StopRule, Sweep, Target, WarmUp};
 
 mod common;
 use common::{cpu, io};
@@ -81,7 +81,7 @@ fn the_stop_rule_checks_stay_out_of_throughput_cpu_time_and_estimated_energy() {
     );
     // A check after every inference once 50 ms have passed: each copies thousands of samples
     // and selects over them, more work than an inference.
-    let settings = Settings {
+    let settings = MeasureSettings {
         warmup: WarmUp {
             min_iterations: 10,
             min_duration: Duration::ZERO,
@@ -94,10 +94,10 @@ fn the_stop_rule_checks_stay_out_of_throughput_cpu_time_and_estimated_energy() {
             check_interval: Duration::ZERO,
         },
         accuracy_samples: 0,
-        energy: Some(Arc::new(plan)),
-        ..Settings::default()
+        ..MeasureSettings::default()
     };
     let mut sweep = Sweep::new(settings, Vec::new());
+    sweep.energy = Some(Arc::new(plan));
     let cell = sweep.run_cell(&model, &target, Some(1));
     assert_eq!(cell.status, Status::Ok, "{:?}", cell.error);
     assert_eq!(cell.stop_reason, Some(StopReason::MaxDuration));

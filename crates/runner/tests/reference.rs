@@ -5,7 +5,7 @@ use chipbench_core::{
     Backend, Device, Error, ModelSource, Result, Session, SessionOptions, Tensor, TensorInfo,
     Unavailable,
 };
-use chipbench_runner::{ModelUnderTest, Settings, Sweep, Target};
+use chipbench_runner::{MeasureSettings, ModelUnderTest, Sweep, Target};
 
 mod common;
 use common::{cpu, io};
@@ -65,8 +65,8 @@ fn model() -> ModelUnderTest {
     common::model("m", vec![io("x", 4)])
 }
 
-fn quick() -> Settings {
-    let mut s = Settings::default();
+fn quick() -> MeasureSettings {
+    let mut s = MeasureSettings::default();
     s.warmup.min_iterations = 1;
     s.warmup.min_duration = std::time::Duration::ZERO;
     s.stop.min_iterations = 5;

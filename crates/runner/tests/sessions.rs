@@ -11,7 +11,9 @@ use chipbench_core::{
     Backend, Device, ModelSource, PreparedInputs, Result, Session, SessionOptions, Tensor,
     TensorInfo, Unavailable,
 };
-use chipbench_runner::{FreshSession, ModelUnderTest, Settings, StopRule, Sweep, Target, WarmUp};
+use chipbench_runner::{
+    FreshSession, MeasureSettings, ModelUnderTest, StopRule, Sweep, Target, WarmUp,
+};
 
 mod common;
 use common::{cpu, io};
@@ -102,15 +104,15 @@ fn model() -> ModelUnderTest {
     common::model("counting", vec![io("x", 64)])
 }
 
-fn settings(stop: StopRule) -> Settings {
-    Settings {
+fn settings(stop: StopRule) -> MeasureSettings {
+    MeasureSettings {
         warmup: WarmUp {
             min_iterations: 3,
             min_duration: Duration::ZERO,
         },
         stop,
         accuracy_samples: 0,
-        ..Settings::default()
+        ..MeasureSettings::default()
     }
 }
 
@@ -204,7 +206,12 @@ fn a_further_session_cut_short_by_its_maximum_says_how_many_inferences_it_timed(
         session
     );
 
-    assert!(sweep.record_session(&mut cell, Ok(session), "one after another"));
+    assert!(chipbench_runner::record_session(
+        &sweep.settings,
+        &mut cell,
+        Ok(session),
+        "one after another"
+    ));
     assert_eq!(cell.session_p50_ms.len(), 2);
     assert_eq!(cell.session_loops[1], session.timed);
     let provenance = &cell.provenance["session_p50_ms"];
@@ -217,7 +224,12 @@ fn a_further_session_cut_short_by_its_maximum_says_how_many_inferences_it_timed(
         "{provenance}"
     );
 
-    assert!(!sweep.record_session(&mut cell, Err("it crashed".into()), "one after another"));
+    assert!(!chipbench_runner::record_session(
+        &sweep.settings,
+        &mut cell,
+        Err("it crashed".into()),
+        "one after another"
+    ));
     assert_eq!(cell.session_loops.len(), 2);
     assert!(cell.provenance["session_p50_ms"].ends_with("no more were measured: it crashed"));
 }

@@ -11,7 +11,7 @@ use chipbench_report::gate::{CellKey, Metric};
 use chipbench_report::history::{DEFAULT_PATH, History};
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::report_cmd::parse_format;
+use crate::cmd::report::parse_format;
 use crate::{Outcome, UsageError};
 
 #[derive(Args)]

@@ -23,9 +23,10 @@ use chipbench_probe::projection::{self, Workload};
 use chipbench_probe::roofline::{self, Ceilings, DeviceCeilings, SCHEMA};
 use clap::Args;
 
-use crate::backends::{self, EngineArgs};
+use crate::cmd::backends::{self, EngineArgs};
+use crate::cmd::models;
 use crate::hardware::RESULTS_DIR;
-use crate::{Outcome, UsageError, models};
+use crate::{Outcome, UsageError};
 
 #[derive(Args)]
 pub struct RooflineArgs {
@@ -72,7 +73,7 @@ fn measure(args: &RooflineArgs) -> anyhow::Result<Outcome> {
     if args.threads.contains(&0) {
         return Err(UsageError("--threads must be at least 1".into()).into());
     }
-    let (host, devices) = crate::devices::probe_host(&args.engines);
+    let (host, devices) = crate::cmd::devices::probe_host(&args.engines);
     let mut threads = args.threads.clone();
     if threads.is_empty() {
         threads = vec![1, host.physical_cores.unwrap_or(host.logical_cores)];

@@ -9,17 +9,18 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use chipbench_core::result::{CellResult, RunConfig, RunResult, SCHEMA, Status};
-use chipbench_probe::speed::SpeedProbe;
-use chipbench_runner::journal::{Journal, write_atomically};
+use chipbench_harness::journal::{Journal, write_atomically};
+use chipbench_harness::plan::{self, Plan, PlannedCell, Resumed};
+use chipbench_harness::protocol::JobContext;
+use chipbench_harness::{Executor, FreshProcess, InProcess, Observer, Unavailable, targets};
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{SINGLE_STREAM, Settings, StopRule, Sweep, Target, WarmUp};
+use chipbench_runner::{MeasureSettings, SINGLE_STREAM, StopRule, Target, WarmUp};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::backends::{self, Skipped};
+use crate::cmd::backends;
+use crate::cmd::models;
 use crate::hardware::Hardware;
-use crate::models;
-use crate::resume::Resumed;
 use crate::{Outcome, UsageError};
 
 #[derive(Args, Debug)]
@@ -132,7 +133,7 @@ pub struct BenchArgs {
     )]
     variants: Vec<String>,
     #[command(flatten)]
-    calibration: crate::optimize_cmd::CalibrationArgs,
+    calibration: crate::cmd::optimize::CalibrationArgs,
     /// Folder of derived variants, keyed by source SHA-256, recipe, calibration settings and
     /// --keep-float policy (default: bench-results/.cache/variants); a second run reuses them.
     #[arg(long, value_name = "DIR")]
@@ -194,8 +195,8 @@ impl BenchArgs {
 pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
     match &args.resume {
         Some(dir) => {
-            let resumed = Resumed::load(dir)?;
-            let args = resumed.args(dir, &args)?;
+            let resumed = Resumed::load(dir).map_err(|e| UsageError(e.to_string()))?;
+            let args = resume_args(&resumed.plan, dir, &args)?;
             measure(args, resumed.plan.argv.clone(), Some(resumed))
         }
         // The options after `bench`, which plan.json keeps for --resume.
@@ -211,8 +212,8 @@ fn measure(
     let mut settings = settings(&args);
     settings.backend_settings = backend_settings(&args.set)?;
     let started = SystemTime::now();
-    let exports = crate::report_cmd::export_manager(&args.export)?;
-    let history = crate::history::open_for_bench(args.no_history, &args.history_db);
+    let exports = crate::cmd::report::export_manager(&args.export)?;
+    let history = crate::cmd::history::open_for_bench(args.no_history, &args.history_db);
     let (run_id, started_at) = match &resumed {
         Some(r) => (r.plan.run_id.clone(), r.plan.started_at.clone()),
         None => (
@@ -221,8 +222,12 @@ fn measure(
         ),
     };
     let mut host = chipbench_probe::host();
-    let edge =
-        crate::edge::Emulation::prepare(&args.edge, &args.engines, &args.inputs.input_files)?;
+    let context = JobContext {
+        input_files: input_file_paths(&args.inputs.input_files),
+        engines: args.engines.to_map(),
+        energy: None,
+    };
+    let edge = crate::edge::Emulation::prepare(&args.edge, &context, args.cell_timeout)?;
     let threads: Vec<Option<usize>> = if args.threads.is_empty() {
         vec![Some(edge.as_ref().map_or(
             host.physical_cores.unwrap_or(host.logical_cores),
@@ -241,14 +246,14 @@ fn measure(
     let request = args.inputs.request()?;
     let suite_dir = models::suite_dir(args.suite.as_deref())?;
     let prepared = models::resolve(&suite_dir, &args.models, &request)?;
-    let recipes = crate::optimize_cmd::parse_variants(&args.variants)?;
+    let recipes = crate::cmd::optimize::parse_variants(&args.variants)?;
     let derive_options = args.calibration.options()?;
-    let cache = crate::optimize_cmd::variant_cache(args.variant_cache.as_deref());
+    let cache = crate::cmd::optimize::variant_cache(args.variant_cache.as_deref());
     let prepared =
-        crate::optimize_cmd::expand(prepared, &recipes, &derive_options, &cache, !args.quiet);
+        crate::cmd::optimize::expand(prepared, &recipes, &derive_options, &cache, !args.quiet);
 
     let registry = backends::registry(&args.engines);
-    crate::devices::add_backend_gpus(&mut host, &registry);
+    crate::cmd::devices::add_backend_gpus(&mut host, &registry);
     let (targets, skipped, report_skips) = match &edge {
         Some(e) => {
             let (targets, skipped) = e.select(&registry, &args.backends)?;
@@ -259,8 +264,11 @@ fn measure(
             (targets, skipped, !args.backends.is_empty())
         }
     };
+    // Backends the user asked for by name but that cannot run here: a skipped cell each, so
+    // that the gap is visible in the results.
+    let unavailable: &[Unavailable] = if report_skips { &skipped } else { &[] };
     let with_ort = targets.iter().any(|t| t.backend.name() == "ort");
-    let references = reference_targets(&registry, with_ort)?;
+    let references = targets::references(&registry, with_ort).map_err(anyhow::Error::msg)?;
 
     let out = args
         .out
@@ -274,32 +282,23 @@ fn measure(
         variants: recipes.iter().map(|r| r.name()).collect(),
         threads: threads.first().copied().flatten(),
         scenario: SINGLE_STREAM.into(),
-        seed: args.seed,
-        warmup_min_iterations: settings.warmup.min_iterations,
-        warmup_min_duration_s: settings.warmup.min_duration.as_secs_f64(),
-        min_iterations: settings.stop.min_iterations,
-        min_duration_s: settings.stop.min_duration.as_secs_f64(),
-        max_duration_s: settings.stop.max_duration.as_secs_f64(),
-        target_relative_ci: settings.stop.target_relative_ci,
-        accuracy_samples: settings.accuracy_samples,
+        settings,
         quick: args.quick,
         edge_profile: edge.as_ref().map(|e| e.record()),
     };
-    let planned = crate::remote::planned_cells(&prepared, &threads, &targets);
+    let work = plan::plan(&prepared, &threads, &targets, unavailable);
     match &resumed {
-        Some(r) => r.check(&planned)?,
-        None => crate::remote::write_plan(
-            journal.dir(),
-            &crate::remote::Plan {
-                run_id: run_id.clone(),
-                tool_version: env!("CARGO_PKG_VERSION").into(),
-                started_at: started_at.clone(),
-                host: host.clone(),
-                config: config.clone(),
-                cells: planned,
-                argv,
-            },
-        )?,
+        Some(r) => r.check(&work).map_err(|e| UsageError(e.to_string()))?,
+        None => Plan {
+            run_id: run_id.clone(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            started_at: started_at.clone(),
+            host: host.clone(),
+            config: config.clone(),
+            cells: work.iter().map(|w| w.cell.clone()).collect(),
+            argv,
+        }
+        .write(journal.dir())?,
     }
 
     let talk = !args.quiet;
@@ -311,9 +310,6 @@ fn measure(
             eprintln!("skipping {}: {}", s.label, s.reason);
         }
     }
-    let total =
-        prepared.len() * (targets.len() + requested_skips(&skipped, report_skips)) * threads.len();
-    let progress = progress_bar(total as u64, talk);
     let hardware = Hardware::prepare(
         &host,
         &targets,
@@ -321,136 +317,34 @@ fn measure(
         args.ceilings.as_deref(),
         talk,
     )?;
-    settings.energy = Some(hardware.energy_plan());
-    let mut sweep = Sweep::new(settings, references);
-    let mut cells = Vec::new();
-    let mut speed = SpeedProbe::new();
-    let mut speed_checks = vec![speed.check(0)];
-    // Cells measured here (not in an edge worker, which measures its sessions itself), for the
-    // further sessions: (index in `cells`, model, target, threads).
-    let mut measured = Vec::new();
-    let input_files = crate::worker::input_file_paths(&args.inputs.input_files);
+    let energy = Some(hardware.energy_plan());
+    let mut executor: Box<dyn Executor> = match (edge, args.in_process) {
+        (Some(e), _) => Box::new(e.executor),
+        (None, true) => Box::new(InProcess::new(references, energy)),
+        (None, false) => Box::new(FreshProcess {
+            exe: std::env::current_exe()
+                .context("cannot find the chipbench binary to run cells in")?,
+            context: JobContext { energy, ..context },
+            timeout: args.cell_timeout,
+        }),
+    };
+    let mut observer = Progress {
+        bar: progress_bar(work.len() as u64, talk),
+        hardware: &hardware,
+    };
     handle_ctrl_c(talk);
-    'sweep: for model in &prepared {
-        for &thread_count in &threads {
-            for target in &targets {
-                progress.set_message(format!("{} on {}", model.name(), target.label()));
-                let done = resumed
-                    .as_mut()
-                    .and_then(|r| r.take(model.record(), target.backend.name(), &target.device.id));
-                if let Some(cell) = done {
-                    // Its further sessions were not journaled: they run again in the rounds.
-                    if let (Status::Ok, models::Prepared::Ready(m), None) =
-                        (cell.status, model, &edge)
-                    {
-                        measured.push((cells.len(), m, target, thread_count));
-                    }
-                    cells.push(cell);
-                    progress.inc(1);
-                    continue;
-                }
-                let cell = match model {
-                    models::Prepared::Ready(m) => hardware.bound(match &edge {
-                        Some(e) => e.run_cell(m, target, thread_count, &sweep.settings),
-                        None => {
-                            measured.push((cells.len(), m, target, thread_count));
-                            if args.in_process {
-                                sweep.run_cell(m, target, thread_count)
-                            } else {
-                                let job = crate::worker::Job::new(
-                                    m,
-                                    target,
-                                    thread_count,
-                                    &sweep.settings,
-                                    &input_files,
-                                    args.engines.ort_lib.clone(),
-                                );
-                                crate::worker::cell_in_fresh_process(&job, args.cell_timeout)
-                                    .unwrap_or_else(|reason| {
-                                        target.failed_cell(m, thread_count, reason)
-                                    })
-                            }
-                        }
-                    }),
-                    models::Prepared::Broken { record, error } => CellResult::not_run(
-                        record.clone(),
-                        target.record(thread_count),
-                        SINGLE_STREAM,
-                        Status::Failed,
-                        error.clone(),
-                    ),
-                };
-                let mut cell = cell;
-                cell.resumed = resumed.is_some();
-                record(&mut journal, &mut cells, cell)?;
-                speed_checks.push(speed.check(cells.len()));
-                progress.inc(1);
-                if INTERRUPTED.load(Ordering::Relaxed) {
-                    break 'sweep;
-                }
-            }
-            // Backends the user asked for by name but that cannot run here: a skipped cell each,
-            // so the gap is visible in the results.
-            for s in skipped.iter().filter(|_| report_skips) {
-                let (name, device) = s.label.split_once(':').unwrap_or((&s.label, "-"));
-                if let Some(done) = resumed
-                    .as_mut()
-                    .and_then(|r| r.take(model.record(), name, device))
-                {
-                    cells.push(done);
-                    continue;
-                }
-                let backend = chipbench_core::result::BackendRecord {
-                    name: name.into(),
-                    version: String::new(),
-                    device: device.into(),
-                    device_name: String::new(),
-                    device_kind: chipbench_core::DeviceKind::Cpu,
-                    threads: thread_count,
-                    settings: BTreeMap::new(),
-                };
-                let cell = CellResult::not_run(
-                    model.record().clone(),
-                    backend,
-                    SINGLE_STREAM,
-                    Status::Skipped,
-                    s.reason.clone(),
-                );
-                record(&mut journal, &mut cells, cell)?;
-                progress.inc(1);
-            }
-        }
-    }
-    // Further sessions, each in a fresh process (the sessions of one process share its memory
-    // placement), in rounds over every cell so that a cell's sessions span the run rather than
-    // one moment of it (a slow phase of the host then shows as spread, not as the cell's speed).
-    let rounds = sweep.settings.sessions.saturating_sub(1);
-    let how = "in a process of its own each, in rounds over all the run's cells";
-    let mut stopped = vec![false; cells.len()];
-    progress.inc_length((measured.len() * rounds) as u64);
-    'rounds: for round in 1..=rounds {
-        progress.set_message(format!("further sessions, round {round} of {rounds}"));
-        for &(index, model, target, thread_count) in &measured {
-            if INTERRUPTED.load(Ordering::Relaxed) {
-                break 'rounds;
-            }
-            progress.inc(1);
-            if stopped[index] || cells[index].status != Status::Ok {
-                continue;
-            }
-            let job = crate::worker::Job::new(
-                model,
-                target,
-                thread_count,
-                &sweep.settings,
-                &input_files,
-                args.engines.ort_lib.clone(),
-            )
-            .without_energy();
-            let session = crate::worker::session_in_fresh_process(&job, args.cell_timeout);
-            stopped[index] = !sweep.record_session(&mut cells[index], session, how);
-        }
-    }
+    let measured = chipbench_harness::run(
+        &work,
+        &config.settings,
+        executor.as_mut(),
+        &mut journal,
+        resumed.as_mut(),
+        &mut observer,
+    )?;
+    drop(executor);
+    let cells = measured.cells;
+    let speed_checks = measured.speed_checks;
+    let progress = observer.bar;
     progress.finish_and_clear();
 
     let projections = hardware.projections(&cells, &host);
@@ -479,38 +373,13 @@ fn measure(
         projections,
         speed_checks,
     };
-    let run_json = journal.finish(&run)?;
-    let variant_summary = crate::optimize_cmd::variant_summary(&run);
-    let mut markdown = chipbench_report::markdown::render(&run);
-    if !variant_summary.is_empty() {
-        markdown += &format!("\n## Variants\n\n```\n{variant_summary}```\n");
-    }
-    write_atomically(&out.join("report.md"), markdown.as_bytes())?;
-
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
-    }
-    if talk {
-        let table = chipbench_report::terminal::render(&run);
-        let location = format!(
-            "results: {} (and report.md, cells.jsonl beside it)",
-            run_json.display()
-        );
-        let table = format!("{table}{variant_summary}");
-        if args.json {
-            eprint!("{table}");
-            eprintln!("{location}");
-        } else {
-            print!("{table}");
-            println!("{location}");
-        }
-    }
+    let run_json = finish(&run, &journal, args.json, talk)?;
     for path in exports.write(std::slice::from_ref(&run))? {
         if talk {
             eprintln!("wrote {}", path.display());
         }
     }
-    crate::history::record_after_bench(history, &run, &run_json)?;
+    crate::cmd::history::record_after_bench(history, &run, &run_json)?;
     Ok(if run.interrupted {
         Outcome::Interrupted
     } else if run.cells.iter().any(|c| c.status == Status::Failed) {
@@ -520,6 +389,45 @@ fn measure(
     })
 }
 
+/// Ends a run folder: `run.json` and `report.md` (with the variant summary) beside the journal;
+/// the run JSON on stdout with `json`; the table and where the files are unless quiet (on stderr
+/// when stdout has the JSON). Returns the path of `run.json`.
+pub fn finish(
+    run: &RunResult,
+    journal: &Journal,
+    json: bool,
+    talk: bool,
+) -> anyhow::Result<PathBuf> {
+    let run_json = journal.finish(run)?;
+    let variant_summary = crate::cmd::optimize::variant_summary(run);
+    let mut markdown = chipbench_report::markdown::render(run);
+    if !variant_summary.is_empty() {
+        markdown += &format!("\n## Variants\n\n```\n{variant_summary}```\n");
+    }
+    write_atomically(&journal.dir().join("report.md"), markdown.as_bytes())?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(run)?);
+    }
+    if talk {
+        let table = format!(
+            "{}{variant_summary}",
+            chipbench_report::terminal::render(run)
+        );
+        let location = format!(
+            "results: {} (and report.md, cells.jsonl beside it)",
+            run_json.display()
+        );
+        if json {
+            eprint!("{table}");
+            eprintln!("{location}");
+        } else {
+            print!("{table}");
+            println!("{location}");
+        }
+    }
+    Ok(run_json)
+}
+
 /// The first Ctrl-C ends the cell in flight early (its samples are kept) and skips the rest, so
 /// that run.json and report.md are still written; a second one exits at once.
 fn handle_ctrl_c(talk: bool) {
@@ -527,7 +435,7 @@ fn handle_ctrl_c(talk: bool) {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        crate::cell_process::interrupt_current();
+        chipbench_harness::child::interrupt_current();
         if talk {
             eprintln!(
                 "\ninterrupted: finishing this cell and writing the results (Ctrl-C again to quit now)"
@@ -539,22 +447,8 @@ fn handle_ctrl_c(talk: bool) {
     }
 }
 
-fn requested_skips(skipped: &[Skipped], report_skips: bool) -> usize {
-    if report_skips { skipped.len() } else { 0 }
-}
-
-fn record(
-    journal: &mut Journal,
-    cells: &mut Vec<CellResult>,
-    cell: CellResult,
-) -> anyhow::Result<()> {
-    journal.append(&cell)?;
-    cells.push(cell);
-    Ok(())
-}
-
-fn settings(args: &BenchArgs) -> Settings {
-    let mut s = Settings::default();
+fn settings(args: &BenchArgs) -> MeasureSettings {
+    let mut s = MeasureSettings::default();
     if args.quick {
         s.warmup = WarmUp {
             min_iterations: 3,
@@ -592,33 +486,8 @@ fn settings(args: &BenchArgs) -> Settings {
         s.accuracy_samples = n;
     }
     s.seed = args.seed;
-    s.profile = args.operator_times || args.profile_alias;
+    s.operator_times = args.operator_times || args.profile_alias;
     s
-}
-
-/// The targets whose fp32 outputs are the reference, in order of preference: tract's CPU device,
-/// then, for runs that measure ONNX Runtime anyway (`with_ort`), its CPU provider, for models
-/// tract cannot run (no other backend runs those either: wgpu imports through tract). Loading
-/// ONNX Runtime only for that keeps it out of the other cells' processes.
-pub(crate) fn reference_targets(
-    registry: &[Box<dyn chipbench_core::Backend>],
-    with_ort: bool,
-) -> anyhow::Result<Vec<Target<'_>>> {
-    let cpu_of = |name: &str| {
-        let backend = registry.iter().find(|b| b.name() == name)?;
-        let device = backend
-            .devices()
-            .ok()?
-            .into_iter()
-            .find(|d| d.id == "cpu")?;
-        Some(Target {
-            backend: backend.as_ref(),
-            device,
-        })
-    };
-    let tract = cpu_of("tract").context("the reference backend (tract:cpu) is unavailable")?;
-    let ort = with_ort.then(|| cpu_of("ort")).flatten();
-    Ok(std::iter::once(tract).chain(ort).collect())
 }
 
 /// `20261128T134502Z-3f9a`: sortable by time, unique enough for one machine.
@@ -647,4 +516,68 @@ fn progress_bar(total: u64, visible: bool) -> ProgressBar {
     );
     // No steady tick: a drawing thread waking up during the timed loop would disturb it.
     bar
+}
+
+/// The options of a resumed run: the plan's, writing into `dir`, printing as `now` asks.
+fn resume_args(plan: &Plan, dir: &std::path::Path, now: &BenchArgs) -> anyhow::Result<BenchArgs> {
+    let words = ["chipbench", "bench"]
+        .into_iter()
+        .map(String::from)
+        .chain(plan.argv.iter().cloned());
+    let cli = <crate::Cli as clap::Parser>::try_parse_from(words).map_err(|e| {
+        UsageError(format!(
+            "{}/{}: its options no longer parse: {e}",
+            dir.display(),
+            plan::PLAN_FILE
+        ))
+    })?;
+    let crate::Command::Bench(args) = cli.command else {
+        unreachable!("the words start with `bench`")
+    };
+    Ok(args.for_resume(dir, now))
+}
+
+/// The progress bar, and the host's roofline bound added to each measured cell.
+struct Progress<'h> {
+    bar: ProgressBar,
+    hardware: &'h Hardware,
+}
+
+impl Observer for Progress<'_> {
+    fn cell_started(&mut self, cell: &PlannedCell) {
+        self.bar.set_message(format!(
+            "{} on {}:{}",
+            cell.model.name, cell.backend.name, cell.backend.device
+        ));
+    }
+
+    fn cell_measured(&mut self, cell: &mut CellResult) {
+        self.hardware.bound(cell);
+    }
+
+    fn cell_done(&mut self) {
+        self.bar.inc(1);
+    }
+
+    fn rounds_started(&mut self, sessions: usize, _rounds: usize) {
+        self.bar.inc_length(sessions as u64);
+    }
+
+    fn round_started(&mut self, round: usize, rounds: usize) {
+        self.bar
+            .set_message(format!("further sessions, round {round} of {rounds}"));
+    }
+
+    fn session_done(&mut self) {
+        self.bar.inc(1);
+    }
+}
+
+/// `--input-file NAME=PATH` pairs by input name.
+fn input_file_paths(pairs: &[String]) -> BTreeMap<String, PathBuf> {
+    pairs
+        .iter()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, path)| (name.to_string(), PathBuf::from(path)))
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! The concrete backends this build knows, `chipbench backends`, and the selection of backend
 //! devices from `--backend NAME[:DEVICE]`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chipbench_backend_ort::OrtBackend;
@@ -28,6 +29,24 @@ pub struct EngineArgs {
     /// scripts/setup-ort.sh, then the onnxruntime package of python3).
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
+}
+
+impl EngineArgs {
+    /// The options as a job carries them to a worker.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let mut map = BTreeMap::new();
+        if let Some(path) = &self.ort_lib {
+            map.insert("ort_lib".into(), path.display().to_string());
+        }
+        map
+    }
+
+    /// The options a job carried.
+    pub fn from_map(map: &BTreeMap<String, String>) -> EngineArgs {
+        EngineArgs {
+            ort_lib: map.get("ort_lib").map(PathBuf::from),
+        }
+    }
 }
 
 /// Every backend compiled into this binary, the reference backend (tract) first.
@@ -100,11 +119,7 @@ pub fn run(args: BackendsArgs) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// A requested backend or device that cannot run here; its cells are recorded as skipped.
-pub struct Skipped {
-    pub label: String,
-    pub reason: String,
-}
+pub use chipbench_harness::Unavailable;
 
 /// Resolves `--backend` requests (`tract`, `ort:cuda`, `wgpu:0`) to targets; a backend named
 /// without a device stands for the devices it prefers (`wgpu`: its best adapter). With no request,
@@ -113,7 +128,7 @@ pub struct Skipped {
 pub fn select<'a>(
     backends: &'a [Box<dyn Backend>],
     requested: &[String],
-) -> Result<(Vec<Target<'a>>, Vec<Skipped>), UsageError> {
+) -> Result<(Vec<Target<'a>>, Vec<Unavailable>), UsageError> {
     let mut targets = Vec::new();
     let mut skipped = Vec::new();
     if requested.is_empty() {
@@ -124,7 +139,7 @@ pub fn select<'a>(
                     let mut usable = Vec::new();
                     for device in devices {
                         match default_exclusion(&device) {
-                            Some(reason) => skipped.push(Skipped {
+                            Some(reason) => skipped.push(Unavailable {
                                 label: label(&device),
                                 reason,
                             }),
@@ -136,7 +151,7 @@ pub fn select<'a>(
                     // measure one chip twice.
                     let chosen = backend.default_devices(usable.clone());
                     for device in usable.iter().filter(|d| !chosen.contains(d)) {
-                        skipped.push(Skipped {
+                        skipped.push(Unavailable {
                             label: label(device),
                             reason: format!(
                                 "{} is not {}'s preferred device; name it with --backend {} to include it",
@@ -151,7 +166,7 @@ pub fn select<'a>(
                         device,
                     }));
                 }
-                Err(reason) => skipped.push(Skipped {
+                Err(reason) => skipped.push(Unavailable {
                     label: backend.name().into(),
                     reason: reason.0,
                 }),
@@ -179,7 +194,7 @@ pub fn select<'a>(
                 };
                 if chosen.is_empty() {
                     let id = device_id.unwrap_or("");
-                    skipped.push(Skipped {
+                    skipped.push(Unavailable {
                         label: request.clone(),
                         reason: backend
                             .missing_device_reason(id)
@@ -191,7 +206,7 @@ pub fn select<'a>(
                     device,
                 }));
             }
-            Err(reason) => skipped.push(Skipped {
+            Err(reason) => skipped.push(Unavailable {
                 label: request.clone(),
                 reason: reason.0,
             }),

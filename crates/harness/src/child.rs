@@ -1,9 +1,10 @@
-//! A `chipbench` child process that measures for its parent: started with a job on its stdin,
-//! bound to die with the parent, killed past a deadline, and read back with how it ended.
+//! A `chipbench worker` child process that measures for its parent: started with its requests on
+//! its stdin, bound to die with the parent, killed past a deadline, and read back with its
+//! replies and how it ended.
 //!
 //! Cells run in children of their own by default (`bench --in-process` runs them inside the
 //! sweep): a segfault or abort inside an engine (ONNX Runtime providers, GPU drivers) or a hang
-//! then costs one cell, not the run. Edge-profile cells and further sessions use the same path.
+//! then costs one cell, not the run. Constrained cells and further sessions use the same path.
 
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -81,6 +82,12 @@ pub fn run(
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // A group of its own, so that the deadline's kill also ends what it started (whose
+            // open pipes would otherwise keep us waiting); Ctrl-C reaches it through
+            // `interrupt_current`.
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
@@ -114,7 +121,7 @@ pub fn run(
             Err(_) => {
                 // SAFETY: the child is not reaped until the waiter's wait returns, so the pid
                 // is still ours.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
                 (status.recv().map_err(std::io::Error::other)?, true)
             }
         },
@@ -128,6 +135,84 @@ pub fn run(
         stderr: stderr.join().unwrap_or_default(),
         timed_out,
     })
+}
+
+/// A child's replies to a conversation, and how it ended.
+pub struct Conversation {
+    pub replies: Vec<crate::protocol::Message>,
+    pub end: ChildEnd,
+}
+
+impl Conversation {
+    /// The reply to the request, past the child's `Hello`; the reason there is none (another
+    /// protocol version, a signal, the deadline, an exit without a reply) otherwise.
+    pub fn reply(
+        mut self,
+        what: &str,
+        timeout: Option<Duration>,
+    ) -> Result<crate::protocol::Message, String> {
+        use crate::protocol::Message;
+        if let Some(hello) = self.replies.first()
+            && let Some(why) = hello.incompatible()
+        {
+            return Err(why);
+        }
+        match (self.replies.len(), self.end.status.success()) {
+            (2.., true) => Ok(self.replies.swap_remove(1)),
+            _ => {
+                if let Some(Message::Failed(why)) = self.replies.pop() {
+                    return Err(why);
+                }
+                Err(self.end.died(what, timeout))
+            }
+        }
+    }
+}
+
+/// Starts `command` (a `chipbench worker`), says `Hello`, sends `requests` and `Stop`, and reads
+/// its replies until it ends or `timeout` passes (then kills it).
+pub fn converse(
+    command: Command,
+    requests: &[crate::protocol::Message],
+    timeout: Option<Duration>,
+) -> std::io::Result<Conversation> {
+    use crate::protocol::Message;
+    let mut input = Vec::new();
+    Message::hello().send(&mut input)?;
+    for request in requests {
+        request.send(&mut input)?;
+    }
+    Message::Stop.send(&mut input)?;
+    let end = run(command, &input, timeout)?;
+    let replies = end.stdout.lines().filter_map(Message::parse).collect();
+    Ok(Conversation { replies, end })
+}
+
+impl ChildEnd {
+    /// Why a child gave no result: the deadline, or how it ended and its last words on stderr.
+    pub fn died(&self, what: &str, timeout: Option<Duration>) -> String {
+        if self.timed_out {
+            return format!(
+                "timed out after {} (--cell-timeout): {what} was killed",
+                timeout.map_or_else(
+                    || "its deadline".into(),
+                    |t| humantime::format_duration(t).to_string()
+                )
+            );
+        }
+        let words = self.last_words(3, |l| {
+            l.starts_with("note: run with `RUST_BACKTRACE") || l == crate::worker::STARTED
+        });
+        format!(
+            "{what} ended with {} without a result{}",
+            self.how(),
+            if words.is_empty() {
+                String::new()
+            } else {
+                format!(": {words}")
+            }
+        )
+    }
 }
 
 pub fn signal_name(signal: i32) -> &'static str {

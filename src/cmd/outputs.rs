@@ -10,7 +10,7 @@ use chipbench_core::{Backend, ModelSource, SessionOptions, Tensor, accuracy};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::models::{self, Prepared};
+use crate::cmd::models::{self, Prepared};
 use crate::{Outcome, UsageError};
 
 #[derive(Args)]

@@ -12,7 +12,7 @@ use chipbench_probe::roofline::{self, Ceilings};
 use clap::Args;
 
 use crate::Outcome;
-use crate::backends::{self, EngineArgs};
+use crate::cmd::backends::{self, EngineArgs};
 use crate::hardware::{RESULTS_DIR, estimate_model};
 
 #[derive(Args)]

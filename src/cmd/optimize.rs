@@ -17,7 +17,7 @@ use chipbench_optimize::variants::{
 use chipbench_runner::ModelUnderTest;
 use clap::Args;
 
-use crate::models::{self, Prepared};
+use crate::cmd::models::{self, Prepared};
 use crate::{Outcome, UsageError};
 
 /// How int8-static calibrates (shared by `optimize` and `bench`).

@@ -135,25 +135,7 @@ pub struct ModelRequest {
     pub files: BTreeMap<String, Tensor>,
 }
 
-/// A model ready to measure, or one that cannot be (its cells fail with the reason).
-#[derive(Clone)]
-pub enum Prepared {
-    Ready(ModelUnderTest),
-    Broken { record: ModelRecord, error: String },
-}
-
-impl Prepared {
-    pub fn record(&self) -> &ModelRecord {
-        match self {
-            Prepared::Ready(m) => &m.record,
-            Prepared::Broken { record, .. } => record,
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.record().name
-    }
-}
+pub use chipbench_harness::Prepared;
 
 /// The suite folder: `--suite`, else `./models`, else the folder this binary was built from.
 pub fn suite_dir(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {

@@ -10,7 +10,7 @@ use chipbench_report::gate::{self, Baseline, CellKey, GateSettings, Metric};
 use chipbench_report::history::{DEFAULT_PATH, History};
 use clap::{Args, ValueEnum};
 
-use crate::report_cmd::load_runs;
+use crate::cmd::report::load_runs;
 use crate::{Outcome, UsageError};
 
 #[derive(Args)]

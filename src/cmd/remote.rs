@@ -4,82 +4,26 @@
 //! `run.json`, and writes the local reports and history entry with the device's own host
 //! fingerprint. Every connection has bounded time-outs; when the connection is lost, the cells that
 //! finished are kept and the others fail with the reason.
-//!
-//! Also home of `plan.json`, which every `bench` run writes before its first cell: the cells it
-//! set out to measure, so that a reader of a stopped run knows which did not finish.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use chipbench_core::result::{
-    BackendRecord, CellResult, Host, ModelRecord, RunConfig, RunResult, SCHEMA, Status,
-};
+use chipbench_core::result::{RunResult, Status};
+use chipbench_harness::journal::Journal;
+use chipbench_harness::journal::JournalError;
+use chipbench_harness::protocol::Message;
+use chipbench_harness::remote::{self, Lost, Received};
 use chipbench_optimize::suite::Suite;
-use chipbench_runner::journal::{Journal, write_atomically};
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{SINGLE_STREAM, Target};
 use clap::Args;
 use clap::parser::ValueSource;
-use serde::{Deserialize, Serialize};
 
-use crate::models::{self, Prepared};
+use crate::cmd::models;
 use crate::{Outcome, UsageError};
-
-/// The file of a run folder that lists the planned cells.
-pub const PLAN_FILE: &str = "plan.json";
-
-/// What a `bench` run sets out to measure, written before its first cell.
-#[derive(Serialize, Deserialize)]
-pub struct Plan {
-    pub run_id: String,
-    pub tool_version: String,
-    pub started_at: String,
-    pub host: Host,
-    pub config: RunConfig,
-    /// In the order they run (requested-but-unavailable backends, recorded as skipped cells,
-    /// are not planned).
-    pub cells: Vec<PlannedCell>,
-    /// The `bench` options that made the plan, which `bench --resume` runs again.
-    #[serde(default)]
-    pub argv: Vec<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct PlannedCell {
-    pub model: ModelRecord,
-    pub backend: BackendRecord,
-}
-
-/// The cells of a run in the order they run: models, then thread counts, then targets.
-pub fn planned_cells(
-    prepared: &[Prepared],
-    threads: &[Option<usize>],
-    targets: &[Target],
-) -> Vec<PlannedCell> {
-    prepared
-        .iter()
-        .flat_map(|model| {
-            threads.iter().flat_map(move |&t| {
-                targets.iter().map(move |target| PlannedCell {
-                    model: model.record().clone(),
-                    backend: target.record(t),
-                })
-            })
-        })
-        .collect()
-}
-
-/// Writes `plan.json` into the run folder `dir`, as one line.
-pub fn write_plan(dir: &Path, plan: &Plan) -> anyhow::Result<()> {
-    write_atomically(&dir.join(PLAN_FILE), &serde_json::to_vec(plan)?)?;
-    Ok(())
-}
 
 #[derive(Args)]
 pub struct RemoteArgs {
@@ -189,8 +133,9 @@ struct Forwarded {
 
 impl Forwarded {
     fn parse(tokens: &[String], suite_dir: &Path) -> anyhow::Result<Forwarded> {
-        let command =
-            crate::bench::BenchArgs::augment_args(clap::Command::new("bench").no_binary_name(true));
+        let command = crate::cmd::bench::BenchArgs::augment_args(
+            clap::Command::new("bench").no_binary_name(true),
+        );
         let bench_command = || command.clone();
         let matches = bench_command().try_get_matches_from(tokens).map_err(|e| {
             let text = e.to_string();
@@ -484,61 +429,14 @@ fn target_of(machine: &str) -> Option<&'static str> {
     }
 }
 
-/// What the device prints while its run goes on.
-enum Line {
-    Pid(u32),
-    Plan(Box<Plan>),
-    Cell(Box<CellResult>),
-    Exit(i32),
-    Err(String),
-    Other(String),
-}
-
-fn classify(line: &str) -> Line {
-    if let Some(pid) = line
-        .strip_prefix("PID ")
-        .and_then(|p| p.trim().parse().ok())
-    {
-        Line::Pid(pid)
-    } else if let Some(plan) = line
-        .strip_prefix("PLAN ")
-        .and_then(|p| serde_json::from_str(p).ok())
-    {
-        Line::Plan(Box::new(plan))
-    } else if let Some(code) = line
-        .strip_prefix("EXIT ")
-        .and_then(|c| c.trim().parse().ok())
-    {
-        Line::Exit(code)
-    } else if let Some(text) = line.strip_prefix("ERR ") {
-        Line::Err(text.to_string())
-    } else if let Ok(cell) = serde_json::from_str::<CellResult>(line) {
-        Line::Cell(Box::new(cell))
-    } else {
-        Line::Other(line.to_string())
-    }
-}
-
-/// The shell script that runs the benchmark in `dir` on the device and streams its journal.
+/// The shell script that runs the benchmark in `dir` on the device and reports it in the
+/// harness's messages (`chipbench follow`).
 fn run_script(dir: &str, args: &[String]) -> String {
     let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
     format!(
         r#"cd {dir} || exit 97
 ./chipbench bench --suite models --out run --no-history --quiet {args} >run.stdout 2>run.stderr &
-pid=$!
-echo "PID $pid"
-i=0
-while [ ! -s run/{PLAN_FILE} ] && kill -0 "$pid" 2>/dev/null && [ "$i" -lt 6000 ]; do sleep 0.1; i=$((i+1)); done
-if [ -s run/{PLAN_FILE} ]; then printf 'PLAN '; cat run/{PLAN_FILE}; echo; fi
-if tail --pid=1 -n 0 /dev/null 2>/dev/null; then
-  # GNU tail follows the journal until the run ends; if it fails, nobody reads us any more.
-  tail --pid="$pid" -s 0.2 -n +1 -F run/cells.jsonl 2>/dev/null || kill "$pid" 2>/dev/null
-else
-  wait "$pid"; cat run/cells.jsonl 2>/dev/null
-fi
-wait "$pid"; code=$?
-echo "EXIT $code"
-tail -n 20 run.stderr | sed 's/^/ERR /'
+exec ./chipbench follow run --pid $! --stderr run.stderr
 "#,
         dir = quote(dir),
         args = args.join(" ")
@@ -558,7 +456,7 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
         options: args.ssh_options.clone(),
         connect_timeout: args.connect_timeout,
     };
-    let history = crate::history::open_for_bench(args.no_history, &args.history_db);
+    let history = crate::cmd::history::open_for_bench(args.no_history, &args.history_db);
 
     let machine = device
         .exec("uname -m", deadline, &format!("connecting to {}", args.ssh))
@@ -625,15 +523,21 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
 
     let streamed = stream(&device, &dir, &forwarded.args, deadline, &args, talk)?;
     let Streamed {
-        plan,
         received,
-        exit,
-        errors,
-        lost,
         mut journal,
-        pid,
     } = streamed;
-    let out_dir = journal.as_ref().map(|j| j.dir().to_path_buf());
+    let exit = received.exit.as_ref().map(|(code, _)| *code);
+    let errors: Vec<String> = received
+        .exit
+        .iter()
+        .flat_map(|(_, stderr)| stderr.iter().cloned())
+        .chain(received.other.iter().cloned())
+        .collect();
+    let lost = received
+        .lost
+        .as_ref()
+        .map(|l| lost_reason(l, &device, args.timeout));
+    let (plan, pid) = (received.plan, received.pid);
 
     let fetched: Option<RunResult> = match exit {
         Some(_) => {
@@ -654,7 +558,7 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
         args.keep_remote,
     );
 
-    let (Some(plan), Some(out_dir)) = (plan, out_dir) else {
+    let (Some(plan), true) = (plan, journal.is_some()) else {
         let why = match (exit, &lost) {
             (Some(2), _) => {
                 return Err(
@@ -683,7 +587,7 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
                 ),
                 None => "the connection ended".into(),
             });
-            partial_run(plan, received, &reason, &mut journal)?
+            remote::partial_run(plan, received.cells, &reason, &mut journal)?
         }
     };
     run.host.provenance.insert(
@@ -694,35 +598,9 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
             binary.display()
         ),
     );
-    let run_json = journal.finish(&run)?;
-    let variant_summary = crate::optimize_cmd::variant_summary(&run);
-    let mut markdown = chipbench_report::markdown::render(&run);
-    if !variant_summary.is_empty() {
-        markdown += &format!("\n## Variants\n\n```\n{variant_summary}```\n");
-    }
-    write_atomically(&out_dir.join("report.md"), markdown.as_bytes())?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&run)?);
-    }
-    if talk {
-        let table = format!(
-            "{}{variant_summary}",
-            chipbench_report::terminal::render(&run)
-        );
-        let location = format!(
-            "results: {} (and report.md, cells.jsonl beside it)",
-            run_json.display()
-        );
-        if args.json {
-            eprint!("{table}");
-            eprintln!("{location}");
-        } else {
-            print!("{table}");
-            println!("{location}");
-        }
-    }
+    let run_json = crate::cmd::bench::finish(&run, &journal, args.json, talk)?;
     if complete {
-        crate::history::record_after_bench(history, &run, &run_json)?;
+        crate::cmd::history::record_after_bench(history, &run, &run_json)?;
     } else if !args.no_history {
         eprintln!(
             "not recorded in {}: the run did not finish (record what it kept with `chipbench history add {}`)",
@@ -739,16 +617,10 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-/// What came back while the device ran.
+/// What came back while the device ran, and the local journal it went into.
 struct Streamed {
-    plan: Option<Plan>,
-    received: Vec<CellResult>,
-    exit: Option<i32>,
-    errors: Vec<String>,
-    /// Why the stream ended early: the connection, the time-out or Ctrl-C.
-    lost: Option<String>,
+    received: Received,
     journal: Option<Journal>,
-    pid: Option<u32>,
 }
 
 /// Runs the benchmark on the device and journals each cell locally as it arrives.
@@ -760,196 +632,77 @@ fn stream(
     args: &RemoteArgs,
     talk: bool,
 ) -> anyhow::Result<Streamed> {
-    let mut command = device.command("ssh");
-    command
-        .arg(&device.destination)
-        .arg("sh -s")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().context("cannot run ssh")?;
-    child
-        .stdin
-        .take()
-        .context("ssh's stdin")?
-        .write_all(run_script(dir, bench_args).as_bytes())
-        .context("sending the run script to the device")?;
-    let (sender, lines) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().context("ssh's stdout")?;
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut stderr_pipe = child.stderr.take().context("ssh's stderr")?;
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr_pipe.read_to_string(&mut text);
-        text
-    });
+    let mut transport = device.command("ssh");
+    transport.arg(&device.destination).arg("sh -s");
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
-
-    let mut streamed = Streamed {
-        plan: None,
-        received: Vec::new(),
-        exit: None,
-        errors: Vec::new(),
-        lost: None,
-        journal: None,
-        pid: None,
-    };
-    let mut timed_out = false;
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            timed_out = true;
-            break;
-        }
-        match lines.recv_timeout((deadline - now).min(Duration::from_millis(200))) {
-            Ok(line) => match classify(&line) {
-                Line::Pid(pid) => streamed.pid = Some(pid),
-                Line::Plan(plan) => {
-                    let out = args.out.clone().unwrap_or_else(|| {
-                        PathBuf::from(crate::hardware::RESULTS_DIR).join(&plan.run_id)
-                    });
-                    let mut journal =
-                        Journal::create(&out).with_context(|| "cannot create the output folder")?;
-                    for cell in &streamed.received {
-                        journal.append(cell)?;
-                    }
-                    if talk {
-                        eprintln!(
-                            "the device planned {} cells (run {})",
-                            plan.cells.len(),
-                            plan.run_id
-                        );
-                    }
-                    streamed.journal = Some(journal);
-                    streamed.plan = Some(*plan);
+    let mut journal: Option<Journal> = None;
+    let mut early = Vec::new();
+    let mut on = |message: &Message| -> Result<(), JournalError> {
+        match message {
+            Message::Plan(plan) => {
+                let out = args.out.clone().unwrap_or_else(|| {
+                    PathBuf::from(crate::hardware::RESULTS_DIR).join(&plan.run_id)
+                });
+                let mut created = Journal::create(&out)?;
+                for cell in early.drain(..) {
+                    created.append(&cell)?;
                 }
-                Line::Cell(cell) => {
-                    if let Some(journal) = streamed.journal.as_mut() {
-                        journal.append(&cell)?;
-                    }
-                    if talk {
-                        eprintln!(
-                            "{} {} on {}:{}: {}",
-                            cell.model.name,
-                            cell.model.variant,
-                            cell.backend.name,
-                            cell.backend.device,
-                            match (&cell.latency_ms, &cell.error) {
-                                (Some(l), _) =>
-                                    format!("p50 {} ms", chipbench_report::fmt_ms(l.p50)),
-                                (None, Some(e)) => format!("{:?}: {e}", cell.status).to_lowercase(),
-                                (None, None) => format!("{:?}", cell.status).to_lowercase(),
-                            }
-                        );
-                    }
-                    streamed.received.push(*cell);
+                if talk {
+                    eprintln!(
+                        "the device planned {} cells (run {})",
+                        plan.cells.len(),
+                        plan.run_id
+                    );
                 }
-                Line::Exit(code) => streamed.exit = Some(code),
-                Line::Err(text) => streamed.errors.push(text),
-                Line::Other(text) => streamed.errors.push(text),
-            },
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if INTERRUPTED.load(Ordering::Relaxed) {
-                    break;
+                journal = Some(created);
+            }
+            Message::Cell { cell, .. } => {
+                match journal.as_mut() {
+                    Some(j) => j.append(cell)?,
+                    None => early.push((**cell).clone()),
+                }
+                if talk {
+                    eprintln!(
+                        "{} {} on {}:{}: {}",
+                        cell.model.name,
+                        cell.model.variant,
+                        cell.backend.name,
+                        cell.backend.device,
+                        match (&cell.latency_ms, &cell.error) {
+                            (Some(l), _) => format!("p50 {} ms", chipbench_report::fmt_ms(l.p50)),
+                            (None, Some(e)) => format!("{:?}: {e}", cell.status).to_lowercase(),
+                            (None, None) => format!("{:?}", cell.status).to_lowercase(),
+                        }
+                    );
                 }
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            _ => {}
         }
-    }
-    if streamed.exit.is_none() {
-        let _ = child.kill();
-    }
-    let status = child.wait().ok();
-    let ssh_stderr = stderr_reader.join().unwrap_or_default();
-    if streamed.exit.is_none() {
-        streamed.lost = Some(if INTERRUPTED.load(Ordering::Relaxed) {
-            "interrupted (Ctrl-C)".to_string()
-        } else if timed_out {
-            format!(
-                "time-out: the remote run exceeded --timeout {}",
-                humantime::format_duration(args.timeout)
-            )
-        } else {
-            format!(
-                "connection to {} lost ({})",
-                device.destination,
-                last_line(&ssh_stderr)
-                    .map(|l| l.trim_end_matches('.').to_string())
-                    .or_else(|| status.map(|s| format!("ssh ended with {s}")))
-                    .unwrap_or_else(|| "ssh ended".into())
-            )
-        });
-    }
-    Ok(streamed)
+        Ok(())
+    };
+    let received = remote::receive(transport, &run_script(dir, bench_args), deadline, &mut on)
+        .context("cannot run ssh")??;
+    Ok(Streamed { received, journal })
 }
 
-/// The run as far as it got: the cells received, and the planned ones that did not arrive as
-/// failed cells with `reason`.
-fn partial_run(
-    plan: Plan,
-    received: Vec<CellResult>,
-    reason: &str,
-    journal: &mut Journal,
-) -> anyhow::Result<RunResult> {
-    let key = |model: &ModelRecord, backend: &BackendRecord| {
-        (
-            model.name.clone(),
-            model.variant.clone(),
-            backend.name.clone(),
-            backend.device.clone(),
-        )
-    };
-    let mut arrived: BTreeMap<_, VecDeque<CellResult>> = BTreeMap::new();
-    for cell in received {
-        arrived
-            .entry(key(&cell.model, &cell.backend))
-            .or_default()
-            .push_back(cell);
+/// Why the stream ended before the run did, in words.
+fn lost_reason(lost: &Lost, device: &SshTarget, timeout: Duration) -> String {
+    match lost {
+        Lost::Interrupted => "interrupted (Ctrl-C)".to_string(),
+        Lost::TimedOut => format!(
+            "time-out: the remote run exceeded --timeout {}",
+            humantime::format_duration(timeout)
+        ),
+        Lost::Incompatible(why) => format!("the device's chipbench cannot report back: {why}"),
+        Lost::Connection { status, last_words } => format!(
+            "connection to {} lost ({})",
+            device.destination,
+            last_words
+                .clone()
+                .or_else(|| status.map(|s| format!("ssh ended with {s}")))
+                .unwrap_or_else(|| "ssh ended".into())
+        ),
     }
-    let mut cells = Vec::new();
-    for planned in plan.cells {
-        match arrived
-            .get_mut(&key(&planned.model, &planned.backend))
-            .and_then(VecDeque::pop_front)
-        {
-            Some(cell) => cells.push(cell),
-            None => {
-                let cell = CellResult::not_run(
-                    planned.model,
-                    planned.backend,
-                    SINGLE_STREAM,
-                    Status::Failed,
-                    format!("{reason}; this cell had not finished"),
-                );
-                journal.append(&cell)?;
-                cells.push(cell);
-            }
-        }
-    }
-    // Cells the plan does not list (skipped backends) keep their place at the end.
-    cells.extend(arrived.into_values().flatten());
-    Ok(RunResult {
-        schema: SCHEMA.into(),
-        run_id: plan.run_id,
-        tool_version: plan.tool_version,
-        started_at: plan.started_at,
-        finished_at: Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
-        interrupted: INTERRUPTED.load(Ordering::Relaxed),
-        host: plan.host,
-        config: plan.config,
-        cells,
-        idle_baseline: None,
-        projections: None,
-        // The device's checks went down with the connection; comparisons then go without.
-        speed_checks: Vec::new(),
-    })
 }
 
 /// Stops a run the connection left behind and removes the device's run folder, in one bounded
@@ -1046,13 +799,5 @@ mod tests {
         assert_eq!(quote("it's"), "'it'\\''s'");
         assert_eq!(target_of("aarch64"), Some("aarch64-unknown-linux-gnu"));
         assert_eq!(target_of("riscv64"), None);
-    }
-
-    #[test]
-    fn device_lines_are_told_apart() {
-        assert!(matches!(classify("PID 42"), Line::Pid(42)));
-        assert!(matches!(classify("EXIT 1"), Line::Exit(1)));
-        assert!(matches!(classify("ERR boom"), Line::Err(t) if t == "boom"));
-        assert!(matches!(classify("{\"not\": \"a cell\"}"), Line::Other(_)));
     }
 }

@@ -1,0 +1,16 @@
+//! One module per command, named like it; each parses its options, calls the libraries and
+//! prints.
+
+pub mod backends;
+pub mod bench;
+pub mod compare;
+pub mod devices;
+pub mod follow;
+pub mod history;
+pub mod models;
+pub mod optimize;
+pub mod outputs;
+pub mod remote;
+pub mod report;
+pub mod roofline;
+pub mod worker;
