@@ -26,7 +26,8 @@ pub struct CompareArgs {
     /// [default: 3%].
     #[arg(long, value_parser = parse_threshold, value_name = "PERCENT")]
     threshold: Option<f64>,
-    /// Significance level of the Mann–Whitney test [default: 0.01].
+    /// Family-wise significance level of one comparison: Holm's step-down over the tested
+    /// cells keeps the chance that an unchanged run flags any cell below it [default: 0.01].
     #[arg(long, value_name = "P")]
     alpha: Option<f64>,
     /// Run-to-run noise one run cannot show, as a relative standard deviation per run, e.g. 1%;
