@@ -1,6 +1,7 @@
 //! `chipbench`: the command line. Parses arguments, builds the list of concrete backends and the
 //! plan, shows progress, and hands everything else to the library crates.
 
+mod cache;
 mod cmd;
 #[cfg(feature = "crash-test")]
 mod crash_backend;
@@ -9,15 +10,40 @@ mod hardware;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Hardware-aware inference benchmarking: the same ONNX models on every backend and device
 /// available, measured honestly.
 #[derive(Parser)]
 #[command(name = "chipbench", version, about, max_term_width = 100)]
 struct Cli {
+    /// Where chipbench keeps what it can rebuild, such as the built-in suite when no models/
+    /// folder is at hand (default: $CHIPBENCH_CACHE_DIR, else $XDG_CACHE_HOME/chipbench, else
+    /// ~/.cache/chipbench).
+    #[arg(long, value_name = "DIR", global = true)]
+    cache_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The commit this binary was built from, when the build knew it (see build.rs).
+const GIT_COMMIT: Option<&str> = option_env!("CHIPBENCH_GIT_COMMIT");
+
+/// The clap definition with the version texts, for parsing and for the generated completions
+/// and manual page. `-V`: the version and commit; `--version`: also the backends compiled in.
+fn cli_command() -> clap::Command {
+    let version = env!("CARGO_PKG_VERSION");
+    let commit = GIT_COMMIT.unwrap_or("unknown");
+    let backends: Vec<&str> = cmd::backends::registry(&Default::default())
+        .iter()
+        .map(|b| b.name())
+        .collect();
+    Cli::command()
+        .version(format!("{version} (commit {commit})"))
+        .long_version(format!(
+            "{version}\ncommit: {commit}\nbackends: {} (`chipbench backends` lists their devices)",
+            backends.join(", ")
+        ))
 }
 
 #[derive(Subcommand)]
@@ -48,6 +74,10 @@ enum Command {
     /// Benchmark a real device over ssh: copy chipbench and the models there, run `bench`, fetch
     /// the results into the local reports and history.
     Remote(Box<cmd::remote::RemoteArgs>),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions(cmd::completions::CompletionsArgs),
+    /// Print the manual page (roff), or write one per command into a folder.
+    Man(cmd::man::ManArgs),
     /// Internal: measures cells for a parent `bench` in a process of its own.
     #[command(hide = true)]
     Worker,
@@ -84,7 +114,8 @@ pub struct UsageError(pub String);
 
 fn main() -> ExitCode {
     chipbench_runner::install_panic_hook();
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&cli_command().get_matches()).unwrap_or_else(|e| e.exit());
+    cache::set_given(cli.cache_dir);
     let result = std::panic::catch_unwind(|| match cli.command {
         Command::Bench(args) => cmd::bench::run(*args),
         Command::Models(args) => cmd::models::run(args),
@@ -97,6 +128,8 @@ fn main() -> ExitCode {
         Command::Roofline(args) => cmd::roofline::run(args),
         Command::Remote(args) => cmd::remote::run(*args),
         Command::Outputs(args) => cmd::outputs::run(args),
+        Command::Completions(args) => cmd::completions::run(args),
+        Command::Man(args) => cmd::man::run(args),
         Command::Worker => cmd::worker::run(),
         Command::Follow(args) => cmd::follow::run(args),
     });

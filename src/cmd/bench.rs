@@ -100,7 +100,7 @@ pub struct BenchArgs {
     /// The history database the run is recorded in.
     #[arg(long, value_name = "FILE", default_value = chipbench_report::history::DEFAULT_PATH)]
     history_db: PathBuf,
-    /// Folder of the built-in suite (default: ./models, else the one chipbench was built with).
+    /// Folder of the built-in suite (default: ./models, else the one generated in the cache).
     #[arg(long, value_name = "DIR")]
     suite: Option<PathBuf>,
     #[command(flatten)]

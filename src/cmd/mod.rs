@@ -4,9 +4,11 @@
 pub mod backends;
 pub mod bench;
 pub mod compare;
+pub mod completions;
 pub mod devices;
 pub mod follow;
 pub mod history;
+pub mod man;
 pub mod models;
 pub mod optimize;
 pub mod outputs;

@@ -9,7 +9,7 @@ use chipbench_core::result::ModelRecord;
 use chipbench_core::spec::check_input;
 use chipbench_core::{DType, Dim, InputSpec, Tensor, TensorInfo};
 use chipbench_optimize::stats::ModelStats;
-use chipbench_optimize::suite::Suite;
+use chipbench_optimize::suite::{self, Installed, SUITE_FILE, Suite};
 use chipbench_runner::ModelUnderTest;
 use clap::{Args, Subcommand};
 
@@ -19,7 +19,7 @@ use crate::{Outcome, UsageError};
 pub struct ModelsArgs {
     #[command(subcommand)]
     action: Option<ModelsAction>,
-    /// Folder of the built-in suite (default: ./models, else the one chipbench was built with).
+    /// Folder of the built-in suite (default: ./models, else the one generated in the cache).
     #[arg(long, value_name = "DIR", global = true)]
     suite: Option<PathBuf>,
 }
@@ -36,7 +36,7 @@ enum ModelsAction {
 
 pub fn run(args: ModelsArgs) -> anyhow::Result<Outcome> {
     if let Some(ModelsAction::Generate { out }) = args.action {
-        let files = chipbench_optimize::suite::generate(&out)?;
+        let files = suite::generate(&out)?;
         for f in files {
             println!("wrote {}", f.display());
         }
@@ -75,7 +75,9 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<Outcome> {
         }
     }
     println!(
-        "\nparams and MACs counted from the ONNX graph (MACs per inference at the bound shapes)."
+        "\nmodels in {}; params and MACs counted from the ONNX graph (MACs per inference at the \
+         bound shapes).",
+        dir.display()
     );
     Ok(Outcome::Success)
 }
@@ -137,23 +139,41 @@ pub struct ModelRequest {
 
 pub use chipbench_harness::Prepared;
 
-/// The suite folder: `--suite`, else `./models`, else the folder this binary was built from.
+/// The suite folder: `--suite`, else `./models`, else the built-in suite in the cache root
+/// (`<cache>/suite`), generated there on first use and checked against the hashes this binary was
+/// built with on every use (a damaged file is regenerated, with a message).
 pub fn suite_dir(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(dir) = explicit {
         return Ok(dir.to_path_buf());
     }
     let local = PathBuf::from("models");
-    if local.join("suite.toml").is_file() {
+    if local.join(SUITE_FILE).is_file() {
         return Ok(local);
     }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    if built.join("suite.toml").is_file() {
-        return Ok(built);
+    let dir = crate::cache::root()?.join("suite");
+    let installed = suite::install(&dir).with_context(|| {
+        format!(
+            "no models/ folder here, and the built-in suite cannot be placed in {} \
+             (pass --cache-dir DIR or --suite DIR)",
+            dir.display()
+        )
+    })?;
+    match installed {
+        Installed::Reused => {}
+        Installed::Generated => eprintln!(
+            "generated the built-in suite in {} (no models/ folder here; sha256 of every file checked)",
+            dir.display()
+        ),
+        Installed::Repaired(files) => {
+            for (file, why) in files {
+                eprintln!(
+                    "{}: {why}; regenerated it (the built-in suite, sha256 checked)",
+                    dir.join(file).display()
+                );
+            }
+        }
     }
-    anyhow::bail!(
-        "no built-in suite found (looked for models/suite.toml here and in {}); pass --suite DIR",
-        built.display()
-    )
+    Ok(dir)
 }
 
 /// Resolves `--model` arguments (none = the whole suite) into prepared models.

@@ -101,7 +101,7 @@ pub struct OptimizeArgs {
     /// Seed of those inputs (the seed `chipbench bench` uses for its accuracy check).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Folder of the built-in suite (default: ./models, else the one chipbench was built with).
+    /// Folder of the built-in suite (default: ./models, else the one generated in the cache).
     #[arg(long, value_name = "DIR")]
     suite: Option<PathBuf>,
 }

@@ -24,7 +24,7 @@ pub struct OutputsArgs {
     /// Seed of the inputs (the same generator as `bench`).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Folder of the built-in suite (default: ./models, else the one chipbench was built with).
+    /// Folder of the built-in suite (default: ./models, else the one generated in the cache).
     #[arg(long, value_name = "DIR")]
     suite: Option<PathBuf>,
     /// Write the outputs to FILE (JSON).

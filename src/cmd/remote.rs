@@ -59,8 +59,8 @@ pub struct RemoteArgs {
     /// Leave the run folder on the device.
     #[arg(long)]
     keep_remote: bool,
-    /// The built-in suite to copy models from (default: ./models, else the one chipbench was built
-    /// with).
+    /// The built-in suite to copy models from (default: ./models, else the one generated in the
+    /// cache).
     #[arg(long, value_name = "DIR")]
     suite: Option<PathBuf>,
     /// Local output folder (default: bench-results/<run-id>/).

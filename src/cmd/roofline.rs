@@ -47,7 +47,7 @@ pub struct RooflineArgs {
     /// model at fp32, fp16 and int8).
     #[arg(long, value_name = "RUN_JSON", requires = "project")]
     run: Option<PathBuf>,
-    /// Folder of the built-in suite (default: ./models, else the one chipbench was built with).
+    /// Folder of the built-in suite (default: ./models, else the one generated in the cache).
     #[arg(long, value_name = "DIR")]
     suite: Option<PathBuf>,
     /// Also measure software GPU adapters (Mesa lavapipe: a GPU API run by the CPU), at small

@@ -168,6 +168,108 @@ fn write_suite(
     Ok(written)
 }
 
+/// The SHA-256 of every file [`generate`] writes, as this version of the generator writes them.
+///
+/// A chipbench without a `models/` folder at hand generates the suite into its cache
+/// ([`install`]) and checks the bytes against this table, so a cached file that was damaged, or a
+/// platform whose floating point gives other weights, is caught instead of measured. The table is
+/// plain source rather than a build step: generating takes well under a second, so checking the
+/// generator's output costs nothing, and `committed_models_are_what_the_generator_writes`
+/// (crates/optimize/tests/suite.rs) fails, printing the new table, whenever the generator's
+/// output and this table (or `models/`) part.
+pub const SUITE_SHA256: [(&str, &str); 5] = [
+    (
+        "mlp.onnx",
+        "c12c7b7d7f59125c3d82fb86039c0a975dccf1320fce03292f54070786219e56",
+    ),
+    (
+        "mobilenet-v2-0.5.onnx",
+        "c7d62a57632e026aa470d9640051edbcb4ab29e0bbfe23cc2b50c497c1f79878",
+    ),
+    (
+        "resnet-mini.onnx",
+        "f14f402c790a35101594ab1a0808a9cad56bbd2cfa29a36bbc6e25a9a8e87486",
+    ),
+    (
+        "bert-tiny.onnx",
+        "a3be28a43a825a46be3e5932a522c3df76d83cc7add248ef9b4b4d15544bdacd",
+    ),
+    (
+        SUITE_FILE,
+        "5c83e5f75f1f941cb4073e5386edabe80a689dc95d4b4252da7fcd48c9012b32",
+    ),
+];
+
+/// [`Installed::Repaired`]'s reason for a file that was not there.
+const MISSING: &str = "missing";
+
+/// What [`install`] found in the folder and what it did.
+#[derive(Debug, PartialEq)]
+pub enum Installed {
+    /// Every file was there with the expected bytes: nothing was written.
+    Reused,
+    /// The folder held no suite file at all; the whole suite was generated into it.
+    Generated,
+    /// Some files were missing or damaged: `(file name, what was wrong)`; they were regenerated.
+    Repaired(Vec<(String, String)>),
+}
+
+/// Makes `dir` hold the built-in suite byte for byte as [`SUITE_SHA256`] describes it: checks
+/// every file's hash, and when one is missing or differs, generates the suite afresh (in a
+/// temporary folder beside the files), checks the new bytes and moves the files that were wrong
+/// into place. Each file is replaced by a rename, so another chipbench reading or filling the same
+/// folder at the same time (jobs of one array on a shared home) never sees half a file.
+pub fn install(dir: &Path) -> Result<Installed> {
+    let mut wrong = Vec::new();
+    for (file, expected) in SUITE_SHA256 {
+        let path = dir.join(file);
+        if !path.exists() {
+            wrong.push((file.to_string(), MISSING.to_string()));
+            continue;
+        }
+        match crate::model::sha256_file(&path) {
+            Ok(found) if found == expected => {}
+            Ok(found) => wrong.push((
+                file.to_string(),
+                format!("sha256 {found}, expected {expected}"),
+            )),
+            Err(e) => wrong.push((file.to_string(), e.to_string())),
+        }
+    }
+    if wrong.is_empty() {
+        return Ok(Installed::Reused);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let scratch = tempfile::Builder::new()
+        .prefix(".generating-")
+        .tempdir_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    generate(scratch.path())?;
+    for (file, expected) in SUITE_SHA256 {
+        let fresh = scratch.path().join(file);
+        let found = crate::model::sha256_file(&fresh)?;
+        if found != expected {
+            return Err(Error::Suite {
+                path: dir.join(file),
+                reason: format!(
+                    "generated here with sha256 {found}, but this chipbench was built with \
+                     {expected}: this machine's floating point gives other weights; pass \
+                     --suite DIR with a copy of models/ from chipbench's repository"
+                ),
+            });
+        }
+    }
+    for (file, _) in &wrong {
+        let target = dir.join(file);
+        std::fs::rename(scratch.path().join(file), &target).map_err(|e| Error::io(&target, e))?;
+    }
+    Ok(if wrong.iter().all(|(_, why)| why == MISSING) {
+        Installed::Generated
+    } else {
+        Installed::Repaired(wrong)
+    })
+}
+
 fn batch_input(name: &str, dtype: DType, rest: &[usize], range: Option<[f64; 2]>) -> InputSpec {
     let mut shape = vec![Dim::Named("batch".into())];
     shape.extend(rest.iter().map(|&d| Dim::Fixed(d)));

@@ -28,6 +28,22 @@ fn committed_models_are_what_the_generator_writes() {
     if std::env::var_os("CHIPBENCH_BLESS").is_some() {
         suite::generate(&models_dir()).unwrap();
     }
+    let table: Vec<(String, String)> = written
+        .iter()
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, model::sha256_file(p).unwrap())
+        })
+        .collect();
+    let expected: Vec<(String, String)> = suite::SUITE_SHA256
+        .iter()
+        .map(|(f, h)| (f.to_string(), h.to_string()))
+        .collect();
+    assert!(
+        table == expected,
+        "suite::SUITE_SHA256 (crates/optimize/src/suite.rs) is not what the generator writes; \
+         the generator's table is:\n{table:#?}"
+    );
     for path in &written {
         let name = path.file_name().unwrap();
         let new = std::fs::read(path).unwrap();
@@ -265,4 +281,44 @@ fn a_bad_suite_toml_is_named_in_the_error() {
     .unwrap();
     let err = Suite::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("inside the models folder"), "{err}");
+}
+
+/// A chipbench without `models/` fills a cache folder with the suite, reuses it, and replaces a
+/// damaged file (found by its hash) without touching the others.
+#[test]
+fn install_fills_reuses_and_repairs_a_cache_folder() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("suite");
+    assert_eq!(suite::install(&dir).unwrap(), suite::Installed::Generated);
+    for (file, _) in suite::SUITE_SHA256 {
+        assert_eq!(
+            std::fs::read(dir.join(file)).unwrap(),
+            std::fs::read(models_dir().join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    assert_eq!(suite::install(&dir).unwrap(), suite::Installed::Reused);
+
+    let damaged = dir.join("mlp.onnx");
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    std::fs::remove_file(dir.join("bert-tiny.onnx")).unwrap();
+    match suite::install(&dir).unwrap() {
+        suite::Installed::Repaired(files) => {
+            let names: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
+            assert_eq!(names, ["mlp.onnx", "bert-tiny.onnx"]);
+            assert!(files[0].1.contains("expected"), "{files:?}");
+            assert_eq!(files[1].1, "missing");
+        }
+        other => panic!("expected a repair, got {other:?}"),
+    }
+    assert_eq!(suite::install(&dir).unwrap(), suite::Installed::Reused);
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "scratch folders left: {leftovers:?}");
 }
