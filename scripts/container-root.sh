@@ -31,6 +31,8 @@ binary=$1 root=$2
 step() { echo "container-root.sh: $*"; }
 rm -rf "$root"
 mkdir -p "$root/usr/local/bin" "$root/opt" "$root/var/cache/chipbench"
+# Absolute: the check below runs the image's chipbench from another folder.
+root=$(cd "$root" && pwd)
 
 step "the binary, without its debug line tables"
 if command -v objcopy >/dev/null; then
