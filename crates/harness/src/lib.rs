@@ -13,6 +13,7 @@ pub mod journal;
 pub mod plan;
 pub mod protocol;
 pub mod remote;
+pub mod ssh;
 pub mod targets;
 pub mod worker;
 
@@ -126,6 +127,7 @@ fn further_sessions(
         observer.round_started(round, rounds);
         for (index, cell) in in_rounds {
             if INTERRUPTED.load(Ordering::Relaxed) {
+                executor.round_ended();
                 return;
             }
             observer.session_done();
@@ -136,5 +138,6 @@ fn further_sessions(
             stopped[*index] =
                 !chipbench_runner::record_session(settings, &mut cells[*index], session, how);
         }
+        executor.round_ended();
     }
 }
