@@ -293,6 +293,10 @@ pub struct CellResult {
     /// Whether the model variant fits the emulated device (`--edge-profile` runs).
     #[serde(default)]
     pub edge: Option<EdgeFit>,
+    /// What the engine logged at warning level or above while the cell ran (ONNX Runtime's
+    /// log), one line each; its errors are in `error`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Measured by `bench --resume` after the run was interrupted (cells measured before keep
     /// `false`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -646,6 +650,7 @@ impl CellResult {
             energy: None,
             roofline: None,
             edge: None,
+            warnings: Vec::new(),
             resumed: false,
             provenance: BTreeMap::new(),
         }
