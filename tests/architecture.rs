@@ -51,6 +51,8 @@ fn crates_depend_only_down_the_layers() {
             "chipbench-core" => &[],
             k if k.starts_with("chipbench-backend-") => &["chipbench-core"],
             "chipbench-optimize" | "chipbench-report" | "chipbench-energy" => &["chipbench-core"],
+            // The fuzzer links no engine: chipbench's own model handling only.
+            "chipbench-fuzz" => &["chipbench-core", "chipbench-optimize"],
             "chipbench-probe" | "chipbench-runner" => &["chipbench-core", "chipbench-energy"],
             // The harness drives the runner and never knows a backend.
             "chipbench-harness" => &[

@@ -501,7 +501,7 @@ impl Inputs for Recorded<'_> {
 fn axis(a: i64, rank: usize) -> Inferred<usize> {
     let r = rank as i64;
     let n = if a < 0 { a + r } else { a };
-    if (0..r.max(1)).contains(&n) {
+    if (0..r).contains(&n) {
         Ok(n as usize)
     } else {
         Err(format!("axis {a} is out of range for rank {rank}"))

@@ -204,6 +204,9 @@ fn split(cx: &Ctx) -> Inferred<Vec<Fact>> {
                 .node
                 .attr_i("num_outputs")
                 .map_or(outputs, |n| n.max(1) as usize);
+            if parts == 0 {
+                return Err("Split without outputs".into());
+            }
             // Equal parts, the last one smaller when the axis does not divide (opset 18 rule).
             let chunk = x[a].div_ceil(parts);
             (0..parts)

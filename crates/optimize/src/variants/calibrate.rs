@@ -81,11 +81,44 @@ impl CalibrationSettings {
     pub fn inputs(&self, specs: &[InputSpec], bound: &[TensorInfo]) -> Result<Vec<Vec<Tensor>>> {
         match &self.file {
             Some(path) => load_npz(path, bound),
-            None => Ok((0..self.samples as u64)
-                .map(|i| chipbench_core::spec::random_inputs(specs, bound, self.seed, i))
-                .collect()),
+            None => {
+                check_sample_bytes(bound, self.samples)?;
+                Ok((0..self.samples as u64)
+                    .map(|i| chipbench_core::spec::random_inputs(specs, bound, self.seed, i))
+                    .collect())
+            }
         }
     }
+}
+
+/// The most memory the generated samples of one derivation may take: inputs declared larger
+/// (a typo'd or hostile `float[1, 2147483648]`) are refused instead of allocated.
+pub const MAX_SAMPLE_BYTES: u64 = 1 << 30;
+
+fn check_sample_bytes(bound: &[TensorInfo], samples: usize) -> Result<()> {
+    let mut total: u64 = 0;
+    for info in bound {
+        let bytes = info
+            .shape
+            .iter()
+            .try_fold(info.dtype.size_bytes() as u64, |n, &d| {
+                n.checked_mul(d as u64)
+            })
+            .and_then(|one| one.checked_mul(samples as u64));
+        total = match bytes.and_then(|b| total.checked_add(b)) {
+            Some(t) if t <= MAX_SAMPLE_BYTES => t,
+            _ => {
+                return Err(Error::unsupported(format!(
+                    "input '{}' {:?}: {samples} generated samples of it would take more than \
+                     the {} MiB chipbench allows them",
+                    info.name,
+                    info.shape,
+                    MAX_SAMPLE_BYTES >> 20
+                )));
+            }
+        };
+    }
+    Ok(())
 }
 
 /// Reads calibration samples from a `.npz` (as `numpy.savez` writes it): one array per model

@@ -94,7 +94,11 @@ pub(crate) fn float_weight(graph: &GraphProto, name: &str) -> Option<(Vec<usize>
     if t.elem_type().ok()? != DataType::Float {
         return None;
     }
-    Some((t.shape().ok()?, t.to_f32().ok()?))
+    let (shape, values) = (t.shape().ok()?, t.to_f32().ok()?);
+    // A tensor whose data disagrees with its dims, or holds nothing, is not a weight the
+    // transforms can index.
+    let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+    (elements > 0 && elements == values.len()).then_some((shape, values))
 }
 
 /// Replaces (or adds) a float initializer.
@@ -167,6 +171,9 @@ pub(crate) fn prepare(model: &ModelProto, model_dir: Option<&Path>) -> Result<Mo
             t.raw_data = Some(bytes);
         }
     }
+    for node in &graph.node {
+        check_arity(node)?;
+    }
     let mut kept = Vec::with_capacity(graph.node.len());
     for node in std::mem::take(&mut graph.node) {
         match constant_as_initializer(&node) {
@@ -177,6 +184,46 @@ pub(crate) fn prepare(model: &ModelProto, model_dir: Option<&Path>) -> Result<Mo
     graph.node = kept;
     graph.value_info.clear();
     Ok(model)
+}
+
+/// The fewest inputs an operator the transforms rewrite takes (ONNX's own minimum), so that
+/// they can name a node's inputs by position.
+const MIN_INPUTS: [(&str, usize); 14] = [
+    ("Conv", 2),
+    ("ConvTranspose", 2),
+    ("Gemm", 2),
+    ("MatMul", 2),
+    ("BatchNormalization", 5),
+    ("Add", 2),
+    ("Mul", 2),
+    ("Relu", 1),
+    ("Clip", 1),
+    ("MaxPool", 1),
+    ("AveragePool", 1),
+    ("GlobalAveragePool", 1),
+    ("Flatten", 1),
+    ("Reshape", 2),
+];
+
+/// Refuses a node without outputs, or with fewer inputs than its operator takes.
+fn check_arity(node: &NodeProto) -> Result<()> {
+    let label = crate::infer::node_label(node);
+    if node.output.is_empty() {
+        return Err(Error::unsupported(format!(
+            "node '{label}' ({}) has no output",
+            node.op_type()
+        )));
+    }
+    if node.is_standard()
+        && let Some((op, min)) = MIN_INPUTS.iter().find(|(op, _)| *op == node.op_type())
+        && node.input.len() < *min
+    {
+        return Err(Error::unsupported(format!(
+            "node '{label}' ({op}) has {} input(s); {op} takes at least {min}",
+            node.input.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The tensor of a standard `Constant` node holding float data (`value` of a float type,

@@ -200,7 +200,10 @@ pub(crate) fn channels(
         let keep: Vec<usize> = (0..out_channels)
             .filter(|c| removed.binary_search(c).is_err())
             .collect();
-        apply(graph, &plan, &keep);
+        if let Err(why) = apply(graph, &plan, &keep) {
+            skipped.push(pruned(&layer, None, Some(why)));
+            continue;
+        }
         groups.push(ChannelGroup {
             node: layer.label.clone(),
             op: layer.op.clone(),
@@ -493,7 +496,25 @@ pub(crate) fn keep_along(
 
 /// Slices every weight of the plan; a weight also read outside the plan gets a copy for the
 /// plan's nodes.
-fn apply(graph: &mut GraphProto, plan: &ReachPlan, keep: &[usize]) {
+fn apply(graph: &mut GraphProto, plan: &ReachPlan, keep: &[usize]) -> Result<(), String> {
+    // Every weight is checked before any is cut, so that a refusal leaves the graph whole.
+    let needed = keep.iter().max().map_or(0, |k| k + 1);
+    for s in &plan.slices {
+        let name = graph.node[s.node]
+            .input
+            .get(s.input)
+            .cloned()
+            .unwrap_or_default();
+        match float_weight(graph, &name) {
+            Some((shape, _)) if shape.get(s.axis).is_some_and(|&n| n >= needed) => {}
+            _ => {
+                return Err(format!(
+                    "'{name}' is not a float weight with {needed} channels on axis {}",
+                    s.axis
+                ));
+            }
+        }
+    }
     let readers = consumers(graph);
     let mut names = Names::of(graph);
     let mut by_weight: HashMap<(String, usize), Vec<&ChannelSlice>> = HashMap::new();
@@ -504,7 +525,7 @@ fn apply(graph: &mut GraphProto, plan: &ReachPlan, keep: &[usize]) {
     let mut entries: Vec<_> = by_weight.into_iter().collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     for ((name, axis), slices) in entries {
-        let (shape, values) = float_weight(graph, &name).expect("planned slices are float weights");
+        let (shape, values) = float_weight(graph, &name).expect("checked above");
         let (new_shape, new_values) = keep_along(&shape, &values, axis, keep);
         let slicing: HashSet<usize> = slices.iter().map(|s| s.node).collect();
         let shared = readers
@@ -529,6 +550,7 @@ fn apply(graph: &mut GraphProto, plan: &ReachPlan, keep: &[usize]) {
             a.i = Some(keep.len() as i64);
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
