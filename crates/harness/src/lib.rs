@@ -13,6 +13,7 @@ pub mod journal;
 pub mod plan;
 pub mod protocol;
 pub mod remote;
+pub mod scenario;
 pub mod targets;
 pub mod worker;
 

@@ -1,0 +1,80 @@
+//! Scenarios (MLPerf LoadGen's): how queries reach the system under test and what the figure of
+//! a cell is. Single-stream is the runner's timed loop; offline, server and multi-stream are
+//! driven here by a load generator over a pool of workers, on the real clock in a run and on a
+//! virtual one in tests.
+//!
+//! - [`arrivals`]: when queries are scheduled (all at once, Poisson, fixed interval, after the
+//!   previous one).
+//! - [`driver`]: the generator, the queue and the workers; latency from the scheduled arrival.
+//! - [`figures`]: throughput with its CI, latency, wait and lateness distributions.
+//! - [`verdict`]: MLPerf's early-stopping verdict on a latency bound.
+//! - [`peak`]: the highest VALID query rate, by bracketing and bisection.
+//! - [`pool`]: worker threads, each with a session of its own, on the real clock.
+
+pub mod arrivals;
+pub mod clock;
+pub mod driver;
+pub mod figures;
+pub mod peak;
+pub mod pool;
+pub mod verdict;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How queries reach the system under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scenario {
+    /// One sample at a time, the next when the previous ends; the figure is latency.
+    SingleStream,
+    /// Every sample available at once; the figure is throughput.
+    Offline,
+    /// Queries arriving as a Poisson process; the figure is the rate served within a latency
+    /// bound.
+    Server,
+    /// Queries of several samples, one after another or at a fixed interval; the figure is the
+    /// p99 of query latency.
+    MultiStream,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::SingleStream,
+        Scenario::Offline,
+        Scenario::Server,
+        Scenario::MultiStream,
+    ];
+
+    /// The name on the command line, in cell ids and in `run.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::SingleStream => "single-stream",
+            Scenario::Offline => "offline",
+            Scenario::Server => "server",
+            Scenario::MultiStream => "multi-stream",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Scenario::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown scenario '{s}' (one of: {})", names.join(", "))
+            })
+    }
+}
