@@ -10,6 +10,7 @@
 //! - [`verdict`]: MLPerf's early-stopping verdict on a latency bound.
 //! - [`peak`]: the highest VALID query rate, by bracketing and bisection.
 //! - [`pool`]: worker threads, each with a session of its own, on the real clock.
+//! - [`settings`]: a scenario cell's settings, checked before any cell runs.
 
 pub mod arrivals;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod driver;
 pub mod figures;
 pub mod peak;
 pub mod pool;
+pub mod settings;
 pub mod verdict;
 
 #[cfg(test)]
@@ -25,8 +27,17 @@ mod tests;
 use std::fmt;
 use std::str::FromStr;
 
+use chipbench_core::result::ScenarioRun;
+use serde::{Deserialize, Serialize};
+
+use clock::RealClock;
+use figures::{Workers, scenario_run};
+use pool::{MakeServer, with_pool};
+use settings::ScenarioSettings;
+
 /// How queries reach the system under test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// One sample at a time, the next when the previous ends; the figure is latency.
     SingleStream,
@@ -77,4 +88,21 @@ impl FromStr for Scenario {
                 format!("unknown scenario '{s}' (one of: {})", names.join(", "))
             })
     }
+}
+
+/// Drives a cell's scenario on the real clock: `workers.concurrency` threads, each serving with
+/// the server `make` gives it, under `settings` (already checked). The error is the first server
+/// that could not be made or the first inference that failed.
+pub fn measure(
+    settings: &ScenarioSettings,
+    make: &MakeServer<'_>,
+    workers: &Workers,
+) -> Result<ScenarioRun, String> {
+    let load = settings.load();
+    let clock = RealClock::start();
+    let records = with_pool(workers.concurrency, clock, make, |pool| {
+        driver::drive(&load, pool, &clock)
+    })??;
+    scenario_run(&records, &load, workers, settings.latency_bound.as_ref())
+        .ok_or_else(|| "no query completed".to_string())
 }

@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use chipbench_core::result::LatencyVerdict;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{Binomial, DiscreteCDF};
 
 /// `--latency-bound p99=10ms`: the percentile (a fraction) whose latency must stay within `bound`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LatencyBound {
     pub percentile: f64,
     pub bound: Duration,
