@@ -107,8 +107,8 @@ fn offline_overhead(c: &mut Criterion) {
     );
     for (workers, batch) in [(1, 1), (2, 1), (1, 16), (2, 16)] {
         let queries = 50_000u64;
-        let clock = RealClock::start();
-        let records = with_pool(workers, clock, &|_| Ok(Box::new(Noop)), |pool| {
+        let records = with_pool(workers, &|_| Ok(Box::new(Noop)), |pool| {
+            let clock = pool.restart_clock();
             drive(&load(Schedule::AllAtOnce, batch, queries), pool, &clock).unwrap()
         })
         .unwrap();

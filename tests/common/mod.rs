@@ -57,3 +57,27 @@ pub fn bench(extra: &[&str]) -> (i32, serde_json::Value, tempfile::TempDir) {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", printed(&o)));
     (o.status.code().unwrap_or(-1), run, out)
 }
+
+/// Whether `chipbench backends --json` lists `backend` as available; when it does not, panics if
+/// the environment variable `require` is `1` (CI with the engine installed), else says why the
+/// test is skipped.
+pub fn backend_available(backend: &str, require: &str) -> bool {
+    let o = chipbench(&["backends", "--json"]);
+    assert!(o.status.success(), "{}", printed(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == backend)
+        .unwrap_or_else(|| panic!("{backend} is registered"));
+    if entry["available"] == true {
+        return true;
+    }
+    let reason = entry["reason"].as_str().unwrap_or_default();
+    if std::env::var(require).as_deref() == Ok("1") {
+        panic!("{require}=1 but {backend} is unavailable: {reason}");
+    }
+    eprintln!("skipped: {backend} is unavailable here: {reason}");
+    false
+}

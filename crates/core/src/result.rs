@@ -237,6 +237,11 @@ pub struct CellResult {
     pub model: ModelRecord,
     pub backend: BackendRecord,
     pub scenario: String,
+    /// The point of a scenario's sweep the cell measured (`b4-c2`: batch 4, concurrency 2;
+    /// `b1-c1-q500`: at 500 QPS); with the scenario and the threads it tells the cells of one
+    /// model on one device apart. `None` for single-stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_point: Option<String>,
     pub status: Status,
     pub error: Option<String>,
     /// The concrete input shapes the model ran with.
@@ -303,6 +308,17 @@ pub struct CellResult {
     pub resumed: bool,
     /// How each figure above was obtained, keyed by field name.
     pub provenance: BTreeMap<String, String>,
+}
+
+impl CellResult {
+    /// The scenario and its point (`offline/b4-c2`), or the scenario alone: the part of a cell's
+    /// identity the cell ids, the gate's keys and the history use.
+    pub fn scenario_label(&self) -> String {
+        match &self.scenario_point {
+            Some(point) => format!("{}/{point}", self.scenario),
+            None => self.scenario.clone(),
+        }
+    }
 }
 
 /// A cell driven by the load generator (offline, server, multi-stream): queries of `batch`-sized
@@ -702,6 +718,7 @@ impl CellResult {
             model,
             backend,
             scenario: scenario.to_string(),
+            scenario_point: None,
             status,
             error: Some(error),
             inputs: Vec::new(),

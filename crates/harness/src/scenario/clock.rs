@@ -22,9 +22,9 @@ impl RealClock {
         }
     }
 
-    /// The instant `at` (time since the origin) stands for.
-    pub fn instant(&self, at: Duration) -> Instant {
-        self.origin + at
+    /// The time since the origin of `at` (zero for an instant before it).
+    pub fn since_origin(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.origin)
     }
 }
 

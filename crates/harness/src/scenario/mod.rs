@@ -10,9 +10,11 @@
 //! - [`verdict`]: MLPerf's early-stopping verdict on a latency bound.
 //! - [`peak`]: the highest VALID query rate, by bracketing and bisection.
 //! - [`pool`]: worker threads, each with a session of its own, on the real clock.
+//! - [`cell`]: a cell measured through a scenario with real sessions, one per worker.
 //! - [`settings`]: a scenario cell's settings, checked before any cell runs.
 
 pub mod arrivals;
+pub mod cell;
 pub mod clock;
 pub mod driver;
 pub mod figures;
@@ -30,7 +32,9 @@ use std::str::FromStr;
 use chipbench_core::result::ScenarioRun;
 use serde::{Deserialize, Serialize};
 
-use clock::RealClock;
+use std::time::Duration;
+
+use chipbench_runner::resources::process_cpu_time;
 use figures::{Workers, scenario_run};
 use pool::{MakeServer, with_pool};
 use settings::ScenarioSettings;
@@ -90,19 +94,44 @@ impl FromStr for Scenario {
     }
 }
 
+/// A scenario's run on the real clock.
+pub struct Measured {
+    pub run: ScenarioRun,
+    /// Each query's latency from its scheduled arrival, ms, in the order issued.
+    pub latencies_ms: Vec<f64>,
+    /// CPU time of the whole process while the generator ran (every worker), where readable.
+    pub cpu_time: Option<Duration>,
+}
+
 /// Drives a cell's scenario on the real clock: `workers.concurrency` threads, each serving with
-/// the server `make` gives it, under `settings` (already checked). The error is the first server
-/// that could not be made or the first inference that failed.
+/// the server `make` gives it (a model bound to `batch` samples per inference), under `settings`
+/// (already checked). The error is the first server that could not be made or the first
+/// inference that failed.
 pub fn measure(
     settings: &ScenarioSettings,
+    batch: usize,
     make: &MakeServer<'_>,
     workers: &Workers,
-) -> Result<ScenarioRun, String> {
-    let load = settings.load();
-    let clock = RealClock::start();
-    let records = with_pool(workers.concurrency, clock, make, |pool| {
-        driver::drive(&load, pool, &clock)
+) -> Result<Measured, String> {
+    let load = settings.load(batch);
+    let (records, cpu_time) = with_pool(workers.concurrency, make, |pool| {
+        // The clock starts once every server is ready: loading and warm-up are not the run's.
+        let clock = pool.restart_clock();
+        let cpu_before = process_cpu_time();
+        let records = driver::drive(&load, pool, &clock);
+        let cpu_time = cpu_before
+            .zip(process_cpu_time())
+            .map(|(b, a)| a.saturating_sub(b));
+        records.map(|r| (r, cpu_time))
     })??;
-    scenario_run(&records, &load, workers, settings.latency_bound.as_ref())
-        .ok_or_else(|| "no query completed".to_string())
+    let run = scenario_run(&records, &load, workers, settings.latency_bound.as_ref())
+        .ok_or_else(|| "no query completed".to_string())?;
+    Ok(Measured {
+        run,
+        latencies_ms: records
+            .iter()
+            .map(|r| r.latency().as_secs_f64() * 1e3)
+            .collect(),
+        cpu_time,
+    })
 }

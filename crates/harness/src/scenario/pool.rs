@@ -2,7 +2,7 @@
 //! (a session loaded in that thread, since sessions need not be `Send`), fed through channels.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError, channel};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::clock::{Clock, RealClock};
 use super::driver::{Completion, Sut, Work};
@@ -18,8 +18,16 @@ pub type MakeServer<'a> = dyn Fn(usize) -> Result<Box<dyn Serve>, String> + Sync
 /// Worker threads serving work handed to them by the driver.
 pub struct ThreadPool {
     to_workers: Vec<Sender<Work>>,
-    done: Receiver<Completion>,
+    done: Receiver<Finished>,
     clock: RealClock,
+}
+
+/// What a worker sends back: the work, the instant it finished and the error, if any.
+struct Finished {
+    worker: usize,
+    work: Work,
+    at: Instant,
+    error: Option<String>,
 }
 
 /// Waits on the channel while the deadline is far, then polls it until the deadline, so a query
@@ -28,10 +36,9 @@ const SPIN: Duration = Duration::from_micros(200);
 
 /// Starts `workers` threads, each making its server with `make`, runs `body` with the pool once
 /// every server is ready, and joins the threads. The first server that cannot be made is the
-/// error.
+/// error. The pool's clock starts when `body` does (see [`ThreadPool::restart_clock`]).
 pub fn with_pool<R>(
     workers: usize,
-    clock: RealClock,
     make: &MakeServer<'_>,
     body: impl FnOnce(&mut ThreadPool) -> R,
 ) -> Result<R, String> {
@@ -57,14 +64,13 @@ pub fn with_pool<R>(
                 drop(ready_tx);
                 for work in rx {
                     let error = server.serve(work.samples).err();
-                    let finished = clock.now();
-                    let completion = Completion {
+                    let finished = Finished {
                         worker,
                         work,
-                        finished,
+                        at: Instant::now(),
                         error,
                     };
-                    if done_tx.send(completion).is_err() {
+                    if done_tx.send(finished).is_err() {
                         return;
                     }
                 }
@@ -75,13 +81,30 @@ pub fn with_pool<R>(
         let mut pool = ThreadPool {
             to_workers,
             done,
-            clock,
+            clock: RealClock::start(),
         };
         let result = started.map(|_| body(&mut pool));
         // Closing the channels ends the workers' loops; the scope joins them.
         pool.to_workers.clear();
         result
     })
+}
+
+impl ThreadPool {
+    /// Starts the pool's clock afresh and returns it: the driver's time zero.
+    pub fn restart_clock(&mut self) -> RealClock {
+        self.clock = RealClock::start();
+        self.clock
+    }
+
+    fn completion(&self, f: Finished) -> Completion {
+        Completion {
+            worker: f.worker,
+            work: f.work,
+            finished: self.clock.since_origin(f.at),
+            error: f.error,
+        }
+    }
 }
 
 impl Sut for ThreadPool {
@@ -96,19 +119,19 @@ impl Sut for ThreadPool {
 
     fn wait(&mut self, deadline: Option<Duration>) -> Option<Completion> {
         let Some(deadline) = deadline else {
-            return self.done.recv().ok();
+            return self.done.recv().ok().map(|f| self.completion(f));
         };
         let far = deadline.saturating_sub(self.clock.now());
         if far > SPIN {
             match self.done.recv_timeout(far - SPIN) {
-                Ok(c) => return Some(c),
+                Ok(f) => return Some(self.completion(f)),
                 Err(RecvTimeoutError::Disconnected) => return None,
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
         while self.clock.now() < deadline {
             match self.done.try_recv() {
-                Ok(c) => return Some(c),
+                Ok(f) => return Some(self.completion(f)),
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) => std::hint::spin_loop(),
             }

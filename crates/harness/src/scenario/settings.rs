@@ -15,8 +15,9 @@ use super::verdict::{CONFIDENCE, LatencyBound, min_queries};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScenarioSettings {
     pub scenario: Scenario,
-    /// `--batch`: samples per inference.
-    pub batch: usize,
+    /// `--batch`: samples per inference, bound to the model's batch dimension; `None` runs the
+    /// model as its inputs are bound (`--dim`, the suite's declaration).
+    pub batch: Option<usize>,
     /// `--concurrency`: inferences in flight at once.
     pub concurrency: usize,
     /// `--target-qps` (server).
@@ -50,7 +51,7 @@ impl ScenarioSettings {
                     .into(),
             );
         }
-        if self.batch == 0 {
+        if self.batch == Some(0) {
             return Err("--batch must be at least 1".into());
         }
         if self.concurrency == 0 {
@@ -90,8 +91,30 @@ impl ScenarioSettings {
         Ok(())
     }
 
-    /// The load the driver issues. Call after [`ScenarioSettings::check`].
-    pub fn load(&self) -> Load {
+    /// What tells this cell apart from the other points of its sweep, for its id and its record:
+    /// `b4-c2` (batch 4, concurrency 2), then `-q500` (server: 500 QPS), `-k8` (multi-stream: 8
+    /// samples per query) and `-i10ms` (a fixed query interval).
+    pub fn point(&self) -> String {
+        let mut point = match self.batch {
+            Some(b) => format!("b{b}-c{}", self.concurrency),
+            None => format!("c{}", self.concurrency),
+        };
+        match self.scenario {
+            Scenario::Server => point += &format!("-q{}", self.target_qps.unwrap_or(0.0)),
+            Scenario::MultiStream => {
+                point += &format!("-k{}", self.samples_per_query);
+                if let Some(i) = self.query_interval {
+                    point += &format!("-i{}", humantime::format_duration(i));
+                }
+            }
+            Scenario::Offline | Scenario::SingleStream => {}
+        }
+        point
+    }
+
+    /// The load the driver issues, for a model bound to `batch` samples per inference. Call
+    /// after [`ScenarioSettings::check`].
+    pub fn load(&self, batch: usize) -> Load {
         let (schedule, work_per_query) = match self.scenario {
             Scenario::Server => (
                 Schedule::Poisson {
@@ -112,7 +135,7 @@ impl ScenarioSettings {
         Load {
             schedule,
             work_per_query,
-            samples_per_work: self.batch,
+            samples_per_work: batch,
             min_queries: self.min_queries,
             min_duration: self.min_duration,
         }
@@ -149,7 +172,7 @@ mod tests {
     fn server(qps: f64) -> ScenarioSettings {
         ScenarioSettings {
             scenario: Scenario::Server,
-            batch: 1,
+            batch: Some(1),
             concurrency: 2,
             target_qps: Some(qps),
             samples_per_query: DEFAULT_SAMPLES_PER_QUERY,
@@ -195,7 +218,7 @@ mod tests {
             ),
             (
                 ScenarioSettings {
-                    batch: 0,
+                    batch: Some(0),
                     ..server(1.0)
                 },
                 "--batch",
@@ -220,15 +243,18 @@ mod tests {
             scenario: Scenario::MultiStream,
             ..server(1.0)
         };
-        assert_eq!(multi.load().schedule, Schedule::AfterPrevious);
-        assert_eq!(multi.load().work_per_query, 8);
+        assert_eq!(multi.load(1).schedule, Schedule::AfterPrevious);
+        assert_eq!(multi.load(1).work_per_query, 8);
+        assert_eq!(multi.point(), "b1-c2-k8");
         let offline = ScenarioSettings {
             scenario: Scenario::Offline,
-            batch: 16,
+            batch: Some(16),
             ..server(1.0)
         };
-        assert_eq!(offline.load().schedule, Schedule::AllAtOnce);
-        assert_eq!(offline.load().samples_per_work, 16);
+        assert_eq!(offline.load(16).schedule, Schedule::AllAtOnce);
+        assert_eq!(offline.load(16).samples_per_work, 16);
+        assert_eq!(offline.point(), "b16-c2");
+        assert_eq!(server(250.0).point(), "b1-c2-q250");
         let json = serde_json::to_string(&server(250.0)).unwrap();
         assert!(json.contains("\"server\""), "{json}");
         assert_eq!(

@@ -7,7 +7,7 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use super::arrivals::Schedule;
-use super::clock::{RealClock, VirtualClock};
+use super::clock::VirtualClock;
 use super::driver::{Completion, Load, QueryRecord, Sut, Work, drive};
 use super::figures::{distribution, throughput};
 use super::peak::{PeakSearch, find_peak};
@@ -290,8 +290,8 @@ fn a_real_stall_shows_in_latency_from_the_scheduled_arrival() {
             Ok(())
         }
     }
-    let clock = RealClock::start();
-    let records = with_pool(1, clock, &|_| Ok(Box::new(Stalling(0))), |pool| {
+    let records = with_pool(1, &|_| Ok(Box::new(Stalling(0))), |pool| {
+        let clock = pool.restart_clock();
         drive(&server(200.0, 200), pool, &clock)
     })
     .unwrap()
@@ -306,7 +306,6 @@ fn a_real_stall_shows_in_latency_from_the_scheduled_arrival() {
 fn a_server_that_cannot_be_made_is_the_error() {
     let made = with_pool(
         3,
-        RealClock::start(),
         &|w| {
             if w == 2 {
                 Err(format!("worker {w}: no device"))
