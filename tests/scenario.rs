@@ -170,3 +170,47 @@ fn bad_scenario_settings_name_their_option_before_any_cell() {
         assert!(!dir.exists(), "a run folder was made before the refusal");
     }
 }
+
+/// A real session (the test backend's `stall` device: it answers at once but stalls 200 ms once,
+/// a second after its load) served at 200 QPS through the binary: the stall shows in the cell's
+/// maximum, and the queries that arrived during it waited for it (wide margins: a busy host only
+/// adds to both).
+#[cfg(feature = "crash-test")]
+#[test]
+fn a_real_session_that_stalls_once_shows_it_in_the_cells_max() {
+    let out = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_chipbench"))
+        .args([
+            "bench",
+            "--quick",
+            "--json",
+            "--quiet",
+            "--no-history",
+            "--out",
+            out.path().to_str().unwrap(),
+            "--model",
+            "mlp",
+            "--backend",
+            "crash:stall",
+            "--scenario",
+            "server",
+            "--target-qps",
+            "200",
+            "--min-query-duration",
+            "2s",
+        ])
+        .env("CHIPBENCH_CRASH_BACKEND", "1")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::printed(&o));
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cell = &run["cells"][0];
+    assert_eq!(cell["status"], "ok", "{cell}");
+    let max = cell["latency_ms"]["max"].as_f64().unwrap();
+    assert!(max >= 200.0, "max {max} ms");
+    let waited = cell["scenario_run"]["queue_wait_ms"]["max"]
+        .as_f64()
+        .unwrap();
+    assert!(waited >= 100.0, "longest queue wait {waited} ms");
+}

@@ -63,7 +63,7 @@ impl ScenarioSettings {
         if self.scenario == Scenario::Server {
             match self.target_qps {
                 None => {
-                    return Err("the server scenario needs --target-qps (or --find-peak)".into());
+                    return Err("the server scenario needs --target-qps".into());
                 }
                 Some(q) if !(q.is_finite() && q > 0.0) => {
                     return Err(format!(
