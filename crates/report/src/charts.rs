@@ -322,6 +322,85 @@ pub fn pareto(title: &str, x_desc: &str, points: &[ParetoPoint]) -> Result<Strin
     Ok(svg)
 }
 
+/// One point of a load-generator sweep (a batch size, a concurrency, a rate).
+pub struct KneePoint {
+    pub label: String,
+    /// Samples per second.
+    pub throughput: f64,
+    /// Query latency, ms.
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// Latency (p50 and p99, log axis) against throughput over a sweep: where added load stops buying
+/// throughput and starts costing latency (the knee).
+pub fn knee(title: &str, points: &[KneePoint]) -> Result<String> {
+    let fail = chart_error(title);
+    let mut sorted: Vec<&KneePoint> = points.iter().collect();
+    sorted.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    let xr = fitting_range(points.iter().map(|p| &p.throughput));
+    let latencies: Vec<f64> = points.iter().flat_map(|p| [p.p50, p.p99]).collect();
+    let yr = fitting_range(latencies.iter());
+    let y_axis = decades(yr.start.max(1e-6), yr.end.max(1e-6) * 1.5);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..(xr.end * 1.15).max(1.0), y_axis.log_scale())
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("throughput, samples/s")
+            .y_desc("query latency, ms")
+            .x_label_formatter(&|v| significant(*v))
+            .y_label_formatter(&|v| significant(*v))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        for (name, colour, of) in [
+            (
+                "p50",
+                BLUE,
+                (|p: &KneePoint| p.p50) as fn(&KneePoint) -> f64,
+            ),
+            ("p99", RED, |p: &KneePoint| p.p99),
+        ] {
+            let line: Vec<(f64, f64)> = sorted.iter().map(|p| (p.throughput, of(p))).collect();
+            chart
+                .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
+                .map_err(|e| fail(&e))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+            chart
+                .draw_series(line.iter().map(|&xy| Circle::new(xy, 4, colour.filled())))
+                .map_err(|e| fail(&e))?;
+        }
+        chart
+            .draw_series(sorted.iter().map(|p| {
+                Text::new(
+                    p.label.clone(),
+                    (p.throughput, p.p99),
+                    (FONT, 12).into_font(),
+                )
+            }))
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font((FONT, 12))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(svg)
+}
+
 /// A cell on the roofline.
 pub struct RooflinePoint {
     pub label: String,

@@ -322,7 +322,8 @@ fn notes(baseline: &[&CellResult], current: &CellResult, metric: Metric) -> Vec<
 mod tests {
     use crate::gate::{CellComparison, GateSettings, Metric, Verdict, compare};
     use crate::test_support::{
-        baseline_of, cell, lognormal_samples, run_with, sample_run, with_estimated_energy,
+        baseline_of, cell, load_generated, lognormal_samples, run_with, sample_run,
+        with_estimated_energy,
     };
     use chipbench_core::result::RunResult;
 
@@ -639,41 +640,16 @@ mod tests {
         assert_eq!(estimate_notes(&with_method("measured:rapl")), 0);
     }
 
-    /// An offline cell: the given latency samples (one per query) and throughput windows.
     fn offline_cell(id: &str, samples: Vec<f64>, windows: Vec<f64>) -> RunResult {
-        use chipbench_core::result::{ScenarioRun, Throughput};
-        use chipbench_core::stats::summarize;
-        let mut c = cell("m", "fp32", "tract", samples.clone(), None);
-        c.scenario = "offline".into();
-        c.scenario_point = Some("b1-c2".into());
-        let stats = summarize(&samples).unwrap();
-        let samples_per_s = windows.iter().sum::<f64>() / windows.len() as f64;
-        c.throughput_per_s = Some(samples_per_s);
-        c.scenario_run = Some(ScenarioRun {
-            batch: 1,
-            concurrency: 2,
-            sessions: "per-worker".into(),
-            sessions_memory_bytes: None,
-            arrivals: "all-at-once".into(),
-            target_qps: None,
-            seed: None,
-            samples_per_query: 1,
-            queries: samples.len() as u64,
-            samples: samples.len() as u64,
-            duration_s: 1.0,
-            throughput: Throughput {
-                samples_per_s,
-                ci95: [samples_per_s; 2],
-                window_s: 0.1,
+        run_with(
+            id,
+            vec![load_generated(
+                cell("m", "fp32", "tract", samples, None),
+                "offline",
+                "b1-c2",
                 windows,
-            },
-            query_latency_ms: stats.clone(),
-            queue_wait_ms: stats.clone(),
-            issue_lateness_us: stats,
-            generator_behind: false,
-            verdict: None,
-        });
-        run_with(id, vec![c])
+            )],
+        )
     }
 
     /// Throughput of a load-generator cell is tested on its windows' rates: the same latencies
