@@ -178,16 +178,8 @@ fn bad_scenario_settings_name_their_option_before_any_cell() {
 #[cfg(feature = "crash-test")]
 #[test]
 fn a_real_session_that_stalls_once_shows_it_in_the_cells_max() {
-    let out = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_chipbench"))
-        .args([
-            "bench",
-            "--quick",
-            "--json",
-            "--quiet",
-            "--no-history",
-            "--out",
-            out.path().to_str().unwrap(),
+    let (code, run, _out) = common::bench_with(
+        &[
             "--model",
             "mlp",
             "--backend",
@@ -198,13 +190,10 @@ fn a_real_session_that_stalls_once_shows_it_in_the_cells_max() {
             "200",
             "--min-query-duration",
             "2s",
-        ])
-        .env("CHIPBENCH_CRASH_BACKEND", "1")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", common::printed(&o));
-    let run: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        ],
+        &[("CHIPBENCH_CRASH_BACKEND", "1")],
+    );
+    assert_eq!(code, 0, "{run}");
     let cell = &run["cells"][0];
     assert_eq!(cell["status"], "ok", "{cell}");
     let max = cell["latency_ms"]["max"].as_f64().unwrap();

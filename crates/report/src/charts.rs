@@ -15,6 +15,20 @@ const FONT: &str = "sans-serif";
 /// about the resolution of 1 - cosine in double precision.
 pub const LOSS_FLOOR: f64 = 1e-16;
 
+/// The legend box, drawn alike on every chart.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, 12))
+        .draw()
+}
+
 /// A log axis range snapped out to whole decades, so that plotters always has labelled ticks.
 fn decades(lo: f64, hi: f64) -> std::ops::Range<f64> {
     let lo = 10f64.powf(lo.log10().floor());
@@ -309,14 +323,7 @@ pub fn pareto(title: &str, x_desc: &str, points: &[ParetoPoint]) -> Result<Strin
                 .label(format!("{} (1-cos {:.1e})", p.label, p.loss))
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(|e| fail(&e))?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(|e| fail(&e))?;
         root.present().map_err(|e| fail(&e))?;
     }
     Ok(svg)
@@ -388,14 +395,7 @@ pub fn knee(title: &str, points: &[KneePoint]) -> Result<String> {
                 )
             }))
             .map_err(|e| fail(&e))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(|e| fail(&e))?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(|e| fail(&e))?;
         root.present().map_err(|e| fail(&e))?;
     }
     Ok(svg)
@@ -493,14 +493,7 @@ pub fn roofline(title: &str, points: &[RooflinePoint], ceilings: &Ceilings) -> R
                 .label(p.label.clone())
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(|e| fail(&e))?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight).map_err(|e| fail(&e))?;
         root.present().map_err(|e| fail(&e))?;
     }
     Ok(svg)
