@@ -107,6 +107,22 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("'{text}': {e} (e.g. 3s, 500ms, 0.3)"))
 }
 
+/// `e` and its causes on one line, each cause once: an error whose message already ends with
+/// its cause (this project's errors name the file and the cause) does not repeat it.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 /// A mistake in the command line or configuration: exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -138,7 +154,7 @@ fn main() -> ExitCode {
         Ok(Ok(Outcome::SomeFailed | Outcome::Regressed)) => ExitCode::from(1),
         Ok(Ok(Outcome::Interrupted)) => ExitCode::from(130),
         Ok(Err(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

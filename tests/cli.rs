@@ -135,6 +135,9 @@ fn a_corrupt_model_fails_only_its_own_cell() {
         );
         assert_eq!(error.lines().count(), 1, "one line: {error}");
     }
+    // The cause once, not "...(os error 2): No such file or directory (os error 2)".
+    let error = cell(&run, "missing", "tract")["error"].as_str().unwrap();
+    assert_eq!(error.matches("os error 2").count(), 1, "{error}");
 }
 
 #[test]

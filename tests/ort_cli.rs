@@ -239,3 +239,71 @@ fn a_model_tract_cannot_run_is_checked_against_ort_cpu() {
         "{how}"
     );
 }
+
+/// An `Expand` of one float to 1x100000x100000 (40 GB): ONNX Runtime refuses the allocation
+/// and logs it. Its error must be the cell's, once, and none of its log lines may reach the
+/// terminal raw (measured in-process, so that ONNX Runtime runs in the process whose stderr
+/// the user sees).
+#[test]
+fn onnx_runtime_errors_reach_the_cell_and_not_the_terminal() {
+    use chipbench_optimize::builder::GraphBuilder;
+    use chipbench_optimize::onnx::{DataType, TensorProto};
+    if ort_or_skip().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("expand_bomb.onnx");
+    let mut g = GraphBuilder::new("expand_bomb");
+    g.input("x", DataType::Float, &["1", "1", "1"]);
+    let shape: Vec<u8> = [1i64, 100_000, 100_000]
+        .iter()
+        .flat_map(|d| d.to_le_bytes())
+        .collect();
+    let shape = g.initializer(TensorProto::from_raw("shape", DataType::Int64, &[3], shape));
+    g.node("Expand", "y", &["x", &shape], vec![]);
+    g.output("y", DataType::Float, &["1", "100000", "100000"]);
+    chipbench_optimize::model::save(&g.into_model().unwrap(), &model).unwrap();
+
+    let out = dir.path().join("run");
+    let o = chipbench(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--no-history",
+        "--in-process",
+        "--sessions",
+        "1",
+        "--accuracy-samples",
+        "0",
+        "-b",
+        "ort:cpu",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = text(&o.stderr);
+    let run: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&o.stdout)));
+    common::validate(&run);
+    let cell = &run["cells"][0];
+    assert_eq!(cell["status"], "failed", "{cell}");
+    let error = cell["error"].as_str().unwrap();
+    // ONNX Runtime's cause, once, without its source locations.
+    assert!(
+        error.contains("Expand node")
+            && error.contains("Failed to allocate memory")
+            && !error.contains("onnxruntime_src"),
+        "{error}"
+    );
+    assert_eq!(
+        error.matches("Failed to allocate memory").count(),
+        1,
+        "{error}"
+    );
+    // Its own log lines look like `2026-12-05 03:40:00.1 [E:onnxruntime:chipbench, ...]`.
+    assert!(
+        !stderr.contains(":onnxruntime:"),
+        "ONNX Runtime's log reached the terminal:\n{stderr}"
+    );
+}

@@ -332,12 +332,11 @@ fn measure(
     let mut executor: Box<dyn Executor> = match (edge, args.in_process) {
         (Some(e), _) => Box::new(e.executor),
         (None, true) => Box::new(InProcess::new(references, energy)),
-        (None, false) => Box::new(FreshProcess {
-            exe: std::env::current_exe()
-                .context("cannot find the chipbench binary to run cells in")?,
-            context: JobContext { energy, ..context },
-            timeout: args.cell_timeout,
-        }),
+        (None, false) => Box::new(FreshProcess::new(
+            std::env::current_exe().context("cannot find the chipbench binary to run cells in")?,
+            JobContext { energy, ..context },
+            args.cell_timeout,
+        )),
     };
     let mut observer = Progress {
         bar: progress_bar(work.len() as u64, talk),

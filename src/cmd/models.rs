@@ -71,7 +71,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<Outcome> {
         })();
         match line {
             Ok(l) => println!("{l}"),
-            Err(e) => println!("{:<18} error: {e:#}", m.name),
+            Err(e) => println!("{:<18} error: {}", m.name, crate::one_line(&e)),
         }
     }
     println!(
@@ -263,7 +263,7 @@ fn prepare(
         }),
         Err(e) => Prepared::Broken {
             record,
-            error: format!("{e:#}"),
+            error: crate::one_line(&e),
         },
     }
 }

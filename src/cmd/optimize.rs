@@ -363,7 +363,7 @@ pub fn expand(
                     record.sha256 = String::new();
                     out.push(Prepared::Broken {
                         record,
-                        error: format!("cannot derive {recipe}: {e:#}"),
+                        error: format!("cannot derive {recipe}: {}", crate::one_line(&e)),
                     });
                 }
             }

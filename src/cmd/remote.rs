@@ -5,9 +5,7 @@
 //! fingerprint. Every connection has bounded time-outs; when the connection is lost, the cells that
 //! finished are kept and the others fail with the reason.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -16,7 +14,8 @@ use chipbench_core::result::{RunResult, Status};
 use chipbench_harness::journal::Journal;
 use chipbench_harness::journal::JournalError;
 use chipbench_harness::protocol::Message;
-use chipbench_harness::remote::{self, Lost, Received};
+use chipbench_harness::remote::{self, Received};
+use chipbench_harness::ssh::{self, SshTarget};
 use chipbench_optimize::suite::Suite;
 use chipbench_runner::measure::INTERRUPTED;
 use clap::Args;
@@ -286,163 +285,6 @@ fn rewrite(tokens: &[String], mut rename: impl FnMut(&str, &str) -> String) -> V
     out
 }
 
-/// The device at the other end of ssh, and how to reach it (not a backend's `Device`).
-struct SshTarget {
-    destination: String,
-    port: Option<u16>,
-    identity: Option<PathBuf>,
-    options: Vec<String>,
-    connect_timeout: Duration,
-}
-
-impl SshTarget {
-    /// `ssh` or `scp` with the bounded time-outs and the user's options.
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command
-            .arg("-o")
-            .arg("BatchMode=yes")
-            .arg("-o")
-            .arg(format!(
-                "ConnectTimeout={}",
-                self.connect_timeout.as_secs().max(1)
-            ))
-            .arg("-o")
-            .arg("ServerAliveInterval=5")
-            .arg("-o")
-            .arg("ServerAliveCountMax=3");
-        if let Some(key) = &self.identity {
-            command.arg("-i").arg(key);
-        }
-        for option in &self.options {
-            command.arg("-o").arg(option);
-        }
-        if let Some(port) = self.port {
-            command
-                .arg(if program == "scp" { "-P" } else { "-p" })
-                .arg(port.to_string());
-        }
-        command
-    }
-
-    /// Runs `script` on the device and returns its stdout.
-    fn exec(&self, script: &str, deadline: Instant, what: &str) -> anyhow::Result<String> {
-        let mut command = self.command("ssh");
-        command.arg(&self.destination).arg(script);
-        let output = run_bounded(command, deadline, what)?;
-        Ok(output.trim().to_string())
-    }
-
-    /// Copies local `sources` to `destination` on the device.
-    fn copy(&self, sources: &[&Path], destination: &str, deadline: Instant) -> anyhow::Result<()> {
-        let mut command = self.command("scp");
-        command.arg("-p").arg("-q");
-        command.args(sources);
-        command.arg(format!("{}:{destination}", self.destination));
-        run_bounded(
-            command,
-            deadline,
-            &format!("copying to {}:{destination}", self.destination),
-        )?;
-        Ok(())
-    }
-
-    fn fetch(&self, source: &str, local: &Path, deadline: Instant) -> anyhow::Result<()> {
-        let mut command = self.command("scp");
-        command
-            .arg("-q")
-            .arg(format!("{}:{source}", self.destination))
-            .arg(local);
-        run_bounded(
-            command,
-            deadline,
-            &format!("fetching {}:{source}", self.destination),
-        )?;
-        Ok(())
-    }
-}
-
-/// Runs a command to completion or until `deadline`; its stdout, or an error with its stderr.
-fn run_bounded(mut command: Command, deadline: Instant, what: &str) -> anyhow::Result<String> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("{what}: cannot run {:?}", command.get_program()))?;
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .map(|pipe| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_string(&mut text);
-            }
-            text
-        })
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let [stdout, stderr] = readers.map(|r| r.join().unwrap_or_default());
-    match status {
-        None => anyhow::bail!("{what}: time-out (--timeout)"),
-        Some(s) if s.success() => Ok(stdout),
-        Some(s) => anyhow::bail!(
-            "{what}: {} ({s})",
-            last_line(&stderr).unwrap_or("no message")
-        ),
-    }
-}
-
-fn last_line(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).rev().find(|l| !l.is_empty())
-}
-
-/// A shell word: the text in single quotes.
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
-}
-
-/// The Rust target of a `uname -m`.
-fn target_of(machine: &str) -> Option<&'static str> {
-    match machine {
-        "x86_64" | "amd64" => Some("x86_64-unknown-linux-gnu"),
-        "aarch64" | "arm64" => Some("aarch64-unknown-linux-gnu"),
-        _ => None,
-    }
-}
-
-/// The shell script that runs the benchmark in `dir` on the device and reports it in the
-/// harness's messages (`chipbench follow`).
-fn run_script(dir: &str, args: &[String]) -> String {
-    let args: Vec<String> = args.iter().map(|a| quote(a)).collect();
-    format!(
-        r#"cd {dir} || exit 97
-./chipbench bench --suite models --out run --no-history --quiet {args} >run.stdout 2>run.stderr &
-exec ./chipbench follow run --pid $! --stderr run.stderr
-"#,
-        dir = quote(dir),
-        args = args.join(" ")
-    )
-}
-
 pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let deadline = started + args.timeout;
@@ -460,8 +302,8 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
 
     let machine = device
         .exec("uname -m", deadline, &format!("connecting to {}", args.ssh))
-        .map_err(|e| UsageError(format!("{e:#}")))?;
-    let target = match (&args.target, target_of(&machine)) {
+        .map_err(UsageError)?;
+    let target = match (&args.target, ssh::target_of(&machine)) {
         (Some(t), Some(found)) if t != found => {
             return Err(UsageError(format!(
                 "--target {t}, but {} is {machine} ({found})",
@@ -484,7 +326,7 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
         eprintln!("{} is {machine}: using {}", args.ssh, binary.display());
     }
 
-    let base = quote(&args.remote_dir);
+    let base = ssh::quote(&args.remote_dir);
     let file_dirs: String = (0..forwarded.files.len())
         .map(|i| format!(" \"$d/files/{i}\""))
         .collect();
@@ -494,23 +336,30 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
         ),
         deadline,
         "creating the run folder on the device",
-    )?;
+    )
+    .map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
         dir.starts_with('/'),
         "the device did not name its run folder (got '{dir}')"
     );
     let copied = (|| -> anyhow::Result<()> {
-        device.copy(&[&binary], &format!("{dir}/chipbench"), deadline)?;
+        device
+            .copy(&[&binary], &format!("{dir}/chipbench"), deadline)
+            .map_err(anyhow::Error::msg)?;
         let mut suite_files: Vec<&Path> = vec![&forwarded.suite_toml];
         suite_files.extend(forwarded.suite_models.iter().map(PathBuf::as_path));
-        device.copy(&suite_files, &format!("{dir}/models/"), deadline)?;
+        device
+            .copy(&suite_files, &format!("{dir}/models/"), deadline)
+            .map_err(anyhow::Error::msg)?;
         for (local, remote) in &forwarded.files {
-            device.copy(&[local], &format!("{dir}/{remote}"), deadline)?;
+            device
+                .copy(&[local], &format!("{dir}/{remote}"), deadline)
+                .map_err(anyhow::Error::msg)?;
         }
         Ok(())
     })();
     if let Err(e) = copied {
-        cleanup(&device, &dir, None, args.keep_remote);
+        ssh::cleanup(&device, &dir, None, args.keep_remote);
         return Err(e);
     }
     if talk {
@@ -536,7 +385,7 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
     let lost = received
         .lost
         .as_ref()
-        .map(|l| lost_reason(l, &device, args.timeout));
+        .map(|l| ssh::lost_reason(l, &device, args.timeout));
     let (plan, pid) = (received.plan, received.pid);
 
     let fetched: Option<RunResult> = match exit {
@@ -545,13 +394,14 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
                 std::env::temp_dir().join(format!("chipbench-remote-{}.json", std::process::id()));
             let result = device
                 .fetch(&format!("{dir}/run/run.json"), &local, deadline)
+                .map_err(anyhow::Error::msg)
                 .and_then(|_| chipbench_report::load_run(&local).map_err(anyhow::Error::from));
             let _ = std::fs::remove_file(&local);
             result.ok()
         }
         None => None,
     };
-    cleanup(
+    ssh::cleanup(
         &device,
         &dir,
         if exit.is_none() { pid } else { None },
@@ -680,48 +530,14 @@ fn stream(
         }
         Ok(())
     };
-    let received = remote::receive(transport, &run_script(dir, bench_args), deadline, &mut on)
-        .context("cannot run ssh")??;
+    let received = remote::receive(
+        transport,
+        &ssh::run_script(dir, bench_args),
+        deadline,
+        &mut on,
+    )
+    .context("cannot run ssh")??;
     Ok(Streamed { received, journal })
-}
-
-/// Why the stream ended before the run did, in words.
-fn lost_reason(lost: &Lost, device: &SshTarget, timeout: Duration) -> String {
-    match lost {
-        Lost::Interrupted => "interrupted (Ctrl-C)".to_string(),
-        Lost::TimedOut => format!(
-            "time-out: the remote run exceeded --timeout {}",
-            humantime::format_duration(timeout)
-        ),
-        Lost::Incompatible(why) => format!("the device's chipbench cannot report back: {why}"),
-        Lost::Connection { status, last_words } => format!(
-            "connection to {} lost ({})",
-            device.destination,
-            last_words
-                .clone()
-                .or_else(|| status.map(|s| format!("ssh ended with {s}")))
-                .unwrap_or_else(|| "ssh ended".into())
-        ),
-    }
-}
-
-/// Stops a run the connection left behind and removes the device's run folder, in one bounded
-/// attempt; a failure is only reported.
-fn cleanup(device: &SshTarget, dir: &str, orphan: Option<u32>, keep: bool) {
-    let mut script = String::new();
-    if let Some(pid) = orphan {
-        script.push_str(&format!("kill {pid} 2>/dev/null; "));
-    }
-    if !keep {
-        script.push_str(&format!("rm -rf {}", quote(dir)));
-    }
-    if script.is_empty() {
-        return;
-    }
-    let deadline = Instant::now() + device.connect_timeout + Duration::from_secs(10);
-    if let Err(e) = device.exec(&script, deadline, "cleaning up on the device") {
-        eprintln!("warning: {e:#}; the device may keep {dir}");
-    }
 }
 
 /// The chipbench to copy: `--binary`, this one when the device has this host's target, else
@@ -733,7 +549,7 @@ fn device_binary(explicit: Option<&Path>, target: &str) -> anyhow::Result<PathBu
         }
         return Ok(path.to_path_buf());
     }
-    if Some(target) == target_of(std::env::consts::ARCH) && cfg!(target_os = "linux") {
+    if Some(target) == ssh::target_of(std::env::consts::ARCH) && cfg!(target_os = "linux") {
         return std::env::current_exe().context("cannot find this chipbench binary");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
@@ -792,12 +608,5 @@ mod tests {
                 "3"
             ])
         );
-    }
-
-    #[test]
-    fn shell_words_survive_quotes() {
-        assert_eq!(quote("it's"), "'it'\\''s'");
-        assert_eq!(target_of("aarch64"), Some("aarch64-unknown-linux-gnu"));
-        assert_eq!(target_of("riscv64"), None);
     }
 }

@@ -6,19 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use chipbench_backend_wgpu::{MatmulKernel, Precision as WgpuPrecision, WgpuBackend};
 use chipbench_core::result::{Projections, RunResult};
-use chipbench_core::{
-    Backend, DType, Device, DeviceKind, ModelSource, SessionOptions, Tensor, TensorInfo,
-};
-use chipbench_optimize::builder::GraphBuilder;
-use chipbench_optimize::onnx::{DataType, TensorProto};
+use chipbench_core::{Backend, Device, DeviceKind};
 use chipbench_optimize::suite::Suite;
 use chipbench_optimize::{ModelStats, infer_shapes};
 use chipbench_probe::catalog::{self, Precision};
+use chipbench_probe::ceilings::{self, CpuBudget, MatmulModels};
 use chipbench_probe::projection::{self, Workload};
 use chipbench_probe::roofline::{self, Ceilings, DeviceCeilings, SCHEMA};
 use clap::Args;
@@ -96,27 +93,28 @@ fn measure(args: &RooflineArgs) -> anyhow::Result<Outcome> {
     } else {
         &[256, 512, 1024]
     };
-    let budget = if args.quick {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(1)
-    };
     let llc = host
         .caches
         .iter()
         .map(|c| c.size_bytes as usize)
         .max()
         .unwrap_or(32 << 20);
-    let array_bytes = (4 * llc).max(32 << 20);
-    let repetitions = if args.quick { 3 } else { 10 };
-    // Per cache level and kernel: many short repetitions within this time.
-    let cache_budget = Duration::from_millis(if args.quick { 60 } else { 300 });
+    let budget = CpuBudget {
+        per_model: Duration::from_millis(if args.quick { 200 } else { 1000 }),
+        array_bytes: (4 * llc).max(32 << 20),
+        repetitions: if args.quick { 3 } else { 10 },
+        // Many short repetitions per cache level and kernel within this time.
+        per_cache_level: Duration::from_millis(if args.quick { 60 } else { 300 }),
+    };
 
     let dir = std::env::temp_dir().join(format!("chipbench-roofline-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let models: anyhow::Result<Vec<MatmulModels>> = sizes
         .iter()
-        .map(|&n| MatmulModels::write(&dir, n))
+        .map(|&size| {
+            let (fp32, int8) = chipbench_optimize::matmul::write(&dir, size)?;
+            Ok(MatmulModels { size, fp32, int8 })
+        })
         .collect();
     let mut measured = Vec::new();
     let outcome = models.and_then(|m| {
@@ -124,15 +122,12 @@ fn measure(args: &RooflineArgs) -> anyhow::Result<Outcome> {
             if !args.json {
                 eprintln!("measuring the CPU at {t} thread(s)...");
             }
-            measured.push(cpu_ceilings(
+            measured.push(ceilings::measure_cpu(
                 tract.as_ref(),
                 &cpu,
                 &m,
                 t,
-                budget,
-                array_bytes,
-                repetitions,
-                cache_budget,
+                &budget,
                 &host.caches,
             )?);
         }
@@ -214,160 +209,13 @@ fn measure(args: &RooflineArgs) -> anyhow::Result<Outcome> {
         "\nmeasured on this host: compute = 2 x N^3 / fastest run, best over N = {sizes:?}, of square MatMul \
          (fp32) and MatMulInteger (u8 x i8 -> i32) models through tract; memory = STREAM triad over 3 x {} MiB \
          arrays, and over half of each cache level.",
-        array_bytes >> 20
+        budget.array_bytes >> 20
     );
     println!(
         "stored: {} (chipbench bench bounds each cell with it)",
         path.display()
     );
     Ok(Outcome::Success)
-}
-
-/// The generated square matmul models.
-struct MatmulModels {
-    size: usize,
-    fp32: PathBuf,
-    int8: PathBuf,
-}
-
-impl MatmulModels {
-    fn write(dir: &Path, size: usize) -> anyhow::Result<MatmulModels> {
-        let weights: Vec<f32> = (0..size * size)
-            .map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5)
-            .collect();
-        let mut g = GraphBuilder::new("roofline_matmul_fp32");
-        g.input(
-            "a",
-            DataType::Float,
-            &[&size.to_string(), &size.to_string()],
-        );
-        let b = g.weight("b", &[size, size], &weights);
-        g.node("MatMul", "y", &["a", &b], vec![]);
-        g.output(
-            "y",
-            DataType::Float,
-            &[&size.to_string(), &size.to_string()],
-        );
-        let fp32 = dir.join(format!("matmul-fp32-{size}.onnx"));
-        chipbench_optimize::model::save(&g.into_model()?, &fp32)?;
-
-        let raw: Vec<u8> = (0..size * size)
-            .map(|i| (((i * 7919) % 255) as i32 - 127) as i8 as u8)
-            .collect();
-        let mut g = GraphBuilder::new("roofline_matmul_int8");
-        g.input(
-            "a",
-            DataType::Uint8,
-            &[&size.to_string(), &size.to_string()],
-        );
-        let b = g.initializer(TensorProto::from_raw(
-            "b",
-            DataType::Int8,
-            &[size, size],
-            raw,
-        ));
-        g.node("MatMulInteger", "y", &["a", &b], vec![]);
-        g.output(
-            "y",
-            DataType::Int32,
-            &[&size.to_string(), &size.to_string()],
-        );
-        let int8 = dir.join(format!("matmul-int8-{size}.onnx"));
-        chipbench_optimize::model::save(&g.into_model()?, &int8)?;
-        Ok(MatmulModels { size, fp32, int8 })
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn cpu_ceilings(
-    backend: &dyn Backend,
-    device: &Device,
-    models: &[MatmulModels],
-    threads: usize,
-    budget: Duration,
-    array_bytes: usize,
-    repetitions: usize,
-    cache_budget: Duration,
-    caches: &[chipbench_core::result::CpuCache],
-) -> anyhow::Result<DeviceCeilings> {
-    let mut fp32 = (0.0, String::new());
-    let mut int8 = (0.0, String::new());
-    for m in models {
-        let n = m.size;
-        let ops = 2.0 * (n * n * n) as f64;
-        let info = |dtype| {
-            vec![TensorInfo {
-                name: "a".into(),
-                dtype,
-                shape: vec![n, n],
-            }]
-        };
-        let f32_input = Tensor::from_vec(vec![n, n], vec![0.25f32; n * n])?;
-        let u8_input = Tensor::from_vec(
-            vec![n, n],
-            (0..n * n).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
-        )?;
-        let (rate, how) = fastest(
-            backend,
-            device,
-            &m.fp32,
-            info(DType::F32),
-            f32_input,
-            threads,
-            ops,
-            budget,
-        )?;
-        if rate > fp32.0 {
-            fp32 = (rate, format!("{how}; best at MatMul {n}x{n}x{n} fp32"));
-        }
-        let (rate, how) = fastest(
-            backend,
-            device,
-            &m.int8,
-            info(DType::U8),
-            u8_input,
-            threads,
-            ops,
-            budget,
-        )?;
-        if rate > int8.0 {
-            int8 = (
-                rate,
-                format!("{how}; best at MatMulInteger {n}x{n}x{n} u8 x i8 -> i32"),
-            );
-        }
-    }
-    let sizes: Vec<String> = models.iter().map(|m| m.size.to_string()).collect();
-    let memory = roofline::stream_triad(threads, array_bytes, repetitions);
-    let cache_bandwidth = roofline::cache_bandwidths(caches, threads, cache_budget);
-    let mut provenance = BTreeMap::new();
-    provenance.insert(
-        "fp32_gflops".into(),
-        format!("{} (sizes tried: {})", fp32.1, sizes.join(", ")),
-    );
-    provenance.insert(
-        "int8_gops".into(),
-        format!("{} (sizes tried: {})", int8.1, sizes.join(", ")),
-    );
-    provenance.insert(
-        "fp16_gflops".into(),
-        "not measured: tract has no fp16 matmul path worth a ceiling on this CPU".into(),
-    );
-    provenance.insert("memory_gbs".into(), memory.method);
-    provenance.insert("cache_bandwidth".into(), roofline::CACHE_METHOD.into());
-    Ok(DeviceCeilings {
-        backend: backend.name().into(),
-        device: device.id.clone(),
-        device_name: device.name.clone(),
-        device_kind: device.kind,
-        threads: Some(threads),
-        fp32_gflops: Some(fp32.0),
-        fp16_gflops: None,
-        int8_gops: Some(int8.0),
-        memory_gbs: Some(memory.gbs),
-        cache_bandwidth,
-        provenance,
-    })
 }
 
 /// A GPU adapter's ceilings through the wgpu backend's micro-benchmarks: the best median rate
@@ -459,53 +307,6 @@ fn gpu_ceilings(
         cache_bandwidth: Vec::new(),
         provenance,
     }
-}
-
-/// Operations per second of the fastest run (a ceiling: noise only slows a run down) after
-/// three warm-up runs, timing for `budget` and at least 5 runs.
-#[allow(clippy::too_many_arguments)]
-fn fastest(
-    backend: &dyn Backend,
-    device: &Device,
-    path: &Path,
-    inputs: Vec<TensorInfo>,
-    data: Tensor,
-    threads: usize,
-    ops: f64,
-    budget: Duration,
-) -> anyhow::Result<(f64, String)> {
-    let source = ModelSource {
-        path: path.to_path_buf(),
-        inputs,
-    };
-    let options = SessionOptions {
-        threads: Some(threads),
-        ..SessionOptions::default()
-    };
-    let mut session = backend.load(&source, device, &options)?;
-    // Converted once, so that each timed run is the engine's (see `Session::timed_window`).
-    let data = session.prepare_inputs(&[data])?;
-    for _ in 0..3 {
-        session.run_prepared(&data)?;
-    }
-    let start = Instant::now();
-    let mut best = f64::INFINITY;
-    let mut runs = 0;
-    while (start.elapsed() < budget || runs < 5) && runs < 500 {
-        let t = Instant::now();
-        session.run_prepared(&data)?;
-        best = best.min(t.elapsed().as_secs_f64());
-        runs += 1;
-    }
-    let how = format!(
-        "measured: {} on {} (threads: {}), fastest of {runs} runs by the host monotonic clock, outputs retrieved; \
-         one run holds {}",
-        backend.name(),
-        device.name,
-        session.threads(),
-        session.timed_window()
-    );
-    Ok((ops / best / 1e9, how))
 }
 
 fn project(args: &RooflineArgs) -> anyhow::Result<Outcome> {

@@ -52,18 +52,30 @@ impl<R> From<ort::Error<R>> for Error {
     }
 }
 
-/// ONNX Runtime's message without the source location it prefixes
-/// (`/onnxruntime_src/...cc:2043 ... [ONNXRuntimeError] : 1 : FAIL : `), on one line.
+/// ONNX Runtime's message without the source locations it carries
+/// (`/onnxruntime_src/...cc:2043 ... [ONNXRuntimeError] : 1 : FAIL : `, and a kernel's
+/// `/onnxruntime_src/...cc:360 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, ...) `
+/// inside it), on one line.
 pub fn engine_message(message: &str) -> String {
     const MARK: &str = "[ONNXRuntimeError] : ";
-    let text = match message.find(MARK) {
+    const SOURCE: &str = "/onnxruntime_src/";
+    let mut text = match message.find(MARK) {
         // After the marker: "<code> : <NAME> : <message>".
         Some(i) => message[i + MARK.len()..]
             .splitn(3, " : ")
             .nth(2)
             .unwrap_or(message),
         None => message,
-    };
+    }
+    .to_string();
+    // A location inside the message ends with the C++ signature of the function: up to its
+    // closing parenthesis.
+    while let Some(start) = text.find(SOURCE) {
+        match text[start..].find(") ") {
+            Some(end) => text.replace_range(start..start + end + 2, ""),
+            None => break,
+        }
+    }
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -91,6 +103,16 @@ mod tests {
         assert_eq!(
             engine_message("CUDA execution provider is not enabled in this build."),
             "CUDA execution provider is not enabled in this build."
+        );
+        assert_eq!(
+            engine_message(
+                "Non-zero status code returned while running Expand node. Name:'y' Status Message: \
+                 /onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:360 void* \
+                 onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*) \
+                 Failed to allocate memory for requested buffer of size 40000000000"
+            ),
+            "Non-zero status code returned while running Expand node. Name:'y' Status Message: \
+             Failed to allocate memory for requested buffer of size 40000000000"
         );
     }
 }

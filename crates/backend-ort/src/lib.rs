@@ -16,6 +16,7 @@
 pub mod discovery;
 pub mod error;
 pub mod library;
+pub mod log;
 pub mod options;
 pub mod profile;
 pub mod provider;

@@ -175,16 +175,22 @@ fn load(library: LibraryInfo) -> Result<Runtime, Error> {
     // `{:?}`: the Display of a load error drops the dlopen message.
     let builder = ort::init_from(&library.path)
         .map_err(|e| Error::library(&library.path, format!("{e:?}")))?;
+    // ONNX Runtime's messages go to chipbench's log, never raw to the terminal.
     let environment = builder
         .with_name("chipbench")
         .with_telemetry(false)
+        .with_logger(crate::log::logger())
         .build()?;
+    environment.set_log_level(ort::logging::LogLevel::Warning);
     let providers = available_providers()?;
     let registration = providers
         .iter()
         .filter_map(|name| Provider::from_ort_name(name))
         .map(|p| (p, try_registration(&environment, p)))
         .collect();
+    // What registering the providers logged is in `registration` already (and in `chipbench
+    // backends`), not a cell's.
+    crate::log::drain();
     Ok(Runtime {
         library,
         providers,

@@ -84,7 +84,7 @@ impl OrtSession {
         options: &SessionOptions,
     ) -> Result<Self> {
         let path = &source.path;
-        let fail = |e: Error| CoreError::model(path, e);
+        let fail = |e: Error| CoreError::model(path, crate::log::with_log(e.to_string()));
         if !path.is_file() {
             return Err(CoreError::model(path, "no such file"));
         }
@@ -383,6 +383,10 @@ impl Session for OrtSession {
         &self.inputs
     }
 
+    fn engine_warnings(&mut self) -> Vec<String> {
+        crate::log::drain()
+    }
+
     fn outputs(&self) -> &[TensorInfo] {
         &self.outputs
     }
@@ -499,7 +503,7 @@ impl OrtSession {
 fn infer(session: &mut OrtRawSession, values: &[SessionInputValue<'_>]) -> Result<Vec<Tensor>> {
     let outputs = session
         .run(values)
-        .map_err(|e| CoreError::Run(engine_message(e.message())))?;
+        .map_err(|e| CoreError::Run(crate::log::with_log(engine_message(e.message()))))?;
     outputs.values().map(|v| to_tensor(&v)).collect()
 }
 

@@ -188,6 +188,11 @@ pub trait Session {
     fn placement(&self) -> Option<Vec<NodePlacement>> {
         None
     }
+    /// What the engine logged at warning level or above since the session was loaded (or this
+    /// was last asked), one line each, for the cell's record instead of the terminal.
+    fn engine_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A cell's inputs in the form a session feeds its engine, made once by

@@ -302,6 +302,10 @@ pub struct CellResult {
     /// `None` for single-stream, whose figures are the ones above.
     #[serde(default)]
     pub scenario_run: Option<ScenarioRun>,
+    /// What the engine logged at warning level or above while the cell ran (ONNX Runtime's
+    /// log), one line each; its errors are in `error`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Measured by `bench --resume` after the run was interrupted (cells measured before keep
     /// `false`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -743,6 +747,7 @@ impl CellResult {
             roofline: None,
             edge: None,
             scenario_run: None,
+            warnings: Vec::new(),
             resumed: false,
             provenance: BTreeMap::new(),
         }

@@ -4,14 +4,19 @@
 //!
 //! Cells run in children of their own by default (`bench --in-process` runs them inside the
 //! sweep): a segfault or abort inside an engine (ONNX Runtime providers, GPU drivers) or a hang
-//! then costs one cell, not the run. Constrained cells and further sessions use the same path.
+//! then costs one cell, not the run. Constrained cells run through [`run`] (their requests known
+//! up front); the executor's cells and further sessions through a [`Worker`] it asks one request
+//! at a time.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::protocol::Message;
 
 /// The child measuring now (0: none), for [`interrupt_current`].
 static CURRENT: AtomicI32 = AtomicI32::new(0);
@@ -62,15 +67,9 @@ impl ChildEnd {
     }
 }
 
-/// Runs `command` (its program and arguments set; its own `pre_exec` hooks, if any, run first)
-/// with `input` on its stdin, until it ends or `timeout` passes, then kills it. The child gets
-/// SIGKILL when the parent dies, so a killed run leaves no stray measurer behind.
-/// The error is the spawn's own (ENOMEM under a memory cap, say) or a failed wait.
-pub fn run(
-    mut command: Command,
-    input: &[u8],
-    timeout: Option<Duration>,
-) -> std::io::Result<ChildEnd> {
+/// Starts `command` with piped stdin, stdout and stderr, bound to get SIGKILL when the parent
+/// dies (so a killed run leaves no stray measurer behind) and in a process group of its own.
+fn spawn(mut command: Command) -> std::io::Result<Child> {
     command
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::piped())
@@ -91,25 +90,38 @@ pub fn run(
             Ok(())
         });
     }
-    let mut child = command.spawn()?;
+    command.spawn()
+}
+
+/// Kills a child's whole process group.
+fn kill_group(pid: libc::pid_t) {
+    // SAFETY: kill only sends a signal; callers reap the child after this, so the pid (and its
+    // group) is still theirs.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+}
+
+/// Collects what a child writes on a pipe until it closes it.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
+/// Runs `command` (its program and arguments set; its own `pre_exec` hooks, if any, run first)
+/// with `input` on its stdin, until it ends or `timeout` passes, then kills it (see [`spawn`]).
+/// The error is the spawn's own (ENOMEM under a memory cap, say) or a failed wait.
+pub fn run(command: Command, input: &[u8], timeout: Option<Duration>) -> std::io::Result<ChildEnd> {
+    let mut child = spawn(command)?;
     let pid = child.id() as libc::pid_t;
     CURRENT.store(pid, Ordering::SeqCst);
     let mut stdin = child.stdin.take().expect("stdin is piped");
     // A child that dies before reading its job closes the pipe; its exit status says why.
     let _ = stdin.write_all(input);
     drop(stdin);
-    let mut stdout_pipe = child.stdout.take().expect("stdout is piped");
-    let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
-    let stdout = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout_pipe.read_to_string(&mut text);
-        text
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr_pipe.read_to_string(&mut text);
-        text
-    });
+    let stdout = read_all(child.stdout.take().expect("stdout is piped"));
+    let stderr = read_all(child.stderr.take().expect("stderr is piped"));
     // The parent sleeps in a blocking wait while the child measures: no polling to disturb it.
     let (ended, status) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
@@ -119,9 +131,8 @@ pub fn run(
         Some(limit) => match status.recv_timeout(limit) {
             Ok(status) => (status, false),
             Err(_) => {
-                // SAFETY: the child is not reaped until the waiter's wait returns, so the pid
-                // is still ours.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                // The child is not reaped until the waiter's wait returns.
+                kill_group(pid);
                 (status.recv().map_err(std::io::Error::other)?, true)
             }
         },
@@ -139,19 +150,14 @@ pub fn run(
 
 /// A child's replies to a conversation, and how it ended.
 pub struct Conversation {
-    pub replies: Vec<crate::protocol::Message>,
+    pub replies: Vec<Message>,
     pub end: ChildEnd,
 }
 
 impl Conversation {
     /// The reply to the request, past the child's `Hello`; the reason there is none (another
     /// protocol version, a signal, the deadline, an exit without a reply) otherwise.
-    pub fn reply(
-        mut self,
-        what: &str,
-        timeout: Option<Duration>,
-    ) -> Result<crate::protocol::Message, String> {
-        use crate::protocol::Message;
+    pub fn reply(mut self, what: &str, timeout: Option<Duration>) -> Result<Message, String> {
         if let Some(hello) = self.replies.first()
             && let Some(why) = hello.incompatible()
         {
@@ -173,10 +179,9 @@ impl Conversation {
 /// its replies until it ends or `timeout` passes (then kills it).
 pub fn converse(
     command: Command,
-    requests: &[crate::protocol::Message],
+    requests: &[Message],
     timeout: Option<Duration>,
 ) -> std::io::Result<Conversation> {
-    use crate::protocol::Message;
     let mut input = Vec::new();
     Message::hello().send(&mut input)?;
     for request in requests {
@@ -186,6 +191,144 @@ pub fn converse(
     let end = run(command, &input, timeout)?;
     let replies = end.stdout.lines().filter_map(Message::parse).collect();
     Ok(Conversation { replies, end })
+}
+
+/// A `chipbench worker` child asked one request at a time, each with its own deadline, so that
+/// one process can answer several (the further sessions of a round). A worker that failed a
+/// request, died or passed a deadline is done: drop it (which kills it) and start another.
+pub struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    replies: mpsc::Receiver<Message>,
+    stderr: Option<JoinHandle<String>>,
+    greeted: bool,
+}
+
+impl Worker {
+    /// Starts `command` (a `chipbench worker`, see [`spawn`]) and says `Hello`.
+    pub fn start(command: Command) -> std::io::Result<Worker> {
+        let mut child = spawn(command)?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = read_all(child.stderr.take().expect("stderr is piped"));
+        let (sender, replies) = mpsc::channel();
+        // Lines that are not messages (an engine's output mixed into the stream) are skipped.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(message) = Message::parse(&line)
+                    && sender.send(message).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        // A child that died at once closes the pipe; the first request's answer says why.
+        let _ = Message::hello().send(&mut stdin);
+        Ok(Worker {
+            child,
+            stdin: Some(stdin),
+            replies,
+            stderr: Some(stderr),
+            greeted: false,
+        })
+    }
+
+    /// Sends `request` and waits for its reply until `timeout` passes (then kills the worker).
+    /// `what` names the process in the reason there is no reply (`the session's process`).
+    pub fn ask(
+        &mut self,
+        request: &Message,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<Message, String> {
+        let deadline = Instant::now() + timeout;
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => request.send(stdin).is_ok(),
+            None => false,
+        };
+        CURRENT.store(self.child.id() as libc::pid_t, Ordering::SeqCst);
+        let reply = if sent {
+            self.next_reply(deadline)
+        } else {
+            Err(false)
+        };
+        CURRENT.store(0, Ordering::SeqCst);
+        match reply {
+            Ok(Message::Failed(why)) => Err(why),
+            Ok(message) => Ok(message),
+            Err(timed_out) => Err(self.end(timed_out).died(what, Some(timeout))),
+        }
+    }
+
+    /// The next message past the worker's `Hello`; `Err(timed_out)` when none came.
+    fn next_reply(&mut self, deadline: Instant) -> Result<Message, bool> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.replies.recv_timeout(left) {
+                Ok(hello @ Message::Hello { .. }) if !self.greeted => {
+                    if let Some(why) = hello.incompatible() {
+                        return Ok(Message::Failed(why));
+                    }
+                    self.greeted = true;
+                }
+                Ok(message) => return Ok(message),
+                Err(mpsc::RecvTimeoutError::Timeout) => return Err(true),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(false),
+            }
+        }
+    }
+
+    /// Ends the worker, killed at its deadline (`timed_out`) or else given a few seconds to
+    /// exit (its output is closed or it was told to stop), and tells how.
+    fn end(&mut self, timed_out: bool) -> ChildEnd {
+        self.stdin = None;
+        if timed_out || !self.exits_within(Duration::from_secs(5)) {
+            kill_group(self.child.id() as libc::pid_t);
+        }
+        let status = self
+            .child
+            .wait()
+            .unwrap_or_else(|_| ExitStatus::from_raw(0));
+        ChildEnd {
+            status,
+            stdout: String::new(),
+            stderr: self
+                .stderr
+                .take()
+                .and_then(|t| t.join().ok())
+                .unwrap_or_default(),
+            timed_out,
+        }
+    }
+
+    fn exits_within(&mut self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        while matches!(self.child.try_wait(), Ok(None)) {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// Tells the worker to stop and reaps it (killed if an engine's teardown keeps it).
+    pub fn stop(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = Message::Stop.send(&mut stdin);
+        }
+        self.end(false);
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            kill_group(self.child.id() as libc::pid_t);
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl ChildEnd {
@@ -267,5 +410,79 @@ mod tests {
             "the kill did not wait for sleep"
         );
         assert_eq!(end.last_words(1, |_| false), "started");
+    }
+
+    /// A worker that greets with `version`, then answers each request with its pid, except the
+    /// second, before which it runs `second`.
+    fn scripted_worker(version: u32, second: &str) -> Worker {
+        Worker::start(sh(&format!(
+            r#"read hello
+            echo '{{"hello":{{"version":{version},"tool_version":"t"}}}}'
+            n=0
+            while read request; do
+              case "$request" in *stop*) exit 0;; esac
+              n=$((n+1))
+              if [ $n -eq 2 ]; then {second}; fi
+              echo "{{\"pid\":$$}}"
+            done"#
+        )))
+        .unwrap()
+    }
+
+    /// The pid the worker answered with, or why it did not.
+    fn ask(worker: &mut Worker) -> Result<u32, String> {
+        match worker.ask(
+            &Message::Pid(0),
+            "the test's process",
+            Duration::from_millis(2000),
+        )? {
+            Message::Pid(pid) => Ok(pid),
+            _ => Err("another message".into()),
+        }
+    }
+
+    #[test]
+    fn a_worker_answers_request_after_request_in_one_process() {
+        let mut worker = scripted_worker(crate::protocol::PROTOCOL_VERSION, "true");
+        let pid = worker.child.id();
+        for _ in 0..3 {
+            assert_eq!(ask(&mut worker), Ok(pid));
+        }
+        worker.stop();
+        // SAFETY: signal 0 only checks that the process exists.
+        assert_ne!(
+            unsafe { libc::kill(pid as i32, 0) },
+            0,
+            "the stopped worker was reaped"
+        );
+    }
+
+    #[test]
+    fn a_worker_that_dies_or_hangs_says_how_and_one_of_another_version_is_refused() {
+        let mut crashing = scripted_worker(
+            crate::protocol::PROTOCOL_VERSION,
+            "echo 'engine exploded' >&2; kill -SEGV $$",
+        );
+        assert!(ask(&mut crashing).is_ok());
+        let why = ask(&mut crashing).unwrap_err();
+        assert!(
+            why.contains("the test's process ended with signal 11 (SIGSEGV) without a result")
+                && why.contains("engine exploded"),
+            "{why}"
+        );
+
+        let mut hanging = scripted_worker(crate::protocol::PROTOCOL_VERSION, "sleep 30");
+        assert!(ask(&mut hanging).is_ok());
+        let started = std::time::Instant::now();
+        let why = ask(&mut hanging).unwrap_err();
+        assert!(why.starts_with("timed out after 2s"), "{why}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the kill did not wait for sleep"
+        );
+
+        let mut other = scripted_worker(999, "true");
+        let why = ask(&mut other).unwrap_err();
+        assert!(why.contains("protocol version 999"), "{why}");
     }
 }

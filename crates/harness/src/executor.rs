@@ -6,8 +6,12 @@
 //! allocator hands the freed buffers back), so they share its placement. Measured on a 2-vCPU VM
 //! over 21 processes of five sessions each: the 22 µs mlp on tract varied by 1.0 % (sd) between
 //! the sessions of one process, and the processes' means by 1.6 %, where those sessions predict
-//! 0.45 %.
+//! 0.45 %. What matters is that no two sessions of one cell share a process, so one process per
+//! round and device serves the sessions of every cell on that device: a process start with ONNX
+//! Runtime costs about 0.1 s (its first session builds the engine's kernel registry), paid once
+//! per round instead of once per cell.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -15,7 +19,7 @@ use std::time::Duration;
 use chipbench_core::result::CellResult;
 use chipbench_runner::{FreshSession, MeasureSettings, Sweep};
 
-use crate::child;
+use crate::child::Worker;
 use crate::plan::Cell;
 use crate::protocol::{Job, JobContext, Message};
 
@@ -35,6 +39,10 @@ pub trait Executor {
         cell: &Cell,
         settings: &MeasureSettings,
     ) -> Result<FreshSession, String>;
+
+    /// A round of further sessions (one per cell) is over: the next round's sessions must not
+    /// share a process with this round's.
+    fn round_ended(&mut self) {}
 }
 
 /// Measures every cell inside this process: the fastest to start, but a crash or hang of an
@@ -80,37 +88,56 @@ impl Executor for InProcess<'_> {
     }
 }
 
-/// Measures each cell, and each further session, in a `chipbench worker` child of its own,
-/// killed past `timeout`.
+/// Measures each cell in a `chipbench worker` child of its own, killed past `timeout`; the
+/// further sessions of a round in one child per device, which answers that round's session of
+/// every cell on the device (so each of a cell's sessions still comes from a process of its own).
 pub struct FreshProcess {
     /// The chipbench binary.
-    pub exe: PathBuf,
-    pub context: JobContext,
-    pub timeout: Duration,
+    exe: PathBuf,
+    context: JobContext,
+    timeout: Duration,
+    /// This round's child per `backend:device`.
+    round: BTreeMap<String, Worker>,
 }
 
 impl FreshProcess {
-    fn ask(&self, request: Message, what: &str) -> Result<Message, String> {
+    pub fn new(exe: PathBuf, context: JobContext, timeout: Duration) -> Self {
+        FreshProcess {
+            exe,
+            context,
+            timeout,
+            round: BTreeMap::new(),
+        }
+    }
+
+    fn start(&self) -> Result<Worker, String> {
         let mut command = Command::new(&self.exe);
         command.arg("worker");
-        child::converse(command, &[request], Some(self.timeout))
-            .map_err(|e| format!("cannot run {} worker: {e}", self.exe.display()))?
-            .reply(what, Some(self.timeout))
+        Worker::start(command).map_err(|e| format!("cannot run {} worker: {e}", self.exe.display()))
     }
 }
 
 impl Executor for FreshProcess {
     fn measure(&mut self, cell: &Cell, settings: &MeasureSettings) -> CellResult {
         let job = Job::new(cell, settings, &self.context);
-        match self.ask(Message::MeasureCell(Box::new(job)), "the cell's process") {
+        let what = "the cell's process";
+        let reply = self.start().and_then(|mut worker| {
+            let reply = worker.ask(&Message::MeasureCell(Box::new(job)), what, self.timeout)?;
+            worker.stop();
+            Ok(reply)
+        });
+        match reply {
             Ok(Message::Cell { cell, .. }) => *cell,
-            Ok(_) => cell.failed("the cell's process answered something else than a cell".into()),
+            Ok(_) => cell.failed(format!("{what} answered something else than a cell")),
             Err(reason) => cell.failed(reason),
         }
     }
 
     fn rounds(&self) -> Option<&'static str> {
-        Some("in a process of its own each, in rounds over all the run's cells")
+        Some(
+            "in rounds over all the run's cells, each round's sessions in a fresh process per \
+             device (a cell's sessions never share one)",
+        )
     }
 
     fn further_session(
@@ -119,12 +146,25 @@ impl Executor for FreshProcess {
         settings: &MeasureSettings,
     ) -> Result<FreshSession, String> {
         let job = Job::new(cell, settings, &self.context).without_energy();
-        match self.ask(
-            Message::FurtherSession(Box::new(job)),
-            "the session's process",
-        )? {
-            Message::Session(session) => Ok(session),
-            _ => Err("the session's process answered something else than a session".into()),
+        let what = "the session's process";
+        let device = cell.target.label();
+        let mut worker = match self.round.remove(&device) {
+            Some(worker) => worker,
+            None => self.start()?,
+        };
+        // A worker that failed or died is dropped (killed): the next session starts another.
+        match worker.ask(&Message::FurtherSession(Box::new(job)), what, self.timeout)? {
+            Message::Session(session) => {
+                self.round.insert(device, worker);
+                Ok(session)
+            }
+            _ => Err(format!("{what} answered something else than a session")),
+        }
+    }
+
+    fn round_ended(&mut self) {
+        for (_, worker) in std::mem::take(&mut self.round) {
+            worker.stop();
         }
     }
 }

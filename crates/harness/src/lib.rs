@@ -14,6 +14,7 @@ pub mod plan;
 pub mod protocol;
 pub mod remote;
 pub mod scenario;
+pub mod ssh;
 pub mod targets;
 pub mod worker;
 
@@ -131,6 +132,7 @@ fn further_sessions(
         observer.round_started(round, rounds);
         for (index, cell) in in_rounds {
             if INTERRUPTED.load(Ordering::Relaxed) {
+                executor.round_ended();
                 return;
             }
             observer.session_done();
@@ -141,5 +143,6 @@ fn further_sessions(
             stopped[*index] =
                 !chipbench_runner::record_session(settings, &mut cells[*index], session, how);
         }
+        executor.round_ended();
     }
 }

@@ -3,9 +3,9 @@
 //! `chipbench remote`. Each side's first message is `Hello` with its protocol version; a side
 //! that meets another version says so and stops, instead of misreading the other.
 //!
-//! A worker answers each request as it comes and flushes, so a parent can keep one alive and
-//! drive it in rounds ("measure another session", then "stop"); today's executors start a fresh
-//! process per cell and per further session (see `executor.rs` for why).
+//! A worker answers each request as it comes and flushes, so a parent can keep one alive for
+//! several requests: the executor starts a process per cell, and one per round of further
+//! sessions and device (see `executor.rs` for why).
 
 use std::collections::BTreeMap;
 use std::io::Write;

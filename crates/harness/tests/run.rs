@@ -81,6 +81,10 @@ impl Executor for Mock {
             },
         })
     }
+
+    fn round_ended(&mut self) {
+        self.log.borrow_mut().push("round ended".into());
+    }
 }
 
 struct Quiet;
@@ -141,7 +145,8 @@ fn every_planned_cell_is_recorded_once_in_order_and_sessions_come_in_rounds() {
             .contains("SIGSEGV")
     );
     assert_eq!(measured.cells[4].error.as_deref(), Some("truncated ONNX"));
-    // Two further sessions of each ok cell, in rounds over the cells, none of a failed one.
+    // Two further sessions of each ok cell, in rounds over the cells, none of a failed one;
+    // the executor hears where each round ends (its processes must not serve the next one).
     assert_eq!(
         *log.borrow(),
         [
@@ -150,8 +155,10 @@ fn every_planned_cell_is_recorded_once_in_order_and_sessions_come_in_rounds() {
             "measure bert",
             "session mlp",
             "session bert",
+            "round ended",
             "session mlp",
-            "session bert"
+            "session bert",
+            "round ended"
         ]
     );
     assert_eq!(measured.cells[0].session_p50_ms, [1.0, 1.1, 1.1]);

@@ -8,6 +8,7 @@ pub mod builder;
 pub mod error;
 pub mod fixtures;
 pub mod infer;
+pub mod matmul;
 pub mod model;
 pub mod onnx;
 pub mod stats;

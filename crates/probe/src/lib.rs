@@ -7,6 +7,7 @@
 //! them at fixture trees.
 
 pub mod catalog;
+pub mod ceilings;
 pub mod cpu;
 mod error;
 pub mod gpu;

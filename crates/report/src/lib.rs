@@ -135,6 +135,25 @@ pub(crate) fn footnotes(cells: &[CellResult]) -> Vec<(usize, &CellResult)> {
         .collect()
 }
 
+/// Each distinct engine warning of the run once, with the cells that logged it
+/// (`model variant on backend:device`), in the order first logged.
+pub(crate) fn engine_warnings(cells: &[CellResult]) -> Vec<(&str, Vec<String>)> {
+    let mut warnings: Vec<(&str, Vec<String>)> = Vec::new();
+    for cell in cells {
+        let label = format!(
+            "{} {} on {}:{}",
+            cell.model.name, cell.model.variant, cell.backend.name, cell.backend.device
+        );
+        for warning in &cell.warnings {
+            match warnings.iter_mut().find(|(w, _)| *w == warning.as_str()) {
+                Some((_, from)) => from.push(label.clone()),
+                None => warnings.push((warning, vec![label.clone()])),
+            }
+        }
+    }
+    warnings
+}
+
 pub(crate) fn rows(cells: &[CellResult]) -> Vec<Row> {
     let mut next = 0;
     cells

@@ -50,6 +50,17 @@ pub fn render(run: &RunResult) -> String {
             ));
         }
     }
+    let warnings = crate::engine_warnings(&run.cells);
+    if !warnings.is_empty() {
+        out.push_str("\n**Engine warnings** (as the engine logged them):\n\n");
+        for (warning, cells) in warnings {
+            out.push_str(&format!(
+                "- {} ({})\n",
+                escape(warning),
+                escape(&cells.join(", "))
+            ));
+        }
+    }
     if let Some(section) = crate::edge::markdown(run) {
         out.push_str(&section);
     }
@@ -127,6 +138,29 @@ mod tests {
     use chipbench_core::result::OperatorProfile;
 
     use crate::test_support::{cell, lognormal_samples, run_with};
+
+    #[test]
+    fn an_engine_warning_is_listed_once_with_every_cell_that_logged_it() {
+        let warned = |model: &str| {
+            let mut c = cell(
+                model,
+                "fp32",
+                "ort",
+                lognormal_samples(1.0, 0.05, 50, 1),
+                None,
+            );
+            c.warnings = vec!["onnxruntime warning: Removing initializer 'w'".into()];
+            c
+        };
+        let run = run_with("r", vec![warned("mlp"), warned("bert-tiny")]);
+        for text in [super::render(&run), crate::terminal::render(&run)] {
+            assert_eq!(text.matches("Removing initializer").count(), 1, "{text}");
+            assert!(
+                text.contains("mlp fp32 on ort:cpu, bert-tiny fp32 on ort:cpu"),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn shows_the_slowest_operators_and_a_split_placement() {

@@ -46,6 +46,13 @@ pub fn render(run: &RunResult) -> String {
             cell.error.as_deref().unwrap_or("no reason recorded")
         ));
     }
+    let warnings = crate::engine_warnings(&run.cells);
+    if !warnings.is_empty() {
+        out.push_str("\nengine warnings (as the engine logged them):\n");
+        for (warning, cells) in warnings {
+            out.push_str(&format!("  {warning} ({})\n", cells.join(", ")));
+        }
+    }
     if let Some(section) = crate::edge::terminal(run) {
         out.push_str(&section);
     }

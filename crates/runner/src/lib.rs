@@ -217,7 +217,10 @@ impl<'a> Sweep<'a> {
                     .load(&model.source(model.path.clone()), &target.device, &options)?;
             let prepared = session.prepare_inputs(&inputs)?;
             measure::warm_up(session.as_mut(), &prepared, &warmup)?;
-            measure::timed_loop_prepared(session.as_mut(), &prepared, &stop)
+            let timed = measure::timed_loop_prepared(session.as_mut(), &prepared, &stop);
+            // The cell's first session recorded the engine's warnings; a further one repeats them.
+            session.engine_warnings();
+            timed
         }));
         match outcome {
             Ok(Ok(m)) => stats::summarize(&m.samples_ms)
@@ -434,6 +437,7 @@ impl<'a> Sweep<'a> {
                 }
             }
         }
+        cell.warnings = session.engine_warnings();
         drop(session);
         cell.peak_rss_bytes = memory.peak_bytes();
         cell.rss_before_load_bytes = memory.baseline_bytes();
