@@ -14,7 +14,7 @@ use chipbench_harness::plan::{self, Plan, PlannedCell, Resumed};
 use chipbench_harness::protocol::JobContext;
 use chipbench_harness::{Executor, FreshProcess, InProcess, Observer, Unavailable, targets};
 use chipbench_runner::measure::INTERRUPTED;
-use chipbench_runner::{MeasureSettings, SINGLE_STREAM, StopRule, Target, WarmUp};
+use chipbench_runner::{MeasureSettings, StopRule, Target, WarmUp};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -36,6 +36,8 @@ pub struct BenchArgs {
     threads: Vec<usize>,
     #[command(flatten)]
     inputs: models::InputArgs,
+    #[command(flatten)]
+    scenario: crate::cmd::scenarios::ScenarioArgs,
     /// Minimum timed iterations before the stop rule may end a cell.
     #[arg(long, value_name = "N")]
     min_iterations: Option<u64>,
@@ -251,6 +253,15 @@ fn measure(
     let cache = crate::cmd::optimize::variant_cache(args.variant_cache.as_deref());
     let prepared =
         crate::cmd::optimize::expand(prepared, &recipes, &derive_options, &cache, !args.quiet);
+    let scenarios = args.scenario.cells(args.seed, &prepared)?;
+    if edge.is_some() && args.scenario.any_load() {
+        return Err(UsageError(
+            "--scenario offline, server and multi-stream run on the host's own cores; \
+             --edge-profile measures single-stream only"
+                .into(),
+        )
+        .into());
+    }
 
     let registry = backends::registry(&args.engines);
     crate::cmd::devices::add_backend_gpus(&mut host, &registry);
@@ -281,12 +292,12 @@ fn measure(
         backends: targets.iter().map(Target::label).collect(),
         variants: recipes.iter().map(|r| r.name()).collect(),
         threads: threads.first().copied().flatten(),
-        scenario: SINGLE_STREAM.into(),
+        scenario: args.scenario.names(),
         settings,
         quick: args.quick,
         edge_profile: edge.as_ref().map(|e| e.record()),
     };
-    let work = plan::plan(&prepared, &threads, &targets, unavailable);
+    let work = plan::plan(&prepared, &threads, &targets, unavailable, &scenarios);
     match &resumed {
         Some(r) => r.check(&work).map_err(|e| UsageError(e.to_string()))?,
         None => Plan {

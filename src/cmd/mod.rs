@@ -15,4 +15,5 @@ pub mod outputs;
 pub mod remote;
 pub mod report;
 pub mod roofline;
+pub mod scenarios;
 pub mod worker;

@@ -6,8 +6,14 @@ use std::process::{Command, Output};
 
 /// Runs `chipbench` with `args` from the package root (where `models/` is) and waits for it.
 pub fn chipbench(args: &[&str]) -> Output {
+    chipbench_with(args, &[])
+}
+
+/// [`chipbench`] with environment variables set for it.
+pub fn chipbench_with(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chipbench"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the binary runs")
@@ -41,6 +47,14 @@ pub fn validate(run: &serde_json::Value) {
 /// `bench --quick --json --quiet --no-history` with `extra` into a fresh folder: the exit code,
 /// the run JSON printed on stdout, and the folder (kept alive by the caller).
 pub fn bench(extra: &[&str]) -> (i32, serde_json::Value, tempfile::TempDir) {
+    bench_with(extra, &[])
+}
+
+/// [`bench`] with environment variables set for it.
+pub fn bench_with(
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, serde_json::Value, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
     let mut args = vec![
         "bench",
@@ -52,8 +66,32 @@ pub fn bench(extra: &[&str]) -> (i32, serde_json::Value, tempfile::TempDir) {
         out.path().to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let o = chipbench(&args);
+    let o = chipbench_with(&args, env);
     let run = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", printed(&o)));
     (o.status.code().unwrap_or(-1), run, out)
+}
+
+/// Whether `chipbench backends --json` lists `backend` as available; when it does not, panics if
+/// the environment variable `require` is `1` (CI with the engine installed), else says why the
+/// test is skipped.
+pub fn backend_available(backend: &str, require: &str) -> bool {
+    let o = chipbench(&["backends", "--json"]);
+    assert!(o.status.success(), "{}", printed(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == backend)
+        .unwrap_or_else(|| panic!("{backend} is registered"));
+    if entry["available"] == true {
+        return true;
+    }
+    let reason = entry["reason"].as_str().unwrap_or_default();
+    if std::env::var(require).as_deref() == Ok("1") {
+        panic!("{require}=1 but {backend} is unavailable: {reason}");
+    }
+    eprintln!("skipped: {backend} is unavailable here: {reason}");
+    false
 }

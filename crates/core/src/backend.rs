@@ -102,7 +102,7 @@ pub struct NodePlacement {
 }
 
 /// An inference engine.
-pub trait Backend {
+pub trait Backend: Sync {
     /// Stable short name used on the command line and in results (`tract`, `ort`, `wgpu`).
     fn name(&self) -> &'static str;
     /// Version of the engine that will run the models.

@@ -237,6 +237,11 @@ pub struct CellResult {
     pub model: ModelRecord,
     pub backend: BackendRecord,
     pub scenario: String,
+    /// The point of a scenario's sweep the cell measured (`b4-c2`: batch 4, concurrency 2;
+    /// `b1-c1-q500`: at 500 QPS); with the scenario and the threads it tells the cells of one
+    /// model on one device apart. `None` for single-stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_point: Option<String>,
     pub status: Status,
     pub error: Option<String>,
     /// The concrete input shapes the model ran with.
@@ -293,6 +298,10 @@ pub struct CellResult {
     /// Whether the model variant fits the emulated device (`--edge-profile` runs).
     #[serde(default)]
     pub edge: Option<EdgeFit>,
+    /// How a cell of the offline, server or multi-stream scenario was driven and what came of it;
+    /// `None` for single-stream, whose figures are the ones above.
+    #[serde(default)]
+    pub scenario_run: Option<ScenarioRun>,
     /// What the engine logged at warning level or above while the cell ran (ONNX Runtime's
     /// log), one line each; its errors are in `error`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -303,6 +312,92 @@ pub struct CellResult {
     pub resumed: bool,
     /// How each figure above was obtained, keyed by field name.
     pub provenance: BTreeMap<String, String>,
+}
+
+impl CellResult {
+    /// The scenario and its point (`offline/b4-c2`), or the scenario alone: the part of a cell's
+    /// identity the cell ids, the gate's keys and the history use.
+    pub fn scenario_label(&self) -> String {
+        match &self.scenario_point {
+            Some(point) => format!("{}/{point}", self.scenario),
+            None => self.scenario.clone(),
+        }
+    }
+}
+
+/// A cell driven by the load generator (offline, server, multi-stream): queries of `batch`-sized
+/// pieces of work served by `concurrency` workers, every time read from the monotonic clock
+/// relative to the start of the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioRun {
+    /// Samples per inference (the model's bound batch dimension; 1 when it has none).
+    pub batch: usize,
+    /// Inferences in flight at once (workers).
+    pub concurrency: usize,
+    /// `per-worker` (each worker loaded a session of its own) or `shared` (one session, run
+    /// concurrently where the engine allows it).
+    pub sessions: String,
+    /// Resident memory the sessions added: peak RSS of the cell's process minus RSS before the
+    /// first load; `None` where it could not be read.
+    pub sessions_memory_bytes: Option<u64>,
+    /// `all-at-once` (offline), `poisson` (server), `fixed-interval` or `after-previous`
+    /// (multi-stream).
+    pub arrivals: String,
+    /// The Poisson arrival rate asked for (server).
+    pub target_qps: Option<f64>,
+    /// Seed of the arrival process (server).
+    pub seed: Option<u64>,
+    /// Samples in one query (multi-stream: `--samples-per-query` x batch; otherwise the batch).
+    pub samples_per_query: usize,
+    pub queries: u64,
+    pub samples: u64,
+    /// From the first query's issue to the last query's end.
+    pub duration_s: f64,
+    pub throughput: Throughput,
+    /// Query latency from the query's scheduled arrival to the end of its last inference, so
+    /// that time spent queued behind a stall is counted (no coordinated omission).
+    pub query_latency_ms: LatencyStats,
+    /// Time from the scheduled arrival until a worker picked the query up.
+    pub queue_wait_ms: LatencyStats,
+    /// How late the load generator issued each query after its scheduled arrival, microseconds.
+    pub issue_lateness_us: LatencyStats,
+    /// The generator could not keep to its schedule: its p99 lateness exceeded the mean gap
+    /// between arrivals (server) or 1 ms.
+    pub generator_behind: bool,
+    /// Whether the query latency met `--latency-bound` (server).
+    #[serde(default)]
+    pub verdict: Option<LatencyVerdict>,
+}
+
+/// Samples per second of a scenario's run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Samples completed / (last end - first issue).
+    pub samples_per_s: f64,
+    /// 95 % confidence interval (Student's t) of the mean over `windows`; equal to the figure
+    /// when fewer than two windows completed anything.
+    pub ci95: [f64; 2],
+    /// Length of each window.
+    pub window_s: f64,
+    /// Samples per second completed in each consecutive window of the run.
+    pub windows: Vec<f64>,
+}
+
+/// MLPerf's early-stopping verdict on a latency bound: with `over_bound` of `queries` above
+/// `bound_ms`, the bound holds (VALID) only if a one-sided binomial test at `confidence` says
+/// the true `percentile` is within it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyVerdict {
+    pub valid: bool,
+    /// As a fraction (0.99 for p99).
+    pub percentile: f64,
+    pub bound_ms: f64,
+    pub confidence: f64,
+    pub queries: u64,
+    pub over_bound: u64,
+    /// The most queries over the bound that `queries` allow for the bound to hold; `None` when
+    /// even none would not (too few queries).
+    pub allowed_over_bound: Option<u64>,
 }
 
 /// Energy of a cell, from a window of many inferences.
@@ -627,6 +722,7 @@ impl CellResult {
             model,
             backend,
             scenario: scenario.to_string(),
+            scenario_point: None,
             status,
             error: Some(error),
             inputs: Vec::new(),
@@ -650,6 +746,7 @@ impl CellResult {
             energy: None,
             roofline: None,
             edge: None,
+            scenario_run: None,
             warnings: Vec::new(),
             resumed: false,
             provenance: BTreeMap::new(),
@@ -681,7 +778,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cell_written_before_session_loops_were_recorded_still_reads() {
+    fn a_cell_written_before_session_loops_or_scenario_runs_were_recorded_still_reads() {
         let backend = BackendRecord {
             name: "tract".into(),
             version: "0".into(),
@@ -707,9 +804,11 @@ mod tests {
             json["session_loops"],
             serde_json::json!([{ "inferences": 12, "stop_reason": "max_duration" }])
         );
+        assert!(json["scenario_run"].is_null());
         json.as_object_mut().unwrap().remove("session_loops");
+        json.as_object_mut().unwrap().remove("scenario_run");
         let old: CellResult = serde_json::from_value(json).unwrap();
-        assert!(old.session_loops.is_empty());
+        assert!(old.session_loops.is_empty() && old.scenario_run.is_none());
     }
 
     fn op(node: &str, provider: &str, total_ms: f64) -> OperatorTime {

@@ -236,6 +236,51 @@ pub fn check_input(info: &TensorInfo, tensor: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// The dimension `--batch` binds: the first named dimension called like a batch (`batch`,
+/// `batch_size`, `N`), else the leading dimension of the first input whose leading dimension is
+/// named (dynamic). `None` when the model has neither: its batch is fixed.
+pub fn batch_dimension(specs: &[InputSpec]) -> Option<&str> {
+    fn named(d: &Dim) -> Option<&str> {
+        match d {
+            Dim::Named(name) => Some(name.as_str()),
+            Dim::Fixed(_) => None,
+        }
+    }
+    let like_batch = |name: &&str| name.to_ascii_lowercase().contains("batch") || *name == "N";
+    specs
+        .iter()
+        .flat_map(|s| s.shape.iter().filter_map(named))
+        .find(like_batch)
+        .or_else(|| specs.iter().find_map(|s| s.shape.first().and_then(named)))
+}
+
+/// The inputs as bound in `bound`, with the batch dimension (see [`batch_dimension`]) set to
+/// `batch` wherever it appears; `Ok(None)` when the model has no batch dimension.
+pub fn with_batch(
+    specs: &[InputSpec],
+    bound: &[TensorInfo],
+    batch: usize,
+) -> Result<Option<Vec<TensorInfo>>> {
+    let Some(name) = batch_dimension(specs) else {
+        return Ok(None);
+    };
+    // Every other named dimension keeps the value it was bound to.
+    let mut dims = BTreeMap::new();
+    for (spec, info) in specs.iter().zip(bound) {
+        for (d, &n) in spec.shape.iter().zip(&info.shape) {
+            if let Dim::Named(other) = d {
+                dims.insert(other.clone(), n);
+            }
+        }
+    }
+    dims.insert(name.to_string(), batch);
+    specs
+        .iter()
+        .map(|s| s.bind(&dims))
+        .collect::<Result<_>>()
+        .map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +376,37 @@ mod tests {
         std::fs::write(&path, b"not numpy").unwrap();
         assert!(load_npy(&path).unwrap_err().to_string().contains("x.npy"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_batch_dimension_is_named_like_one_or_leads_a_dynamic_shape() {
+        let spec = |name: &str, shape: Vec<Dim>| InputSpec {
+            name: name.into(),
+            dtype: DType::F32,
+            shape,
+            range: None,
+        };
+        let named = |n: &str| Dim::Named(n.into());
+        let ids = spec("ids", vec![named("batch_size"), named("sequence")]);
+        let mask = spec("mask", vec![named("batch_size"), named("sequence")]);
+        assert_eq!(
+            batch_dimension(&[ids.clone(), mask.clone()]),
+            Some("batch_size")
+        );
+        let image = spec("x", vec![named("n_images"), Dim::Fixed(3)]);
+        assert_eq!(
+            batch_dimension(std::slice::from_ref(&image)),
+            Some("n_images")
+        );
+        let fixed = spec("x", vec![Dim::Fixed(1), Dim::Fixed(3)]);
+        assert_eq!(batch_dimension(std::slice::from_ref(&fixed)), None);
+
+        let dims = BTreeMap::from([("batch_size".to_string(), 1), ("sequence".to_string(), 128)]);
+        let specs = [ids, mask];
+        let bound: Vec<TensorInfo> = specs.iter().map(|s| s.bind(&dims).unwrap()).collect();
+        let batched = with_batch(&specs, &bound, 8).unwrap().unwrap();
+        assert!(batched.iter().all(|t| t.shape == [8, 128]), "{batched:?}");
+        let bound_fixed = [fixed.bind(&BTreeMap::new()).unwrap()];
+        assert_eq!(with_batch(&[fixed], &bound_fixed, 8).unwrap(), None);
     }
 }

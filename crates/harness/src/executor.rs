@@ -67,7 +67,8 @@ impl<'r> InProcess<'r> {
 impl Executor for InProcess<'_> {
     fn measure(&mut self, cell: &Cell, settings: &MeasureSettings) -> CellResult {
         self.sweep.settings = settings.clone();
-        self.sweep.run_cell(cell.model, cell.target, cell.threads)
+        let (model, target, threads) = (cell.model, cell.target, cell.threads);
+        crate::scenario::cell::measure(&mut self.sweep, model, target, threads, cell.scenario)
     }
 
     fn rounds(&self) -> Option<&'static str> {

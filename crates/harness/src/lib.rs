@@ -13,6 +13,7 @@ pub mod journal;
 pub mod plan;
 pub mod protocol;
 pub mod remote;
+pub mod scenario;
 pub mod ssh;
 pub mod targets;
 pub mod worker;
@@ -74,7 +75,9 @@ pub fn run(
         observer.cell_started(&w.cell);
         if let Some(done) = resumed.as_deref_mut().and_then(|r| r.take(&w.cell.id)) {
             // Its further sessions were not journaled: they run again in the rounds.
-            if let (Some(cell), Status::Ok, Some(_)) = (&w.measure, done.status, rounds_how) {
+            if let (Some(cell), Status::Ok, Some(_)) = (&w.measure, done.status, rounds_how)
+                && cell.scenario.is_none()
+            {
                 in_rounds.push((cells.len(), *cell));
             }
             cells.push(done);
@@ -85,7 +88,9 @@ pub fn run(
             (Some(cell), _) => {
                 let mut result = executor.measure(cell, settings);
                 observer.cell_measured(&mut result);
-                if rounds_how.is_some() {
+                // Further sessions time single-stream medians; a load-generator cell's spread
+                // comes from its throughput windows instead.
+                if rounds_how.is_some() && cell.scenario.is_none() {
                     in_rounds.push((cells.len(), *cell));
                 }
                 result

@@ -13,6 +13,7 @@ use chipbench_runner::{ModelUnderTest, SINGLE_STREAM, Target};
 use serde::{Deserialize, Serialize};
 
 use crate::journal::{CELLS_FILE, JournalError, write_atomically};
+use crate::scenario::settings::ScenarioSettings;
 
 /// The file of a run folder that lists the planned cells.
 pub const PLAN_FILE: &str = "plan.json";
@@ -35,12 +36,16 @@ pub struct Plan {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlannedCell {
-    /// Stable across runs of the same options: `model.variant@backend:device/scenario/tN`, with
-    /// `#2`, `#3` after a repeat (the same model given twice).
+    /// Stable across runs of the same options: `model.variant@backend:device/scenario/tN` (the
+    /// scenario with its point, `offline/b4-c2`, for a load-generator scenario), with `#2`, `#3`
+    /// after a repeat (the same model given twice).
     #[serde(default)]
     pub id: String,
     pub model: ModelRecord,
     pub backend: BackendRecord,
+    /// How the load generator drives the cell; `None` for single-stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<ScenarioSettings>,
     /// Known before the run: a cell recorded as skipped or failed without running, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_run: Option<NotRun>,
@@ -87,15 +92,25 @@ pub struct Work<'a> {
     pub measure: Option<Cell<'a>>,
 }
 
-/// A cell to measure: a model on a target with a thread count.
+/// A cell to measure: a model on a target with a thread count, in a scenario.
 #[derive(Clone, Copy)]
 pub struct Cell<'a> {
     pub model: &'a ModelUnderTest,
     pub target: &'a Target<'a>,
     pub threads: Option<usize>,
+    /// `None`: single-stream, the runner's timed loop.
+    pub scenario: Option<&'a ScenarioSettings>,
 }
 
-/// The id of a cell (without the repeat suffix).
+/// The part of a cell id that names its scenario (see [`CellResult::scenario_label`]).
+pub fn scenario_label(scenario: Option<&ScenarioSettings>) -> String {
+    match scenario {
+        Some(s) => format!("{}/{}", s.scenario, s.point()),
+        None => SINGLE_STREAM.into(),
+    }
+}
+
+/// The id of a cell (without the repeat suffix); `scenario` as [`scenario_label`] writes it.
 pub fn cell_id(model: &ModelRecord, backend: &BackendRecord, scenario: &str) -> String {
     let threads = backend
         .threads
@@ -110,7 +125,7 @@ pub fn cell_id(model: &ModelRecord, backend: &BackendRecord, scenario: &str) -> 
 pub fn ids_of(cells: &[CellResult]) -> Vec<String> {
     let mut ids: Vec<String> = cells
         .iter()
-        .map(|c| cell_id(&c.model, &c.backend, &c.scenario))
+        .map(|c| cell_id(&c.model, &c.backend, &c.scenario_label()))
         .collect();
     number_repeats(ids.iter_mut());
     ids
@@ -129,17 +144,22 @@ fn number_repeats<'c>(ids: impl Iterator<Item = &'c mut String>) {
 }
 
 /// The cells of a run in the order they run: models, then thread counts, then targets, then
-/// the unavailable backends asked for by name (a skipped cell each, so that the gap shows).
+/// scenarios (`None`: single-stream), then the unavailable backends asked for by name (a
+/// skipped cell each, so that the gap shows).
 pub fn plan<'a>(
     models: &'a [Prepared],
     threads: &[Option<usize>],
     targets: &'a [Target<'a>],
     unavailable: &[Unavailable],
+    scenarios: &'a [Option<ScenarioSettings>],
 ) -> Vec<Work<'a>> {
     let mut work = Vec::new();
     for model in models {
         for &threads in threads {
-            for target in targets {
+            for (target, scenario) in targets
+                .iter()
+                .flat_map(|t| scenarios.iter().map(move |s| (t, s.as_ref())))
+            {
                 let backend = target.record(threads);
                 let (measure, not_run) = match model {
                     Prepared::Ready(m) => (
@@ -147,6 +167,7 @@ pub fn plan<'a>(
                             model: m,
                             target,
                             threads,
+                            scenario,
                         }),
                         None,
                     ),
@@ -159,11 +180,14 @@ pub fn plan<'a>(
                     ),
                 };
                 work.push(Work {
-                    cell: planned(model.record(), backend, not_run),
+                    cell: planned(model.record(), backend, scenario, not_run),
                     measure,
                 });
             }
-            for u in unavailable {
+            for (u, scenario) in unavailable
+                .iter()
+                .flat_map(|u| scenarios.iter().map(move |s| (u, s.as_ref())))
+            {
                 let (name, device) = u.label.split_once(':').unwrap_or((&u.label, "-"));
                 let backend = BackendRecord {
                     name: name.into(),
@@ -179,7 +203,7 @@ pub fn plan<'a>(
                     reason: u.reason.clone(),
                 };
                 work.push(Work {
-                    cell: planned(model.record(), backend, Some(not_run)),
+                    cell: planned(model.record(), backend, scenario, Some(not_run)),
                     measure: None,
                 });
             }
@@ -189,11 +213,17 @@ pub fn plan<'a>(
     work
 }
 
-fn planned(model: &ModelRecord, backend: BackendRecord, not_run: Option<NotRun>) -> PlannedCell {
+fn planned(
+    model: &ModelRecord,
+    backend: BackendRecord,
+    scenario: Option<&ScenarioSettings>,
+    not_run: Option<NotRun>,
+) -> PlannedCell {
     PlannedCell {
-        id: cell_id(model, &backend, SINGLE_STREAM),
+        id: cell_id(model, &backend, &scenario_label(scenario)),
         model: model.clone(),
         backend,
+        scenario: scenario.cloned(),
         not_run,
     }
 }
@@ -202,13 +232,17 @@ impl PlannedCell {
     /// The cell recorded without running it.
     pub fn not_run_cell(&self) -> Option<CellResult> {
         let n = self.not_run.as_ref()?;
-        Some(CellResult::not_run(
+        let mut cell = CellResult::not_run(
             self.model.clone(),
             self.backend.clone(),
-            SINGLE_STREAM,
+            self.scenario
+                .as_ref()
+                .map_or(SINGLE_STREAM, |s| s.scenario.name()),
             n.status,
             n.reason.clone(),
-        ))
+        );
+        cell.scenario_point = self.scenario.as_ref().map(ScenarioSettings::point);
+        Some(cell)
     }
 }
 
@@ -392,8 +426,20 @@ mod tests {
         }];
         let ids =
             |work: Vec<Work>| -> Vec<String> { work.into_iter().map(|w| w.cell.id).collect() };
-        let first = ids(plan(&models, &[Some(1), Some(2)], &[], &unavailable));
-        let second = ids(plan(&models, &[Some(1), Some(2)], &[], &unavailable));
+        let first = ids(plan(
+            &models,
+            &[Some(1), Some(2)],
+            &[],
+            &unavailable,
+            &[None],
+        ));
+        let second = ids(plan(
+            &models,
+            &[Some(1), Some(2)],
+            &[],
+            &unavailable,
+            &[None],
+        ));
         assert_eq!(first, second);
         assert_eq!(
             first,
@@ -406,5 +452,51 @@ mod tests {
                 "mlp.fp32@ort:cuda/single-stream/t2#2",
             ]
         );
+    }
+
+    /// Each scenario point is a cell of its own, and a recorded cell (even one that failed
+    /// without a scenario record) gives back the id it was planned under, for --resume.
+    #[test]
+    fn scenario_points_are_cells_whose_records_give_back_their_ids() {
+        use crate::scenario::Scenario;
+        use crate::scenario::settings::{DEFAULT_MIN_DURATION, DEFAULT_SAMPLES_PER_QUERY};
+        let (record, _) = record("mlp", "fp32", None);
+        let models = [Prepared::Broken {
+            record,
+            error: "broken".into(),
+        }];
+        let offline = |batch| ScenarioSettings {
+            scenario: Scenario::Offline,
+            batch: Some(batch),
+            concurrency: 2,
+            target_qps: None,
+            samples_per_query: DEFAULT_SAMPLES_PER_QUERY,
+            query_interval: None,
+            latency_bound: None,
+            min_queries: 100,
+            min_duration: DEFAULT_MIN_DURATION,
+            seed: 0,
+        };
+        let unavailable = [Unavailable {
+            label: "ort:cuda".into(),
+            reason: "no CUDA".into(),
+        }];
+        let scenarios = [None, Some(offline(1)), Some(offline(4))];
+        let work = plan(&models, &[Some(1)], &[], &unavailable, &scenarios);
+        let planned: Vec<String> = work.iter().map(|w| w.cell.id.clone()).collect();
+        assert_eq!(
+            planned,
+            [
+                "mlp.fp32@ort:cuda/single-stream/t1",
+                "mlp.fp32@ort:cuda/offline/b1-c2/t1",
+                "mlp.fp32@ort:cuda/offline/b4-c2/t1",
+            ]
+        );
+        let recorded: Vec<CellResult> = work
+            .iter()
+            .map(|w| w.cell.not_run_cell().unwrap())
+            .collect();
+        assert_eq!(recorded[2].scenario, "offline");
+        assert_eq!(ids_of(&recorded), planned);
     }
 }

@@ -19,9 +19,11 @@ use chipbench_runner::{FreshSession, MeasureSettings, ModelUnderTest};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Cell, Plan};
+use crate::scenario::settings::ScenarioSettings;
 
-/// Bumped on any change a reader of the previous version would misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped on any change a reader of the previous version would misread (2: a job's scenario,
+/// which a version-1 worker would ignore and measure single-stream).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -115,6 +117,9 @@ pub struct Job {
     /// `None` measures no energy.
     #[serde(default)]
     pub energy: Option<EnergyJob>,
+    /// How the load generator drives the cell; `None` for single-stream.
+    #[serde(default)]
+    pub scenario: Option<ScenarioSettings>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,6 +162,7 @@ impl Job {
                 estimate: plan.estimate().clone(),
                 idle: plan.idle_baseline().cloned(),
             }),
+            scenario: cell.scenario.cloned(),
         }
     }
 

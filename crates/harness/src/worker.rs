@@ -97,7 +97,9 @@ fn request_engines(request: &Message) -> Option<&BTreeMap<String, String>> {
 fn answer(request: Message, registry: &[Box<dyn Backend>]) -> Message {
     let result = match request {
         Message::MeasureCell(job) => prepare(&job, registry).map(|(mut sweep, model, target)| {
-            let cell = sweep.run_cell(&model, &target, job.threads);
+            let scenario = job.scenario.as_ref();
+            let cell =
+                crate::scenario::cell::measure(&mut sweep, &model, &target, job.threads, scenario);
             Message::Cell {
                 cell: Box::new(cell),
                 observed: None,

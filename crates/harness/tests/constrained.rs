@@ -39,6 +39,7 @@ fn measure(exe: PathBuf, ram: u64, timeout: Duration) -> CellResult {
         model: &m,
         target: &target,
         threads: Some(1),
+        scenario: None,
     };
     let mut executor = Constrained::new(
         "tiny".into(),

@@ -23,6 +23,7 @@ fn plan_of(models: &[&str]) -> Plan {
                 id: cell_id(&c.model, &c.backend, &c.scenario),
                 model: c.model,
                 backend: c.backend,
+                scenario: None,
                 not_run: None::<NotRun>,
             }
         })

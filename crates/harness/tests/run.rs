@@ -106,7 +106,7 @@ fn every_planned_cell_is_recorded_once_in_order_and_sessions_come_in_rounds() {
         label: "ort:cuda".into(),
         reason: "no CUDA here".into(),
     }];
-    let work = plan::plan(&models, &[Some(1)], &targets, &unavailable);
+    let work = plan::plan(&models, &[Some(1)], &targets, &unavailable, &[None]);
     let dir = tempfile::tempdir().unwrap();
     let mut journal = Journal::create(dir.path()).unwrap();
     let log = Rc::new(RefCell::new(Vec::new()));
@@ -182,7 +182,7 @@ fn a_resumed_run_measures_only_the_cells_its_journal_lacks() {
         Prepared::Ready(model("b")),
         Prepared::Ready(model("a")),
     ];
-    let work = plan::plan(&models, &[Some(1)], &targets, &[]);
+    let work = plan::plan(&models, &[Some(1)], &targets, &[], &[None]);
     let dir = tempfile::tempdir().unwrap();
     let write_plan = |work: &[chipbench_harness::Work]| {
         let plan: Plan = serde_json::from_value(serde_json::json!({
@@ -237,7 +237,7 @@ fn a_resumed_run_measures_only_the_cells_its_journal_lacks() {
     if let Prepared::Ready(m) = &mut changed[1] {
         m.record.sha256 = "new".into();
     }
-    let now = plan::plan(&changed, &[Some(1)], &targets, &[]);
+    let now = plan::plan(&changed, &[Some(1)], &targets, &[], &[None]);
     let refused = resumed.check(&now).unwrap_err().to_string();
     assert!(refused.contains("changed on disk"), "{refused}");
     assert!(dir.path().join(PLAN_FILE).exists());
@@ -251,6 +251,7 @@ fn a_worker_answers_request_after_request_until_stop() {
         model: &m,
         target: &targets[0],
         threads: Some(1),
+        scenario: None,
     };
     let job = || Box::new(Job::new(&cell, &quick(), &JobContext::default()));
 

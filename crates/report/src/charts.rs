@@ -15,6 +15,20 @@ const FONT: &str = "sans-serif";
 /// about the resolution of 1 - cosine in double precision.
 pub const LOSS_FLOOR: f64 = 1e-16;
 
+/// The legend box, drawn alike on every chart.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, 12))
+        .draw()
+}
+
 /// A log axis range snapped out to whole decades, so that plotters always has labelled ticks.
 fn decades(lo: f64, hi: f64) -> std::ops::Range<f64> {
     let lo = 10f64.powf(lo.log10().floor());
@@ -309,14 +323,79 @@ pub fn pareto(title: &str, x_desc: &str, points: &[ParetoPoint]) -> Result<Strin
                 .label(format!("{} (1-cos {:.1e})", p.label, p.loss))
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
         }
+        legend(&mut chart, SeriesLabelPosition::UpperRight).map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(svg)
+}
+
+/// One point of a load-generator sweep (a batch size, a concurrency, a rate).
+pub struct KneePoint {
+    pub label: String,
+    /// Samples per second.
+    pub throughput: f64,
+    /// Query latency, ms.
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// Latency (p50 and p99, log axis) against throughput over a sweep: where added load stops buying
+/// throughput and starts costing latency (the knee).
+pub fn knee(title: &str, points: &[KneePoint]) -> Result<String> {
+    let fail = chart_error(title);
+    let mut sorted: Vec<&KneePoint> = points.iter().collect();
+    sorted.sort_by(|a, b| a.throughput.total_cmp(&b.throughput));
+    let xr = fitting_range(points.iter().map(|p| &p.throughput));
+    let latencies: Vec<f64> = points.iter().flat_map(|p| [p.p50, p.p99]).collect();
+    let yr = fitting_range(latencies.iter());
+    let y_axis = decades(yr.start.max(1e-6), yr.end.max(1e-6) * 1.5);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..(xr.end * 1.15).max(1.0), y_axis.log_scale())
+            .map_err(|e| fail(&e))?;
         chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 12))
+            .configure_mesh()
+            .x_desc("throughput, samples/s")
+            .y_desc("query latency, ms")
+            .x_label_formatter(&|v| significant(*v))
+            .y_label_formatter(&|v| significant(*v))
             .draw()
             .map_err(|e| fail(&e))?;
+        for (name, colour, of) in [
+            (
+                "p50",
+                BLUE,
+                (|p: &KneePoint| p.p50) as fn(&KneePoint) -> f64,
+            ),
+            ("p99", RED, |p: &KneePoint| p.p99),
+        ] {
+            let line: Vec<(f64, f64)> = sorted.iter().map(|p| (p.throughput, of(p))).collect();
+            chart
+                .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
+                .map_err(|e| fail(&e))?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+            chart
+                .draw_series(line.iter().map(|&xy| Circle::new(xy, 4, colour.filled())))
+                .map_err(|e| fail(&e))?;
+        }
+        chart
+            .draw_series(sorted.iter().map(|p| {
+                Text::new(
+                    p.label.clone(),
+                    (p.throughput, p.p99),
+                    (FONT, 12).into_font(),
+                )
+            }))
+            .map_err(|e| fail(&e))?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(|e| fail(&e))?;
         root.present().map_err(|e| fail(&e))?;
     }
     Ok(svg)
@@ -414,14 +493,7 @@ pub fn roofline(title: &str, points: &[RooflinePoint], ceilings: &Ceilings) -> R
                 .label(p.label.clone())
                 .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 12))
-            .draw()
-            .map_err(|e| fail(&e))?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight).map_err(|e| fail(&e))?;
         root.present().map_err(|e| fail(&e))?;
     }
     Ok(svg)

@@ -317,8 +317,13 @@ pub fn cell_label(cell: &CellResult) -> String {
         .threads
         .map(|t| format!(" t{t}"))
         .unwrap_or_default();
+    // Single-stream is every cell's scenario but the load generator's: only theirs is named.
+    let scenario = match &cell.scenario_point {
+        Some(_) => format!(" {}", cell.scenario_label()),
+        None => String::new(),
+    };
     format!(
-        "{} {} {}:{}{threads}",
+        "{} {} {}:{}{threads}{scenario}",
         cell.model.name, cell.model.variant, cell.backend.name, cell.backend.device
     )
 }

@@ -189,7 +189,7 @@ impl History {
                     c.model.variant,
                     c.backend.name,
                     c.backend.device,
-                    c.scenario,
+                    c.scenario_label(),
                     c.backend.threads.map(|t| t as i64),
                     status_name(c.status),
                     c.samples_ms.len() as i64,

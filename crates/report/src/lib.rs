@@ -57,12 +57,13 @@ pub(crate) struct Row {
     pub cells: Vec<String>,
 }
 
-pub(crate) const HEADER: [&str; 13] = [
+pub(crate) const HEADER: [&str; 14] = [
     "model",
     "variant",
     "backend",
     "device",
     "threads",
+    "scenario",
     "p50 ms",
     "p90 ms",
     "p99 ms",
@@ -74,8 +75,8 @@ pub(crate) const HEADER: [&str; 13] = [
 ];
 
 /// Columns that hold numbers (right-aligned).
-pub(crate) const NUMERIC: [bool; 13] = [
-    false, false, false, false, true, true, true, true, true, true, true, true, false,
+pub(crate) const NUMERIC: [bool; 14] = [
+    false, false, false, false, true, false, true, true, true, true, true, true, true, false,
 ];
 
 pub(crate) fn row(cell: &CellResult, failure_index: Option<usize>) -> Row {
@@ -96,6 +97,7 @@ pub(crate) fn row(cell: &CellResult, failure_index: Option<usize>) -> Row {
                 .threads
                 .map(|t| t.to_string())
                 .unwrap_or_else(|| "-".into()),
+            cell.scenario_label(),
             opt(latency.map(|l| l.p50), fmt_ms),
             opt(latency.map(|l| l.p90), fmt_ms),
             opt(latency.map(|l| l.p99), fmt_ms),
@@ -173,7 +175,10 @@ inferences / wall time of the timed loop. CPU ms/inf: getrusage user+sys of the 
 inference (can exceed latency with several threads). energy/inf: joules per inference over a window of many \
 inferences, measured by the sensor its method names (RAPL, NVML, hwmon, INA3221); ~...* = estimated, not \
 measured (CPU time x per-core active power; the method is in run.json). Peak RSS: the process's high-water \
-mark during the cell.";
+mark during the cell. Scenarios other than single-stream (offline, server, multi-stream; the point says \
+batch b, concurrency c, rate q, samples per query k): p50/p90/p99 are query latencies from each query's scheduled \
+arrival (queueing included), inf/s is samples per second from the first issue to the last end, CPU ms/inf is per \
+sample.";
 
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".into())

@@ -127,6 +127,47 @@ pub fn run_with(run_id: &str, cells: Vec<CellResult>) -> RunResult {
 }
 
 /// An estimated energy record: CPU time x a per-core power, as the energy crate labels it.
+/// `cell` as a load-generator cell of `scenario` at `point`: its samples become query latencies,
+/// and its throughput the mean of `windows` (samples per second of each window of its run).
+pub fn load_generated(
+    mut cell: CellResult,
+    scenario: &str,
+    point: &str,
+    windows: Vec<f64>,
+) -> CellResult {
+    use chipbench_core::result::{ScenarioRun, Throughput};
+    let stats = stats::summarize(&cell.samples_ms).expect("samples");
+    let samples_per_s = windows.iter().sum::<f64>() / windows.len() as f64;
+    cell.scenario = scenario.into();
+    cell.scenario_point = Some(point.into());
+    cell.throughput_per_s = Some(samples_per_s);
+    cell.scenario_run = Some(ScenarioRun {
+        batch: 1,
+        concurrency: 2,
+        sessions: "per-worker".into(),
+        sessions_memory_bytes: None,
+        arrivals: "all-at-once".into(),
+        target_qps: None,
+        seed: None,
+        samples_per_query: 1,
+        queries: cell.samples_ms.len() as u64,
+        samples: cell.samples_ms.len() as u64,
+        duration_s: 1.0,
+        throughput: Throughput {
+            samples_per_s,
+            ci95: [samples_per_s; 2],
+            window_s: 0.1,
+            windows,
+        },
+        query_latency_ms: stats.clone(),
+        queue_wait_ms: stats.clone(),
+        issue_lateness_us: stats,
+        generator_behind: false,
+        verdict: None,
+    });
+    cell
+}
+
 pub fn with_estimated_energy(mut cell: CellResult, watts: f64) -> CellResult {
     let seconds = cell
         .latency_ms

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chipbench_core::result::{CellResult, RunResult, Status};
 
 use super::{Exporter, cells_with_runs};
-use crate::charts::{self, Bar, Ceilings, Distribution, ParetoPoint, RooflinePoint};
+use crate::charts::{self, Bar, Ceilings, Distribution, KneePoint, ParetoPoint, RooflinePoint};
 use crate::error::Result;
 use crate::figures::{GROUPS, Origin, cell_label, has_group, provenance};
 use crate::fmt_ms;
@@ -71,6 +71,8 @@ fn charts(runs: &[RunResult]) -> Result<(Vec<Chart>, Vec<String>)> {
             ),
         });
     }
+
+    out.extend(knees(&ok)?);
 
     let mut speedups = Vec::new();
     for (run, prefix, c) in &ok {
@@ -233,6 +235,47 @@ fn charts(runs: &[RunResult]) -> Result<(Vec<Chart>, Vec<String>)> {
         });
     }
     Ok((out, notes))
+}
+
+/// Per model, device and load-generator scenario with at least two points: latency against
+/// throughput over the batch and concurrency sweep.
+fn knees(ok: &[(&RunResult, String, &CellResult)]) -> Result<Vec<Chart>> {
+    let mut groups: Vec<(String, Vec<KneePoint>)> = Vec::new();
+    for (_, prefix, c) in ok {
+        let (Some(run), Some(point)) = (&c.scenario_run, &c.scenario_point) else {
+            continue;
+        };
+        let key = format!(
+            "{prefix}{} {} on {}:{}, {}",
+            c.model.name, c.model.variant, c.backend.name, c.backend.device, c.scenario
+        );
+        let knee = KneePoint {
+            label: point.clone(),
+            throughput: run.throughput.samples_per_s,
+            p50: run.query_latency_ms.p50,
+            p99: run.query_latency_ms.p99,
+        };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, points)) => points.push(knee),
+            None => groups.push((key, vec![knee])),
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, points)| points.len() >= 2)
+        .map(|(key, points)| {
+            Ok(Chart {
+                id: format!("knee-{}", slug(&key)),
+                svg: charts::knee(&format!("{key}: latency against throughput"), &points)?,
+                caption: format!(
+                    "Each point is a cell of the sweep (b = batch, c = concurrency, q = target QPS). \
+                     Throughput: samples completed / (last query's end - first query's issue); latency: \
+                     each query from its scheduled arrival to its end (queueing included); both on the \
+                     monotonic clock. {key}."
+                ),
+            })
+        })
+        .collect()
 }
 
 /// The ceilings behind the cells' roofline bounds: a memory-bound cell's bound is intensity x
@@ -546,6 +589,39 @@ dl.provenance dd{font-size:.85em;margin-bottom:.3em}footer{margin-top:3em;font-s
 mod tests {
     use super::*;
     use crate::test_support::sample_run;
+
+    /// A sweep of an offline scenario draws its knee: latency against throughput, one chart
+    /// per model, device and scenario.
+    #[test]
+    fn a_load_generator_sweep_draws_latency_against_throughput() {
+        use crate::test_support::{cell, load_generated, lognormal_samples, run_with};
+        let point = |p: &str, median: f64, rate: f64, seed: u64| {
+            let samples = lognormal_samples(median, 0.1, 300, seed);
+            load_generated(
+                cell("m", "fp32", "tract", samples, None),
+                "offline",
+                p,
+                vec![rate; 10],
+            )
+        };
+        let run = run_with(
+            "a",
+            vec![
+                point("b1-c1", 1.0, 900.0, 1),
+                point("b1-c2", 1.5, 1300.0, 2),
+                point("b4-c2", 6.0, 1400.0, 3),
+            ],
+        );
+        let html = page(std::slice::from_ref(&run)).unwrap();
+        assert_eq!(html.matches("id=\"knee-").count(), 1, "{html}");
+        assert!(html.contains("m fp32 on tract:cpu, offline: latency against throughput"));
+        for label in ["b1-c1", "b1-c2", "b4-c2"] {
+            assert!(html.contains(label), "{label}");
+        }
+        // One point is no curve: a single cell draws none.
+        let single = run_with("b", vec![point("b1-c1", 1.0, 900.0, 1)]);
+        assert!(!page(&[single]).unwrap().contains("knee-"));
+    }
 
     #[test]
     fn page_holds_one_svg_per_chart_and_no_external_resource() {

@@ -11,7 +11,7 @@ use rand_distr::{Distribution, StandardNormal};
 use super::comparison::{CellComparison, CellKey, Verdict};
 use super::estimation::{
     Replicator, RunToRun, effective_df, geometric_mean, median, quantile_test_p, session_spread,
-    spread_distribution, welch_p,
+    spread_distribution, throughput_windows, welch_p,
 };
 use super::format::host_change;
 use super::settings::{GateSettings, HOST_CHECK_NOISE, Metric};
@@ -23,7 +23,8 @@ use super::special::two_sided_t;
 /// - `p90`, `p99`: the two-sample quantile test (how many samples of each side lie above the
 ///   pooled quantile: a worse tail at an unchanged median shows here and not in a rank test);
 /// - `throughput`: Welch's t test of the mean latency (throughput is inferences / wall time, the
-///   inverse of the mean: a few slow inferences lower it without moving the median);
+///   inverse of the mean: a few slow inferences lower it without moving the median); for a
+///   load-generator cell, of its windows' rates (see [`test_samples`]);
 /// - `energy`: none. The meter reads one window per cell, so there are no per-inference energy
 ///   samples; the ratio's own p (its bootstrap, see `compare_cell`) is the test.
 pub(super) fn sample_test_p(metric: Metric, baseline: &[f64], current: &[f64]) -> Option<f64> {
@@ -33,6 +34,33 @@ pub(super) fn sample_test_p(metric: Metric, baseline: &[f64], current: &[f64]) -
         Metric::Throughput => welch_p(baseline, current),
         Metric::Energy => None,
     }
+}
+
+/// The samples the metric's test compares: the rates of the throughput windows for the
+/// throughput of load-generator cells on both sides (workers overlap, so latency does not give
+/// throughput), the latency samples (pooled over the baseline's runs) otherwise.
+fn test_samples(
+    metric: Metric,
+    baseline: &[&CellResult],
+    current: &CellResult,
+) -> (Vec<f64>, Vec<f64>) {
+    let windows = |c: &CellResult| throughput_windows(c).map(<[f64]>::to_vec);
+    if metric == Metric::Throughput
+        && let (Some(base), Some(cur)) = (
+            baseline
+                .iter()
+                .map(|c| windows(c))
+                .collect::<Option<Vec<_>>>(),
+            windows(current),
+        )
+    {
+        return (base.concat(), cur);
+    }
+    let pooled = baseline
+        .iter()
+        .flat_map(|c| c.samples_ms.iter().copied())
+        .collect();
+    (pooled, current.samples_ms.clone())
 }
 
 /// Compares one cell on both sides; `baseline` holds its usable records, one per baseline run.
@@ -57,11 +85,8 @@ pub(super) fn compare_cell(
         .unwrap_or(0);
     let n_current = current.samples_ms.len();
     let notes = notes(baseline, current, metric);
-    let pooled: Vec<f64> = baseline
-        .iter()
-        .flat_map(|c| c.samples_ms.iter().copied())
-        .collect();
-    let samples_p = sample_test_p(metric, &pooled, &current.samples_ms);
+    let (pooled, current_samples) = test_samples(metric, baseline, current);
+    let samples_p = sample_test_p(metric, &pooled, &current_samples);
     let mut base_values: Vec<f64> = baseline.iter().filter_map(|c| metric.value(c)).collect();
     let current_value = metric.value(current);
     let mut result = CellComparison {
@@ -79,6 +104,15 @@ pub(super) fn compare_cell(
         notes,
         host_speed_ratio,
     };
+    let load_generated =
+        current.scenario_run.is_some() || baseline.iter().any(|c| c.scenario_run.is_some());
+    if load_generated && metric == Metric::P50 {
+        result.reason = "a load-generator cell (offline, server, multi-stream) is gated on its \
+            throughput or p99 (--metric throughput, --metric p99), not on its median by \
+            Mann-Whitney: queries that wait behind each other are not independent samples"
+            .into();
+        return (result, false);
+    }
     if let Some(host) = host_speed_ratio.filter(|h| h.ln().abs() > HOST_CHECK_NOISE) {
         result.notes.push(format!(
             "the host ran {} around this cell (speed check)",
@@ -288,7 +322,8 @@ fn notes(baseline: &[&CellResult], current: &CellResult, metric: Metric) -> Vec<
 mod tests {
     use crate::gate::{CellComparison, GateSettings, Metric, Verdict, compare};
     use crate::test_support::{
-        baseline_of, cell, lognormal_samples, run_with, sample_run, with_estimated_energy,
+        baseline_of, cell, load_generated, lognormal_samples, run_with, sample_run,
+        with_estimated_energy,
     };
     use chipbench_core::result::RunResult;
 
@@ -603,5 +638,46 @@ mod tests {
         let mixed = with_method("measured:hwmon + estimated:cpu-time x active-power");
         assert_eq!(estimate_notes(&mixed), 3);
         assert_eq!(estimate_notes(&with_method("measured:rapl")), 0);
+    }
+
+    fn offline_cell(id: &str, samples: Vec<f64>, windows: Vec<f64>) -> RunResult {
+        run_with(
+            id,
+            vec![load_generated(
+                cell("m", "fp32", "tract", samples, None),
+                "offline",
+                "b1-c2",
+                windows,
+            )],
+        )
+    }
+
+    /// Throughput of a load-generator cell is tested on its windows' rates: the same latencies
+    /// with 10 % fewer samples per second regress it; its median is not gated at all.
+    #[test]
+    fn load_generator_throughput_is_gated_on_its_windows_and_never_its_median() {
+        let windows = |level: f64| -> Vec<f64> {
+            (0..10)
+                .map(|i| level * (1.0 + 0.01 * (i % 3) as f64))
+                .collect()
+        };
+        let latencies = lognormal_samples(1.0, 0.05, 400, 1);
+        let base = offline_cell("a", latencies.clone(), windows(1000.0));
+        let slower = offline_cell("b", latencies.clone(), windows(900.0));
+        let r = verdict(&base, &slower, Metric::Throughput);
+        assert_eq!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        assert!((r.ratio - 0.9).abs() < 1e-9, "{}", r.ratio);
+        let same = offline_cell("c", latencies, windows(1000.0));
+        assert_eq!(
+            verdict(&base, &same, Metric::Throughput).verdict,
+            Verdict::Unchanged
+        );
+        let median = verdict(&base, &slower, Metric::P50);
+        assert_eq!(median.verdict, Verdict::Inconclusive);
+        assert!(
+            median.reason.contains("--metric throughput"),
+            "{}",
+            median.reason
+        );
     }
 }

@@ -15,6 +15,7 @@ pub struct CellKey {
     pub variant: String,
     pub backend: String,
     pub device: String,
+    /// With its point for a load-generator scenario (`offline/b4-c2`).
     pub scenario: String,
     pub threads: Option<usize>,
 }
@@ -26,7 +27,7 @@ impl CellKey {
             variant: cell.model.variant.clone(),
             backend: cell.backend.name.clone(),
             device: cell.backend.device.clone(),
-            scenario: cell.scenario.clone(),
+            scenario: cell.scenario_label(),
             threads: cell.backend.threads,
         }
     }

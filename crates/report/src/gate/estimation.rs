@@ -45,6 +45,18 @@ impl Replicator {
     pub(super) fn new(metric: Metric, cell: &CellResult) -> Option<Self> {
         match metric.quantile() {
             Some(q) => QuantileBootstrap::new(&cell.samples_ms, q).map(Replicator::Quantile),
+            // A load-generator cell's throughput: its figure scaled by a replicate of the mean
+            // of its windows' rates (workers overlap, so the mean latency does not give it).
+            None if metric == Metric::Throughput && throughput_windows(cell).is_some() => {
+                let windows = throughput_windows(cell)?;
+                let (mean, variance_of_mean) = mean_and_variance_of_mean(windows);
+                Some(Replicator::Scaled {
+                    value: metric.value(cell)?,
+                    mean,
+                    spread: Normal::new(mean, variance_of_mean.sqrt()).ok()?,
+                    per_time: false,
+                })
+            }
             None => {
                 let value = metric.value(cell)?;
                 let n = cell.samples_ms.len() as f64;
@@ -194,6 +206,21 @@ pub(super) fn quantile_test_p(a: &[f64], b: &[f64], q: f64) -> Option<f64> {
 
 /// Two-sided p of Welch's t test that `a` and `b` have the same mean; `None` under two samples
 /// on a side.
+/// The samples per second of each window of a load-generator cell's run (`None` for
+/// single-stream, or with fewer than two windows).
+pub(super) fn throughput_windows(cell: &CellResult) -> Option<&[f64]> {
+    let windows = &cell.scenario_run.as_ref()?.throughput.windows;
+    (windows.len() >= 2).then_some(windows.as_slice())
+}
+
+/// The mean of `x` and the variance of that mean (s² / n).
+fn mean_and_variance_of_mean(x: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var / n)
+}
+
 pub(super) fn welch_p(a: &[f64], b: &[f64]) -> Option<f64> {
     let moments = |s: &[f64]| {
         let n = s.len() as f64;

@@ -1,0 +1,137 @@
+//! Scenarios (MLPerf LoadGen's): how queries reach the system under test and what the figure of
+//! a cell is. Single-stream is the runner's timed loop; offline, server and multi-stream are
+//! driven here by a load generator over a pool of workers, on the real clock in a run and on a
+//! virtual one in tests.
+//!
+//! - [`arrivals`]: when queries are scheduled (all at once, Poisson, fixed interval, after the
+//!   previous one).
+//! - [`driver`]: the generator, the queue and the workers; latency from the scheduled arrival.
+//! - [`figures`]: throughput with its CI, latency, wait and lateness distributions.
+//! - [`verdict`]: MLPerf's early-stopping verdict on a latency bound.
+//! - [`peak`]: the highest VALID query rate, by bracketing and bisection.
+//! - [`pool`]: worker threads, each with a session of its own, on the real clock.
+//! - [`cell`]: a cell measured through a scenario with real sessions, one per worker.
+//! - [`settings`]: a scenario cell's settings, checked before any cell runs.
+
+pub mod arrivals;
+pub mod cell;
+pub mod clock;
+pub mod driver;
+pub mod figures;
+pub mod peak;
+pub mod pool;
+pub mod settings;
+pub mod verdict;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::str::FromStr;
+
+use chipbench_core::result::ScenarioRun;
+use serde::{Deserialize, Serialize};
+
+use std::time::Duration;
+
+use chipbench_runner::resources::process_cpu_time;
+use figures::{Workers, scenario_run};
+use pool::{MakeServer, with_pool};
+use settings::ScenarioSettings;
+
+/// How queries reach the system under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// One sample at a time, the next when the previous ends; the figure is latency.
+    SingleStream,
+    /// Every sample available at once; the figure is throughput.
+    Offline,
+    /// Queries arriving as a Poisson process; the figure is the rate served within a latency
+    /// bound.
+    Server,
+    /// Queries of several samples, one after another or at a fixed interval; the figure is the
+    /// p99 of query latency.
+    MultiStream,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::SingleStream,
+        Scenario::Offline,
+        Scenario::Server,
+        Scenario::MultiStream,
+    ];
+
+    /// The name on the command line, in cell ids and in `run.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::SingleStream => "single-stream",
+            Scenario::Offline => "offline",
+            Scenario::Server => "server",
+            Scenario::MultiStream => "multi-stream",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Scenario::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown scenario '{s}' (one of: {})", names.join(", "))
+            })
+    }
+}
+
+/// A scenario's run on the real clock.
+pub struct Measured {
+    pub run: ScenarioRun,
+    /// Each query's latency from its scheduled arrival, ms, in the order issued.
+    pub latencies_ms: Vec<f64>,
+    /// CPU time of the whole process while the generator ran (every worker), where readable.
+    pub cpu_time: Option<Duration>,
+}
+
+/// Drives a cell's scenario on the real clock: `workers.concurrency` threads, each serving with
+/// the server `make` gives it (a model bound to `batch` samples per inference), under `settings`
+/// (already checked). The error is the first server that could not be made or the first
+/// inference that failed.
+pub fn measure(
+    settings: &ScenarioSettings,
+    batch: usize,
+    make: &MakeServer<'_>,
+    workers: &Workers,
+) -> Result<Measured, String> {
+    let load = settings.load(batch);
+    let (records, cpu_time) = with_pool(workers.concurrency, make, |pool| {
+        // The clock starts once every server is ready: loading and warm-up are not the run's.
+        let clock = pool.restart_clock();
+        let cpu_before = process_cpu_time();
+        let records = driver::drive(&load, pool, &clock);
+        let cpu_time = cpu_before
+            .zip(process_cpu_time())
+            .map(|(b, a)| a.saturating_sub(b));
+        records.map(|r| (r, cpu_time))
+    })??;
+    let run = scenario_run(&records, &load, workers, settings.latency_bound.as_ref())
+        .ok_or_else(|| "no query completed".to_string())?;
+    Ok(Measured {
+        run,
+        latencies_ms: records
+            .iter()
+            .map(|r| r.latency().as_secs_f64() * 1e3)
+            .collect(),
+        cpu_time,
+    })
+}

@@ -1,0 +1,265 @@
+//! How a scenario cell is driven, as one serde type that the plan, the worker processes (in their
+//! job) and the record share; checked once, before any cell runs, with errors that name the
+//! option at fault.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Scenario;
+use super::arrivals::Schedule;
+use super::driver::Load;
+use super::verdict::{CONFIDENCE, LatencyBound, min_queries};
+
+/// The settings of one scenario cell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioSettings {
+    pub scenario: Scenario,
+    /// `--batch`: samples per inference, bound to the model's batch dimension; `None` runs the
+    /// model as its inputs are bound (`--dim`, the suite's declaration).
+    pub batch: Option<usize>,
+    /// `--concurrency`: inferences in flight at once.
+    pub concurrency: usize,
+    /// `--target-qps` (server).
+    pub target_qps: Option<f64>,
+    /// `--samples-per-query` (multi-stream).
+    pub samples_per_query: usize,
+    /// `--query-interval` (multi-stream): `None` issues each query when the previous ends.
+    pub query_interval: Option<Duration>,
+    /// `--latency-bound` (server).
+    pub latency_bound: Option<LatencyBound>,
+    /// `--min-queries`, `--min-query-duration`: issuing stops once both are met.
+    pub min_queries: u64,
+    pub min_duration: Duration,
+    /// Seed of the Poisson arrivals.
+    pub seed: u64,
+}
+
+/// Queries at the least when no latency bound asks for more (CI-sized).
+pub const DEFAULT_MIN_QUERIES: u64 = 200;
+/// Duration at the least (MLPerf asks 600 s; CI cannot).
+pub const DEFAULT_MIN_DURATION: Duration = Duration::from_secs(1);
+/// `--samples-per-query`'s default (MLPerf's multi-stream).
+pub const DEFAULT_SAMPLES_PER_QUERY: usize = 8;
+
+impl ScenarioSettings {
+    /// Every setting that cannot work, as an error naming its option.
+    pub fn check(&self) -> Result<(), String> {
+        if self.scenario == Scenario::SingleStream {
+            return Err(
+                "single-stream is measured by the runner's timed loop, not the load generator"
+                    .into(),
+            );
+        }
+        if self.batch == Some(0) {
+            return Err("--batch must be at least 1".into());
+        }
+        if self.concurrency == 0 {
+            return Err("--concurrency must be at least 1".into());
+        }
+        if self.samples_per_query == 0 {
+            return Err("--samples-per-query must be at least 1".into());
+        }
+        if self.scenario == Scenario::Server {
+            match self.target_qps {
+                None => {
+                    return Err("the server scenario needs --target-qps".into());
+                }
+                Some(q) if !(q.is_finite() && q > 0.0) => {
+                    return Err(format!(
+                        "--target-qps must be a positive number of queries per second, not {q}"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(bound) = &self.latency_bound {
+            let needed = min_queries(bound.percentile, CONFIDENCE);
+            if self.min_queries < needed {
+                return Err(format!(
+                    "--min-queries {} is too few for --latency-bound p{}: a run can only be VALID \
+                     from {needed} queries (MLPerf's early stopping at {} % confidence)",
+                    self.min_queries,
+                    bound.percentile * 100.0,
+                    CONFIDENCE * 100.0
+                ));
+            }
+        }
+        if self.query_interval.is_some_and(|i| i.is_zero()) {
+            return Err("--query-interval must be longer than zero".into());
+        }
+        Ok(())
+    }
+
+    /// What tells this cell apart from the other points of its sweep, for its id and its record:
+    /// `b4-c2` (batch 4, concurrency 2), then `-q500` (server: 500 QPS), `-k8` (multi-stream: 8
+    /// samples per query) and `-i10ms` (a fixed query interval).
+    pub fn point(&self) -> String {
+        let mut point = match self.batch {
+            Some(b) => format!("b{b}-c{}", self.concurrency),
+            None => format!("c{}", self.concurrency),
+        };
+        match self.scenario {
+            Scenario::Server => point += &format!("-q{}", self.target_qps.unwrap_or(0.0)),
+            Scenario::MultiStream => {
+                point += &format!("-k{}", self.samples_per_query);
+                if let Some(i) = self.query_interval {
+                    point += &format!("-i{}", humantime::format_duration(i));
+                }
+            }
+            Scenario::Offline | Scenario::SingleStream => {}
+        }
+        point
+    }
+
+    /// The load the driver issues, for a model bound to `batch` samples per inference. Call
+    /// after [`ScenarioSettings::check`].
+    pub fn load(&self, batch: usize) -> Load {
+        let (schedule, work_per_query) = match self.scenario {
+            Scenario::Server => (
+                Schedule::Poisson {
+                    rate: self.target_qps.unwrap_or(f64::NAN),
+                    seed: self.seed,
+                },
+                1,
+            ),
+            Scenario::MultiStream => (
+                match self.query_interval {
+                    Some(interval) => Schedule::Fixed { interval },
+                    None => Schedule::AfterPrevious,
+                },
+                self.samples_per_query,
+            ),
+            Scenario::Offline | Scenario::SingleStream => (Schedule::AllAtOnce, 1),
+        };
+        Load {
+            schedule,
+            work_per_query,
+            samples_per_work: batch,
+            min_queries: self.min_queries,
+            min_duration: self.min_duration,
+        }
+    }
+}
+
+/// `--latency-bound p99=10ms`: a percentile from `p50` to `p99.9` and a duration.
+pub fn parse_latency_bound(s: &str) -> Result<LatencyBound, String> {
+    let fail = |why: &str| format!("--latency-bound '{s}': {why} (expected e.g. p99=10ms)");
+    let (p, bound) = s.split_once('=').ok_or_else(|| fail("no '='"))?;
+    let percentile: f64 = p
+        .strip_prefix('p')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| fail("the percentile is not pNN"))?;
+    if !(50.0..100.0).contains(&percentile) {
+        return Err(fail(
+            "the percentile must be from p50 up to, not including, p100",
+        ));
+    }
+    let bound = humantime::parse_duration(bound.trim()).map_err(|e| fail(&e.to_string()))?;
+    if bound.is_zero() {
+        return Err(fail("the bound must be longer than zero"));
+    }
+    Ok(LatencyBound {
+        percentile: percentile / 100.0,
+        bound,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(qps: f64) -> ScenarioSettings {
+        ScenarioSettings {
+            scenario: Scenario::Server,
+            batch: Some(1),
+            concurrency: 2,
+            target_qps: Some(qps),
+            samples_per_query: DEFAULT_SAMPLES_PER_QUERY,
+            query_interval: None,
+            latency_bound: Some(parse_latency_bound("p99=10ms").unwrap()),
+            min_queries: 500,
+            min_duration: DEFAULT_MIN_DURATION,
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn latency_bounds_parse_and_bad_ones_name_the_option() {
+        let b = parse_latency_bound("p99.9=2.5ms").unwrap();
+        assert!((b.percentile - 0.999).abs() < 1e-12);
+        assert_eq!(b.bound, Duration::from_micros(2500));
+        for bad in ["99=10ms", "p99", "p100=1ms", "p99=fast", "p99=0ms"] {
+            let e = parse_latency_bound(bad).unwrap_err();
+            assert!(e.starts_with("--latency-bound"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_name_their_option() {
+        assert!(server(100.0).check().is_ok());
+        let cases = [
+            (server(0.0), "--target-qps"),
+            (server(-3.0), "--target-qps"),
+            (server(f64::NAN), "--target-qps"),
+            (
+                ScenarioSettings {
+                    target_qps: None,
+                    ..server(1.0)
+                },
+                "--target-qps",
+            ),
+            (
+                ScenarioSettings {
+                    concurrency: 0,
+                    ..server(1.0)
+                },
+                "--concurrency",
+            ),
+            (
+                ScenarioSettings {
+                    batch: Some(0),
+                    ..server(1.0)
+                },
+                "--batch",
+            ),
+            (
+                ScenarioSettings {
+                    min_queries: 100,
+                    ..server(1.0)
+                },
+                "--min-queries",
+            ),
+        ];
+        for (settings, option) in cases {
+            let e = settings.check().unwrap_err();
+            assert!(e.contains(option), "{e}");
+        }
+    }
+
+    #[test]
+    fn each_scenario_has_its_schedule_and_travels_as_json() {
+        let multi = ScenarioSettings {
+            scenario: Scenario::MultiStream,
+            ..server(1.0)
+        };
+        assert_eq!(multi.load(1).schedule, Schedule::AfterPrevious);
+        assert_eq!(multi.load(1).work_per_query, 8);
+        assert_eq!(multi.point(), "b1-c2-k8");
+        let offline = ScenarioSettings {
+            scenario: Scenario::Offline,
+            batch: Some(16),
+            ..server(1.0)
+        };
+        assert_eq!(offline.load(16).schedule, Schedule::AllAtOnce);
+        assert_eq!(offline.load(16).samples_per_work, 16);
+        assert_eq!(offline.point(), "b16-c2");
+        assert_eq!(server(250.0).point(), "b1-c2-q250");
+        let json = serde_json::to_string(&server(250.0)).unwrap();
+        assert!(json.contains("\"server\""), "{json}");
+        assert_eq!(
+            serde_json::from_str::<ScenarioSettings>(&json).unwrap(),
+            server(250.0)
+        );
+    }
+}

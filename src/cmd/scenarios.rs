@@ -1,0 +1,175 @@
+//! `bench`'s scenario options: which scenarios, and the sweep of batch sizes, concurrencies and
+//! query rates that makes their cells; every setting checked before any cell runs.
+
+use std::time::Duration;
+
+use chipbench_harness::plan::Prepared;
+use chipbench_harness::scenario::Scenario;
+use chipbench_harness::scenario::cell::batched;
+use chipbench_harness::scenario::settings::{
+    DEFAULT_MIN_DURATION, DEFAULT_MIN_QUERIES, DEFAULT_SAMPLES_PER_QUERY, ScenarioSettings,
+    parse_latency_bound,
+};
+use chipbench_harness::scenario::verdict::{CONFIDENCE, min_queries};
+use clap::Args;
+
+use crate::UsageError;
+
+#[derive(Args, Debug, Default)]
+pub struct ScenarioArgs {
+    /// How queries reach the model (repeatable or comma-separated): single-stream (one at a
+    /// time, the default), offline (all at once: throughput), server (Poisson arrivals at
+    /// --target-qps: latency under load), multi-stream (queries of --samples-per-query samples).
+    #[arg(
+        long = "scenario",
+        value_delimiter = ',',
+        value_name = "NAME[,NAME...]"
+    )]
+    scenarios: Vec<Scenario>,
+    /// Samples per inference for offline, server and multi-stream, bound to the model's batch
+    /// dimension (the one named like batch, else the leading dynamic one); a list sweeps it.
+    #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
+    batch: Vec<usize>,
+    /// Inferences in flight at once, each worker with a session of its own (default 1); a list
+    /// sweeps it.
+    #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
+    concurrency: Vec<usize>,
+    /// Server: the rate of the Poisson arrivals, queries per second; a list sweeps it.
+    #[arg(long, value_delimiter = ',', value_name = "QPS[,QPS...]")]
+    target_qps: Vec<f64>,
+    /// Server: the latency a percentile of queries must stay within, e.g. p99=10ms; each cell
+    /// is then VALID or INVALID by MLPerf's early-stopping rule.
+    #[arg(long, value_name = "pNN=TIME")]
+    latency_bound: Option<String>,
+    /// Multi-stream: samples in one query.
+    #[arg(long, value_name = "K", default_value_t = DEFAULT_SAMPLES_PER_QUERY)]
+    samples_per_query: usize,
+    /// Multi-stream: issue a query every TIME instead of when the previous one ends.
+    #[arg(long, value_parser = crate::parse_duration, value_name = "TIME")]
+    query_interval: Option<Duration>,
+    /// Queries a load-generator cell issues at the least (default 200, or what
+    /// --latency-bound's early stopping needs, 459 for p99).
+    #[arg(long, value_name = "N")]
+    min_queries: Option<u64>,
+    /// Duration a load-generator cell issues queries for at the least.
+    #[arg(long, value_parser = crate::parse_duration, value_name = "TIME")]
+    min_query_duration: Option<Duration>,
+}
+
+impl ScenarioArgs {
+    /// Whether any cell runs through the load generator.
+    pub fn any_load(&self) -> bool {
+        self.scenarios.iter().any(|s| *s != Scenario::SingleStream)
+    }
+
+    /// The scenario names of the run, for its config.
+    pub fn names(&self) -> String {
+        if self.scenarios.is_empty() {
+            return Scenario::SingleStream.name().into();
+        }
+        let names: Vec<&str> = self.scenarios.iter().map(|s| s.name()).collect();
+        names.join(",")
+    }
+
+    /// The scenario of each cell of a target, in order (`None`: single-stream), every setting
+    /// checked against `models` (a batch a model cannot take is refused here).
+    pub fn cells(
+        &self,
+        seed: u64,
+        models: &[Prepared],
+    ) -> Result<Vec<Option<ScenarioSettings>>, UsageError> {
+        let usage = |e: String| UsageError(e);
+        let scenarios = if self.scenarios.is_empty() {
+            vec![Scenario::SingleStream]
+        } else {
+            self.scenarios.clone()
+        };
+        let has = |s: Scenario| scenarios.contains(&s);
+        let load_only = [
+            ("--batch", !self.batch.is_empty()),
+            ("--concurrency", !self.concurrency.is_empty()),
+            ("--min-queries", self.min_queries.is_some()),
+            ("--min-query-duration", self.min_query_duration.is_some()),
+        ];
+        for (option, given) in load_only {
+            if given && !self.any_load() {
+                return Err(usage(format!(
+                    "{option} applies to --scenario offline, server or multi-stream (single-stream \
+                     binds a batch with --dim batch=N)"
+                )));
+            }
+        }
+        if !self.target_qps.is_empty() && !has(Scenario::Server) {
+            return Err(usage("--target-qps applies to --scenario server".into()));
+        }
+        if self.latency_bound.is_some() && !has(Scenario::Server) {
+            return Err(usage("--latency-bound applies to --scenario server".into()));
+        }
+        if self.query_interval.is_some() && !has(Scenario::MultiStream) {
+            return Err(usage(
+                "--query-interval applies to --scenario multi-stream".into(),
+            ));
+        }
+        let bound = self
+            .latency_bound
+            .as_deref()
+            .map(parse_latency_bound)
+            .transpose()
+            .map_err(usage)?;
+        let min_queries = self.min_queries.unwrap_or_else(|| {
+            bound.map_or(DEFAULT_MIN_QUERIES, |b| {
+                DEFAULT_MIN_QUERIES.max(min_queries(b.percentile, CONFIDENCE))
+            })
+        });
+        let batches: Vec<Option<usize>> = if self.batch.is_empty() {
+            vec![None]
+        } else {
+            self.batch.iter().map(|&b| Some(b)).collect()
+        };
+        let concurrencies = if self.concurrency.is_empty() {
+            vec![1]
+        } else {
+            self.concurrency.clone()
+        };
+        let mut cells = Vec::new();
+        for scenario in scenarios {
+            if scenario == Scenario::SingleStream {
+                cells.push(None);
+                continue;
+            }
+            let rates: Vec<Option<f64>> = match scenario {
+                Scenario::Server if self.target_qps.is_empty() => vec![None],
+                Scenario::Server => self.target_qps.iter().map(|&q| Some(q)).collect(),
+                _ => vec![None],
+            };
+            for &batch in &batches {
+                for &concurrency in &concurrencies {
+                    for &target_qps in &rates {
+                        let settings = ScenarioSettings {
+                            scenario,
+                            batch,
+                            concurrency,
+                            target_qps,
+                            samples_per_query: self.samples_per_query,
+                            query_interval: self.query_interval,
+                            latency_bound: bound.filter(|_| scenario == Scenario::Server),
+                            min_queries,
+                            min_duration: self.min_query_duration.unwrap_or(DEFAULT_MIN_DURATION),
+                            seed,
+                        };
+                        settings.check().map_err(usage)?;
+                        cells.push(Some(settings));
+                    }
+                }
+            }
+        }
+        for model in models {
+            if let Prepared::Ready(m) = model {
+                for &batch in &batches {
+                    batched(m, batch).map_err(usage)?;
+                }
+            }
+        }
+        Ok(cells)
+    }
+}

@@ -1,0 +1,205 @@
+//! Every load-generator scenario end to end through the binary on tract, ort:cpu and wgpu, its
+//! run checked against `run.schema.json`; and the options it refuses.
+
+mod common;
+
+/// Offline, server and multi-stream of the suite's mlp at batch 2 on two workers, each in its
+/// own process as a default run measures them.
+fn every_scenario_through_the_binary(backend: &str) {
+    let (code, run, _out) = common::bench(&[
+        "--model",
+        "mlp",
+        "--backend",
+        backend,
+        "--scenario",
+        "offline,server,multi-stream",
+        "--batch",
+        "2",
+        "--concurrency",
+        "2",
+        "--target-qps",
+        "400",
+        "--latency-bound",
+        "p99=1s",
+        "--samples-per-query",
+        "4",
+        "--min-query-duration",
+        "0.2s",
+    ]);
+    assert_eq!(code, 0, "{run}");
+    common::validate(&run);
+    // The schema checks the section rather than letting anything through.
+    let schema: serde_json::Value =
+        serde_json::from_str(chipbench_core::result::RUN_JSON_SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut broken = run.clone();
+    broken["cells"][0]["scenario_run"]["sessions"] = "every other".into();
+    broken["cells"][1]["scenario_run"]["verdict"]["valid"] = "yes".into();
+    assert_eq!(validator.iter_errors(&broken).count(), 2);
+    // And the run reads back into the result types.
+    let back: chipbench_core::result::RunResult = serde_json::from_value(run.clone()).unwrap();
+    assert!(back.cells.iter().all(|c| c.scenario_run.is_some()));
+    let cells = run["cells"].as_array().unwrap();
+    let points: Vec<(&str, &str)> = cells
+        .iter()
+        .map(|c| {
+            (
+                c["scenario"].as_str().unwrap(),
+                c["scenario_point"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        points,
+        [
+            ("offline", "b2-c2"),
+            ("server", "b2-c2-q400"),
+            ("multi-stream", "b2-c2-k4")
+        ]
+    );
+    for c in cells {
+        assert_eq!(c["status"], "ok", "{c}");
+        assert_eq!(c["inputs"][0]["shape"][0], 2, "{c}");
+        let s = &c["scenario_run"];
+        assert_eq!(
+            (s["batch"].as_u64(), s["concurrency"].as_u64()),
+            (Some(2), Some(2))
+        );
+        assert_eq!(s["sessions"], "per-worker");
+        let per_query = s["samples_per_query"].as_u64().unwrap();
+        assert_eq!(
+            s["samples"].as_u64(),
+            Some(s["queries"].as_u64().unwrap() * per_query)
+        );
+        assert!(s["throughput"]["samples_per_s"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            c["samples_ms"].as_array().unwrap().len() as u64,
+            s["queries"].as_u64().unwrap()
+        );
+        assert!(
+            c["provenance"]["latency_ms"]
+                .as_str()
+                .unwrap()
+                .contains("scheduled arrival")
+        );
+    }
+    assert_eq!(cells[1]["scenario_run"]["arrivals"], "poisson");
+    // 459 queries at least: the fewest with which p99 can be shown within its bound.
+    assert!(cells[1]["scenario_run"]["queries"].as_u64().unwrap() >= 459);
+    assert!(cells[1]["scenario_run"]["verdict"]["valid"].is_boolean());
+    assert_eq!(cells[2]["scenario_run"]["samples_per_query"], 8);
+}
+
+#[test]
+fn every_scenario_runs_on_tract() {
+    every_scenario_through_the_binary("tract");
+}
+
+#[test]
+fn every_scenario_runs_on_ort_cpu() {
+    if common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT") {
+        every_scenario_through_the_binary("ort:cpu");
+    }
+}
+
+#[test]
+fn every_scenario_runs_on_wgpu() {
+    if common::backend_available("wgpu", "CHIPBENCH_REQUIRE_GPU") {
+        every_scenario_through_the_binary("wgpu");
+    }
+}
+
+/// Bad settings are refused before any cell runs, naming the option.
+#[test]
+fn bad_scenario_settings_name_their_option_before_any_cell() {
+    let mlp_fixed = format!("{}/models/mlp.onnx", env!("CARGO_MANIFEST_DIR"));
+    let cases: [(&[&str], &str); 5] = [
+        (&["--scenario", "server", "--target-qps=0"], "--target-qps"),
+        (&["--scenario", "server", "--target-qps=-3"], "--target-qps"),
+        (
+            &["--scenario", "offline", "--concurrency", "0"],
+            "--concurrency",
+        ),
+        (
+            &[
+                "--scenario",
+                "offline",
+                "--batch",
+                "4",
+                "--model",
+                &mlp_fixed,
+                "--input",
+                "input:1x784:f32",
+            ],
+            "--batch 4",
+        ),
+        (
+            &[
+                "--scenario",
+                "server",
+                "--target-qps",
+                "10",
+                "--latency-bound",
+                "p99=10ms",
+                "--min-queries",
+                "100",
+            ],
+            "--min-queries",
+        ),
+    ];
+    for (args, option) in cases {
+        let out = tempfile::tempdir().unwrap();
+        let dir = out.path().join("run");
+        let mut all = vec![
+            "bench",
+            "--quick",
+            "--no-history",
+            "--backend",
+            "tract",
+            "--out",
+            dir.to_str().unwrap(),
+        ];
+        if !args.contains(&"--model") {
+            all.extend(["--model", "mlp"]);
+        }
+        all.extend_from_slice(args);
+        let o = common::chipbench(&all);
+        assert_eq!(o.status.code(), Some(2), "{}", common::printed(&o));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains(option), "{option}: {stderr}");
+        assert!(!dir.exists(), "a run folder was made before the refusal");
+    }
+}
+
+/// A real session (the test backend's `stall` device: it answers at once but stalls 200 ms once,
+/// a second after its load) served at 200 QPS through the binary: the stall shows in the cell's
+/// maximum, and the queries that arrived during it waited for it (wide margins: a busy host only
+/// adds to both).
+#[cfg(feature = "crash-test")]
+#[test]
+fn a_real_session_that_stalls_once_shows_it_in_the_cells_max() {
+    let (code, run, _out) = common::bench_with(
+        &[
+            "--model",
+            "mlp",
+            "--backend",
+            "crash:stall",
+            "--scenario",
+            "server",
+            "--target-qps",
+            "200",
+            "--min-query-duration",
+            "2s",
+        ],
+        &[("CHIPBENCH_CRASH_BACKEND", "1")],
+    );
+    assert_eq!(code, 0, "{run}");
+    let cell = &run["cells"][0];
+    assert_eq!(cell["status"], "ok", "{cell}");
+    let max = cell["latency_ms"]["max"].as_f64().unwrap();
+    assert!(max >= 200.0, "max {max} ms");
+    let waited = cell["scenario_run"]["queue_wait_ms"]["max"]
+        .as_f64()
+        .unwrap();
+    assert!(waited >= 100.0, "longest queue wait {waited} ms");
+}
