@@ -51,6 +51,8 @@ fn crates_depend_only_down_the_layers() {
             "chipbench-core" => &[],
             k if k.starts_with("chipbench-backend-") => &["chipbench-core"],
             "chipbench-optimize" | "chipbench-report" | "chipbench-energy" => &["chipbench-core"],
+            // The zoo fetches and verifies files; what runs them is the CLI's business.
+            "chipbench-zoo" => &["chipbench-core"],
             "chipbench-probe" | "chipbench-runner" => &["chipbench-core", "chipbench-energy"],
             // The harness drives the runner and never knows a backend.
             "chipbench-harness" => &[

@@ -16,3 +16,4 @@ pub mod remote;
 pub mod report;
 pub mod roofline;
 pub mod worker;
+pub mod zoo;
