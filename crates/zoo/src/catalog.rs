@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chipbench_core::InputSpec;
+pub use chipbench_core::task::Decoding;
 use serde::{Deserialize, Serialize};
 
 use crate::ZooError;
@@ -57,36 +58,6 @@ pub struct Source {
     /// SHA-256 of the model file (lowercase hex).
     pub sha256: String,
     pub bytes: u64,
-}
-
-/// How a model's outputs become the decision it makes, for task-level accuracy.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Decoding {
-    /// Class scores along the last axis: the top `k` labels.
-    TopK { output: String, k: usize },
-    /// Per-time-step label scores, greedy CTC: best label per step, repeats merged, blanks dropped.
-    CtcGreedy {
-        output: String,
-        blank: usize,
-        time_axis: usize,
-    },
-    /// A probability per element (a frame, a pixel, a window) against a threshold: the yes/no
-    /// decision, such as speech or not.
-    Threshold { output: String, threshold: f32 },
-    /// PicoDet's head (GFL): per stride, class scores and box-side distributions; boxes above
-    /// the score threshold, NMS per class.
-    Picodet {
-        scores: Vec<String>,
-        boxes: Vec<String>,
-        strides: Vec<u32>,
-        /// The input's height and width.
-        input_size: [u32; 2],
-        score_threshold: f32,
-        iou_threshold: f32,
-    },
-    /// No decision to compare (features, embeddings): cosine similarity of the outputs only.
-    Cosine,
 }
 
 impl Catalog {
