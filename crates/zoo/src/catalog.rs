@@ -29,7 +29,8 @@ pub struct Entry {
     /// Where the weights' terms differ from the package's, or any restriction.
     #[serde(default)]
     pub licence_note: Option<String>,
-    /// Where the model's real sample inputs come from.
+    /// Where the model's real sample inputs are to come from (not used yet: the commands still
+    /// feed seeded data).
     pub samples: String,
     pub source: Source,
     pub inputs: Vec<InputSpec>,
