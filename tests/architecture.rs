@@ -53,6 +53,8 @@ fn crates_depend_only_down_the_layers() {
             "chipbench-optimize" | "chipbench-report" | "chipbench-energy" => &["chipbench-core"],
             // The fuzzer links no engine: chipbench's own model handling only.
             "chipbench-fuzz" => &["chipbench-core", "chipbench-optimize"],
+            // The zoo fetches and verifies files; what runs them is the CLI's business.
+            "chipbench-zoo" => &["chipbench-core"],
             "chipbench-probe" | "chipbench-runner" => &["chipbench-core", "chipbench-energy"],
             // The harness drives the runner and never knows a backend.
             "chipbench-harness" => &[

@@ -25,8 +25,9 @@ use crate::{Outcome, UsageError};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// A suite model name or a path to any ONNX file (repeatable; default: the whole suite).
-    #[arg(long = "model", short = 'm', value_name = "NAME|PATH")]
+    /// A suite model name, zoo:NAME (a real trained model, see `chipbench zoo list`) or a path to
+    /// any ONNX file (repeatable; default: the whole suite).
+    #[arg(long = "model", short = 'm', value_name = "NAME|zoo:NAME|PATH")]
     models: Vec<String>,
     /// Backend, or backend:device (repeatable; default: every available one).
     #[arg(long = "backend", short = 'b', value_name = "NAME[:DEVICE]")]

@@ -17,3 +17,4 @@ pub mod report;
 pub mod roofline;
 pub mod scenarios;
 pub mod worker;
+pub mod zoo;

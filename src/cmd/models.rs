@@ -193,6 +193,15 @@ pub fn resolve(
         if let Some(m) = suite.models.iter().find(|m| &m.name == name) {
             let path = suite_dir.join(&m.file);
             prepared.push(prepare(&m.name, &path, Some((&m.inputs, &m.dims)), request));
+        } else if let Some(zoo_name) = name.strip_prefix("zoo:") {
+            let (entry, path) = crate::cmd::zoo::model(zoo_name)?;
+            let model = prepare(
+                &entry.name,
+                &path,
+                Some((&entry.inputs, &entry.dims)),
+                request,
+            );
+            prepared.push(refuse_unverified(model, &entry)?);
         } else if looks_like_path(name) {
             let path = PathBuf::from(name);
             let stem = path
@@ -203,7 +212,8 @@ pub fn resolve(
         } else {
             let known: Vec<&str> = suite.models.iter().map(|m| m.name.as_str()).collect();
             return Err(UsageError(format!(
-                "unknown model '{name}': not in the suite ({}) and not a path to an .onnx file",
+                "unknown model '{name}': not in the suite ({}), not zoo:NAME (see `chipbench zoo list`) \
+                 and not a path to an .onnx file",
                 known.join(", ")
             ))
             .into());
@@ -211,6 +221,24 @@ pub fn resolve(
     }
     check_every_override_is_used(&prepared, request)?;
     Ok(prepared)
+}
+
+/// The hash `prepare` took of the file it loaded must be the catalog's: a file changed between
+/// the zoo's check and the load is not measured.
+fn refuse_unverified(model: Prepared, entry: &chipbench_zoo::Entry) -> anyhow::Result<Prepared> {
+    if let Prepared::Ready(m) = &model
+        && m.record.sha256 != entry.source.sha256
+    {
+        anyhow::bail!(
+            "{}: sha256 {} is not the zoo catalog's {} for '{}'; run `chipbench zoo fetch {}`",
+            m.path.display(),
+            m.record.sha256,
+            entry.source.sha256,
+            entry.name,
+            entry.name
+        );
+    }
+    Ok(model)
 }
 
 fn looks_like_path(name: &str) -> bool {

@@ -81,7 +81,8 @@ impl CalibrationArgs {
 
 #[derive(Args)]
 pub struct OptimizeArgs {
-    /// A suite model name or a path to an ONNX file.
+    /// A suite model name, zoo:NAME (a real trained model, see `chipbench zoo list`) or a path
+    /// to an ONNX file.
     #[arg(value_name = "MODEL")]
     model: String,
     /// The recipe: fp16, int8-dynamic, int8-static, prune-unstructured:S, prune-2:4,
@@ -205,8 +206,52 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
             a.max_abs_err,
             a.mean_rel_err
         );
+        if let Some(decoding) = crate::cmd::zoo::decoding(&args.model) {
+            print_task_accuracy(&decoding, &names, &reference, &actual)?;
+        }
     }
     Ok(Outcome::Success)
+}
+
+/// What the model decides (class, text, boxes, yes/no) with the variant against fp32, by the
+/// decoding the zoo catalog names for it.
+fn print_task_accuracy(
+    decoding: &chipbench_core::task::Decoding,
+    names: &[String],
+    reference: &[Vec<Tensor>],
+    actual: &[Vec<Tensor>],
+) -> anyhow::Result<()> {
+    let Some(t) = chipbench_core::task::compare(decoding, names, reference, actual)? else {
+        println!(
+            "task accuracy: none (the model's outputs are features, not decisions; see cosine)"
+        );
+        return Ok(());
+    };
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.3}"));
+    let figures: Vec<String> = [
+        ("top-1 agreement", f(t.top1_agreement)),
+        (
+            &*format!("top-{} agreement", t.k.unwrap_or(1)),
+            f(t.topk_agreement).filter(|_| t.k != Some(1)),
+        ),
+        ("fp32 boxes", t.reference_boxes.map(|n| n.to_string())),
+        ("precision", f(t.precision)),
+        ("recall", f(t.recall)),
+        ("F1", f(t.f1)),
+        ("exact match", f(t.exact_match)),
+        ("CER", f(t.cer)),
+        ("decision agreement", f(t.decision_agreement)),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| Some(format!("{name} {}", v?)))
+    .collect();
+    println!(
+        "task accuracy against fp32 ({}, measured: both on tract, the same {} seeded inputs): {}",
+        t.decoding,
+        t.samples,
+        figures.join(", ")
+    );
+    Ok(())
 }
 
 fn print_report(report: &VariantReport) {

@@ -8,6 +8,7 @@ pub mod result;
 pub mod settings;
 pub mod spec;
 pub mod stats;
+pub mod task;
 pub mod tensor;
 
 pub use backend::{

