@@ -28,9 +28,11 @@ pub struct EdgeArgs {
     /// limits, not the device's.
     #[arg(long, value_name = "ID|FILE.toml")]
     pub edge_profile: Option<String>,
-    /// Memory cap of each cell instead of the profile's RAM, e.g. 512MiB or 2GiB (K, M, G and
-    /// KiB, MiB, GiB are binary; KB, MB, GB decimal).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "edge_profile")]
+    /// Memory budget of each cell, e.g. 512MiB or 2GiB (K, M, G and KiB, MiB, GiB are binary;
+    /// KB, MB, GB decimal): a cell estimated to need more fails before it allocates anything
+    /// (default: 80 % of the memory available when the run starts). With --edge-profile, the cap
+    /// of each cell's constrained process instead (default: the profile's RAM).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub memory_cap: Option<u64>,
     /// How to cap memory: auto (a cgroup of its own per cell where one can be created, which caps
     /// resident memory; else RLIMIT_AS, which caps virtual address space), cgroup or rlimit.
@@ -44,6 +46,31 @@ pub enum LimitChoice {
     Auto,
     Cgroup,
     Rlimit,
+}
+
+/// The share of the memory available at the start that a cell may plan to use by default: the
+/// rest is the harness's, the other process's and the estimate's error margin.
+const DEFAULT_BUDGET_SHARE: f64 = 0.8;
+
+/// The memory budget each cell's estimate is checked against before it runs, and where it comes
+/// from; `None` under an edge profile, whose constrained processes are capped for real and
+/// record an out-of-memory cell as not fitting the device.
+pub fn memory_budget(args: &EdgeArgs, edge: Option<&Emulation>) -> Option<(u64, String)> {
+    if edge.is_some() {
+        return None;
+    }
+    if let Some(cap) = args.memory_cap {
+        return Some((cap, "--memory-cap".into()));
+    }
+    chipbench_probe::available_memory_bytes().map(|available| {
+        (
+            (available as f64 * DEFAULT_BUDGET_SHARE) as u64,
+            format!(
+                "{:.0} % of the memory available when the run started",
+                DEFAULT_BUDGET_SHARE * 100.0
+            ),
+        )
+    })
 }
 
 /// An edge profile ready to run cells under its constraints.

@@ -409,3 +409,59 @@ fn the_old_profile_option_works_and_names_the_new_one() {
         stderr(&o)
     );
 }
+
+/// A valid model whose input is declared `float[1, 2147483648]` (8 GiB, a typo'd shape or a
+/// hostile file): its cells fail at once with the figures, the other model's cells run, and no
+/// process of the run comes near allocating it.
+#[test]
+fn an_8_gib_input_fails_its_cells_at_once_and_the_run_goes_on() {
+    use chipbench_optimize::builder::GraphBuilder;
+    use chipbench_optimize::onnx::DataType;
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge_input.onnx");
+    let mut g = GraphBuilder::new("huge_input");
+    g.input("x", DataType::Float, &["1", "2147483648"]);
+    g.node("Relu", "y", &["x"], vec![]);
+    g.output("y", DataType::Float, &["1", "2147483648"]);
+    chipbench_optimize::model::save(&g.into_model().unwrap(), &huge).unwrap();
+
+    let started = std::time::Instant::now();
+    let (code, run, _out) = bench(&[
+        "--backend",
+        "tract",
+        "--model",
+        "mlp",
+        "--model",
+        huge.to_str().unwrap(),
+        "--sessions",
+        "1",
+    ]);
+    validate(&run);
+    assert_eq!(code, 1, "a cell failed");
+    assert_eq!(cell(&run, "mlp", "tract")["status"], "ok");
+    let c = cell(&run, "huge_input", "tract");
+    assert_eq!(c["status"], "failed");
+    let error = c["error"].as_str().unwrap();
+    assert!(
+        error.contains("input 'x' is 8.0 GiB; the cell needs at least")
+            && error.contains("set --memory-cap to change it"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "the refusal comes before any allocation, not after a long one"
+    );
+    // The largest resident set of any process this test binary has waited for (the run and its
+    // cells' processes; the other tests here run small models).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
+    let peak_kib = usage.ru_maxrss as u64;
+    assert!(
+        peak_kib < 1 << 20,
+        "a process of the run reached {peak_kib} KiB"
+    );
+}

@@ -246,7 +246,9 @@ fn measure(
         args.threads.iter().map(|&t| Some(t)).collect()
     };
 
-    let request = args.inputs.request()?;
+    let mut request = args.inputs.request()?;
+    request.budget = crate::edge::memory_budget(&args.edge, edge.as_ref());
+    request.accuracy_samples = settings.accuracy_samples;
     let suite_dir = models::suite_dir(args.suite.as_deref())?;
     let prepared = models::resolve(&suite_dir, &args.models, &request)?;
     let recipes = crate::cmd::optimize::parse_variants(&args.variants)?;

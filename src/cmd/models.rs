@@ -11,6 +11,7 @@ use chipbench_core::{DType, Dim, InputSpec, Tensor, TensorInfo};
 use chipbench_optimize::stats::ModelStats;
 use chipbench_optimize::suite::{self, Installed, SUITE_FILE, Suite};
 use chipbench_runner::ModelUnderTest;
+use chipbench_runner::resources::MemoryNeed;
 use clap::{Args, Subcommand};
 
 use crate::{Outcome, UsageError};
@@ -135,6 +136,11 @@ pub struct ModelRequest {
     pub dims: BTreeMap<String, usize>,
     /// `--input-file name=path.npy`
     pub files: BTreeMap<String, Tensor>,
+    /// Each cell's memory budget in bytes and where it comes from (`bench`); a model whose
+    /// cells would need more is refused with the figures.
+    pub budget: Option<(u64, String)>,
+    /// The accuracy samples each cell keeps outputs of (`bench --accuracy-samples`).
+    pub accuracy_samples: usize,
 }
 
 pub use chipbench_harness::Prepared;
@@ -334,14 +340,41 @@ fn try_prepare(
         }
     }
     // A model whose shapes cannot be inferred still runs; its MACs stay unknown.
-    let stats = ModelStats::of(
+    let inference = chipbench_optimize::infer_shapes(
         &proto,
         &bound,
         Some(chipbench_optimize::model::model_dir(path)),
     );
+    let stats = ModelStats::with_inference(&proto, &inference);
     record.params = Some(stats.params);
     record.weight_bytes = Some(stats.weight_bytes);
     record.macs = stats.macs;
+    // What the cell will hold, checked before anything is allocated.
+    let output_bytes: u64 = chipbench_optimize::model::outputs(&proto)
+        .iter()
+        .filter_map(|o| {
+            let shape = inference.shapes.get(&o.name)?;
+            let dtype = o.elem_type?.to_dtype()?;
+            let info = TensorInfo {
+                name: o.name.clone(),
+                dtype,
+                shape: shape.clone(),
+            };
+            info.bytes()
+        })
+        .fold(0u64, u64::saturating_add);
+    let need = MemoryNeed::estimate(
+        &bound,
+        output_bytes,
+        stats.weight_bytes,
+        request.accuracy_samples,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Some((budget, how)) = &request.budget
+        && let Some(why) = need.over(*budget, how)
+    {
+        anyhow::bail!("{}: {why}", path.display());
+    }
     Ok((specs, bound, fixed))
 }
 

@@ -53,6 +53,17 @@ pub struct TensorInfo {
     pub shape: Vec<usize>,
 }
 
+impl TensorInfo {
+    /// The bytes of a tensor of this shape and element type; `None` when the count overflows.
+    pub fn bytes(&self) -> Option<u64> {
+        self.shape
+            .iter()
+            .try_fold(self.dtype.size_bytes() as u64, |n, &d| {
+                n.checked_mul(d as u64)
+            })
+    }
+}
+
 impl InputSpec {
     /// Resolves every named dimension from `dims`; a name left unbound is an error that says how
     /// to bind it.

@@ -25,6 +25,16 @@ use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 pub use error::{Error, Result};
 
+/// The memory available for new work now (Linux's MemAvailable, as sysinfo reads it), in bytes;
+/// `None` where it cannot be read.
+pub fn available_memory_bytes() -> Option<u64> {
+    let system = System::new_with_specifics(
+        RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()),
+    )
+    .ok()?;
+    Some(system.available_memory()).filter(|&bytes| bytes > 0)
+}
+
 /// Describes this machine. Fields that cannot be read stay empty, and `provenance` says why.
 pub fn host() -> Host {
     host_at(Path::new("/"))

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use chipbench_core::TensorInfo;
+
 /// User + system CPU time consumed so far by every thread of this process (`getrusage`).
 pub fn process_cpu_time() -> Option<Duration> {
     #[cfg(unix)]
@@ -161,6 +163,123 @@ mod tests {
         assert!(
             window.baseline_bytes().unwrap() <= before + (4 << 20),
             "the baseline predates the allocation"
+        );
+    }
+}
+
+/// The least memory a cell holds besides the engine's working memory, estimated before it runs:
+/// the inputs it generates (the timed set and one accuracy sample at a time), the weights (the
+/// engine's copy and the file it reads), and every output it keeps (the first inference's, and
+/// the reference's and its own for each accuracy sample). Outputs whose shapes are unknown count
+/// as nothing, so the estimate stays a lower bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryNeed {
+    pub bytes: u64,
+    /// The largest input, by name, and its size.
+    pub largest_input: Option<(String, u64)>,
+}
+
+impl MemoryNeed {
+    /// The estimate for inputs `bound`, outputs of `output_bytes` per inference in all, weights
+    /// of `weight_bytes` and `accuracy_samples` accuracy samples. The error names an input whose
+    /// size overflows or that has a dimension of 0.
+    pub fn estimate(
+        bound: &[TensorInfo],
+        output_bytes: u64,
+        weight_bytes: u64,
+        accuracy_samples: usize,
+    ) -> Result<MemoryNeed, String> {
+        let mut inputs: u64 = 0;
+        let mut largest_input: Option<(String, u64)> = None;
+        for info in bound {
+            if info.shape.contains(&0) {
+                return Err(format!(
+                    "input '{}' has a dimension of 0 ({}): there is no data to feed",
+                    info.name,
+                    chipbench_core::tensor::format_shape(&info.shape)
+                ));
+            }
+            let bytes = info.bytes().ok_or_else(|| {
+                format!(
+                    "input '{}' ({}, {}): its size overflows",
+                    info.name,
+                    chipbench_core::tensor::format_shape(&info.shape),
+                    info.dtype
+                )
+            })?;
+            inputs = inputs.saturating_add(bytes);
+            if largest_input.as_ref().is_none_or(|(_, b)| bytes > *b) {
+                largest_input = Some((info.name.clone(), bytes));
+            }
+        }
+        let outputs_kept = 1 + 2 * accuracy_samples as u64;
+        let bytes = inputs
+            .saturating_mul(2)
+            .saturating_add(weight_bytes.saturating_mul(2))
+            .saturating_add(output_bytes.saturating_mul(outputs_kept));
+        Ok(MemoryNeed {
+            bytes,
+            largest_input,
+        })
+    }
+
+    /// Why a cell with this need cannot run under `budget` bytes (`how`: where the budget comes
+    /// from); `None` when it fits.
+    pub fn over(&self, budget: u64, how: &str) -> Option<String> {
+        (self.bytes > budget).then(|| {
+            let input = self
+                .largest_input
+                .as_ref()
+                .map(|(name, b)| format!("input '{name}' is {}; ", chipbench_core::format_bytes(*b as f64)))
+                .unwrap_or_default();
+            format!(
+                "{input}the cell needs at least {}; its budget is {} ({how}); set --memory-cap to change it",
+                chipbench_core::format_bytes(self.bytes as f64),
+                chipbench_core::format_bytes(budget as f64)
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod need_tests {
+    use chipbench_core::{DType, TensorInfo};
+
+    use super::MemoryNeed;
+
+    fn input(name: &str, shape: &[usize]) -> TensorInfo {
+        TensorInfo {
+            name: name.into(),
+            dtype: DType::F32,
+            shape: shape.to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_8_gib_input_is_over_a_budget_with_the_figures() {
+        let need = MemoryNeed::estimate(&[input("x", &[1, 1 << 31])], 4, 1 << 20, 8).unwrap();
+        // Inputs twice (8 GiB each), weights twice, the output 17 times.
+        assert_eq!(need.bytes, (16u64 << 30) + (2 << 20) + 17 * 4);
+        let why = need.over(18 << 30, "a test").is_none();
+        assert!(why, "16 GiB fits 18 GiB");
+        let why = need.over(4 << 30, "80 % of available").unwrap();
+        assert!(
+            why.starts_with("input 'x' is 8.0 GiB; the cell needs at least 16.0 GiB; its budget is 4.0 GiB (80 % of available)"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_zero_or_overflowing_dimension_names_the_input() {
+        let zero = MemoryNeed::estimate(&[input("ids", &[1, 0])], 0, 0, 0).unwrap_err();
+        assert!(
+            zero.starts_with("input 'ids' has a dimension of 0"),
+            "{zero}"
+        );
+        let huge = MemoryNeed::estimate(&[input("x", &[usize::MAX, 4])], 0, 0, 0).unwrap_err();
+        assert!(
+            huge.contains("input 'x'") && huge.contains("overflows"),
+            "{huge}"
         );
     }
 }
