@@ -177,6 +177,8 @@ pub struct MemoryNeed {
     pub bytes: u64,
     /// The largest input, by name, and its size.
     pub largest_input: Option<(String, u64)>,
+    /// The outputs of one inference, where their shapes are known.
+    pub output_bytes: u64,
 }
 
 impl MemoryNeed {
@@ -220,6 +222,7 @@ impl MemoryNeed {
         Ok(MemoryNeed {
             bytes,
             largest_input,
+            output_bytes,
         })
     }
 
@@ -227,13 +230,24 @@ impl MemoryNeed {
     /// from); `None` when it fits.
     pub fn over(&self, budget: u64, how: &str) -> Option<String> {
         (self.bytes > budget).then(|| {
-            let input = self
-                .largest_input
-                .as_ref()
-                .map(|(name, b)| format!("input '{name}' is {}; ", chipbench_core::format_bytes(*b as f64)))
-                .unwrap_or_default();
+            // What makes it large: the largest input, or the outputs when they weigh more.
+            let input = self.largest_input.clone().unwrap_or_default();
+            let cause = if self.output_bytes > input.1 {
+                format!(
+                    "its outputs are {} per inference; ",
+                    chipbench_core::format_bytes(self.output_bytes as f64)
+                )
+            } else if input.1 > 0 {
+                format!(
+                    "input '{}' is {}; ",
+                    input.0,
+                    chipbench_core::format_bytes(input.1 as f64)
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "{input}the cell needs at least {}; its budget is {} ({how}); set --memory-cap to change it",
+                "{cause}the cell needs at least {}; its budget is {} ({how}); set --memory-cap to change it",
                 chipbench_core::format_bytes(self.bytes as f64),
                 chipbench_core::format_bytes(budget as f64)
             )
