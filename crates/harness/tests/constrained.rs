@@ -16,6 +16,11 @@ mod common;
 
 const MIB: u64 = 1 << 20;
 
+/// Held by each test while it writes its worker script and runs it: a child another test forks
+/// while a script is still open for writing keeps that file busy, and exec'ing it then fails
+/// with ETXTBSY ("Text file busy") instead of running (seen once under load).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The model the workers pretend to measure (its file is 1 MiB).
 fn model() -> ModelUnderTest {
     let mut m = common::model("m");
@@ -60,6 +65,7 @@ fn measure(exe: PathBuf, ram: u64, timeout: Duration) -> CellResult {
 
 #[test]
 fn a_refused_allocation_is_an_out_of_memory_cell_that_does_not_fit() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let exe = worker(
         dir.path(),
@@ -84,6 +90,7 @@ fn a_refused_allocation_is_an_out_of_memory_cell_that_does_not_fit() {
 
 #[test]
 fn a_worker_past_the_deadline_is_killed_and_its_cell_says_so() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let exe = worker(dir.path(), "sleep 30");
     let started = Instant::now();
@@ -97,6 +104,7 @@ fn a_worker_past_the_deadline_is_killed_and_its_cell_says_so() {
 
 #[test]
 fn a_measured_cell_fits_when_its_peak_and_file_fit_the_profiles_ram() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut measured = common::ok_cell("m");
     measured.model = model().record;
