@@ -4,7 +4,7 @@
 //! the findings folder and the exit code is 1. Fewer executions than `--min-execs` is a failure
 //! too, so a fuzzer that stopped doing anything cannot pass.
 //!
-//!   chipbench-fuzz [--seconds N | --execs N] [--min-execs N] [--seed N] [--findings DIR]
+//!   chipbench-fuzz [--seconds N] [--execs N] [--min-execs N] [--seed N] [--findings DIR]
 //!                  [--max-alloc-mib N] [--hang-seconds N] [SEED.onnx...]
 //!   chipbench-fuzz --replay INPUT.onnx    runs one saved input, panicking as chipbench would
 //!
@@ -84,8 +84,10 @@ fn abort_with(message: &str) -> ! {
 }
 
 struct Options {
-    seconds: u64,
-    /// Stop after this many executions instead (the same seed then gives the same run).
+    /// Stop after this long (default 60 s when no --execs is given)...
+    seconds: Option<u64>,
+    /// ...or after this many executions, whichever comes first: the same seed gives the same
+    /// inputs in the same order, so a run bounded by both repeats a prefix of one checked longer.
     execs: Option<u64>,
     min_execs: u64,
     seed: u64,
@@ -97,7 +99,7 @@ struct Options {
 
 fn options() -> Result<Options, String> {
     let mut o = Options {
-        seconds: 60,
+        seconds: None,
         execs: None,
         min_execs: 0,
         seed: 0,
@@ -113,7 +115,7 @@ fn options() -> Result<Options, String> {
             text.parse().map_err(|e| format!("{name} {text}: {e}"))
         };
         match arg.as_str() {
-            "--seconds" => o.seconds = value("--seconds")?,
+            "--seconds" => o.seconds = Some(value("--seconds")?),
             "--min-execs" => o.min_execs = value("--min-execs")?,
             "--execs" => o.execs = Some(value("--execs")?),
             "--seed" => o.seed = value("--seed")?,
@@ -202,11 +204,12 @@ fn main() {
     let mut reached: BTreeMap<Reached, u64> = BTreeMap::new();
     // Panic locations, each with the first input that reached it and how often it was hit.
     let mut findings: BTreeMap<String, (PathBuf, u64)> = BTreeMap::new();
-    let budget = Duration::from_secs(o.seconds);
-    while match o.execs {
-        Some(n) => execs < n,
-        None => start.elapsed() < budget,
-    } {
+    let seconds = match (o.seconds, o.execs) {
+        (None, None) => Some(60),
+        (seconds, _) => seconds,
+    };
+    let budget = seconds.map(Duration::from_secs);
+    while o.execs.is_none_or(|n| execs < n) && budget.is_none_or(|b| start.elapsed() < b) {
         // The smaller of two picks, mostly: a suite model takes a hundred times longer than a
         // fixture, and most findings need many cheap executions, not a few big ones.
         let (x, y) = (

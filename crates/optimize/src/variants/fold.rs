@@ -42,7 +42,10 @@ pub(crate) fn fold_batch_norms(graph: &mut GraphProto) -> usize {
         else {
             continue;
         };
-        let out = w_shape[0];
+        // A Conv weight has its output channels first; a scalar is no Conv weight.
+        let Some(&out) = w_shape.first() else {
+            continue;
+        };
         if params.iter().any(|p| p.len() != out) {
             continue;
         }

@@ -392,7 +392,10 @@ fn reach(
                             sink: true,
                         });
                         passes_on = false;
-                    } else if groups == channels && w_shape[0] == channels && w_shape[1] == 1 {
+                    } else if groups == channels
+                        && w_shape.first() == Some(&channels)
+                        && w_shape.get(1) == Some(&1)
+                    {
                         slices.push(ChannelSlice {
                             node: c,
                             input: 1,
