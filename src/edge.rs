@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use chipbench_core::format_bytes;
 use chipbench_core::result::{EDGE_LABEL, EdgeEmulation};
-use chipbench_harness::constrained::{self, Constrained, MemoryLimit, cpu_list};
+use chipbench_harness::constrained::{Constrained, cpu_list};
+use chipbench_harness::memory::{self, MemoryLimit};
 use chipbench_harness::protocol::{JobContext, allowed_cpus};
 use chipbench_probe::profile::{self, Profile};
 use chipbench_runner::Target;
@@ -29,9 +30,11 @@ pub struct EdgeArgs {
     #[arg(long, value_name = "ID|FILE.toml")]
     pub edge_profile: Option<String>,
     /// Memory budget of each cell, e.g. 512MiB or 2GiB (K, M, G and KiB, MiB, GiB are binary;
-    /// KB, MB, GB decimal): a cell estimated to need more fails before it allocates anything
-    /// (default: 80 % of the memory available when the run starts). With --edge-profile, the cap
-    /// of each cell's constrained process instead (default: the profile's RAM).
+    /// KB, MB, GB decimal): a cell estimated to need more fails before it allocates anything, and
+    /// each cell's process is capped there (a cgroup of its own where one can be created, else
+    /// RLIMIT_AS with a margin for mapped libraries), so one that grows past it fails as out of
+    /// memory (default: 80 % of the memory available when the run starts). With --edge-profile,
+    /// the cap of each cell's constrained process (default: the profile's RAM).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub memory_cap: Option<u64>,
     /// How to cap memory: auto (a cgroup of its own per cell where one can be created, which caps
@@ -99,12 +102,12 @@ impl Emulation {
         let cap = args.memory_cap.unwrap_or_else(|| profile.memory_bytes());
         let limit = match args.memory_limit {
             LimitChoice::Rlimit => MemoryLimit::RlimitAs,
-            LimitChoice::Cgroup => constrained::find_cgroup().map_err(|e| {
+            LimitChoice::Cgroup => memory::find_cgroup().map_err(|e| {
                 UsageError(format!(
                     "--memory-limit cgroup: no usable memory cgroup here: {e}"
                 ))
             })?,
-            LimitChoice::Auto => constrained::find_cgroup().unwrap_or(MemoryLimit::RlimitAs),
+            LimitChoice::Auto => memory::find_cgroup().unwrap_or(MemoryLimit::RlimitAs),
         };
         let mut notes = vec![format!(
             "each cell ran in a process of its own (chipbench worker) with at most {cores} threads \

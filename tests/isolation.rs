@@ -163,3 +163,70 @@ fn a_killed_run_leaves_no_child_behind() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A model the memory estimate cannot see through: `Expand` to a shape given as an input's
+/// value (1x60000x60000 floats, 14.4 GB), past a 1 GiB cap. Its process fails as out of memory
+/// (a cgroup's OOM killer, or an allocation refused under RLIMIT_AS) and the other model's cell
+/// in the same run is ok. On ONNX Runtime: tract refuses an `Expand` whose output rank it cannot
+/// know before it runs.
+#[test]
+fn a_cell_that_grows_past_the_cap_fails_as_out_of_memory_alone() {
+    if !common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT") {
+        return;
+    }
+    use chipbench_optimize::builder::GraphBuilder;
+    use chipbench_optimize::onnx::DataType;
+    use ndarray_npy::WriteNpyExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("runtime_expand.onnx");
+    let mut g = GraphBuilder::new("runtime_expand");
+    g.input("x", DataType::Float, &["1"]);
+    g.input("shape", DataType::Int64, &["3"]);
+    g.node("Expand", "y", &["x", "shape"], vec![]);
+    g.output("y", DataType::Float, &["a", "b", "c"]);
+    chipbench_optimize::model::save(&g.into_model().unwrap(), &model).unwrap();
+    let shape = tmp.path().join("shape.npy");
+    ndarray::arr1(&[1i64, 60_000, 60_000])
+        .write_npy(std::fs::File::create(&shape).unwrap())
+        .unwrap();
+
+    let out = tmp.path().join("run");
+    let o = chipbench()
+        .args(["bench", "--quick", "--quiet", "--json", "--no-history"])
+        .args(["--sessions", "1", "-b", "ort:cpu", "--memory-cap", "1GiB"])
+        .args(["-m", "mlp", "-m"])
+        .arg(&model)
+        .arg("--input-file")
+        .arg(format!("shape={}", shape.display()))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    let run: Value = serde_json::from_slice(&o.stdout).unwrap();
+    validate(&run);
+    let cells = run["cells"].as_array().unwrap();
+    let cell = |name: &str| {
+        cells
+            .iter()
+            .find(|c| c["model"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} cell"))
+    };
+    assert_eq!(cell("mlp")["status"], "ok", "{}", cell("mlp")["error"]);
+    assert!(
+        cell("mlp")["provenance"]["memory_cap"]
+            .as_str()
+            .unwrap()
+            .contains("1.0 GiB by"),
+        "{}",
+        cell("mlp")["provenance"]
+    );
+    let expand = cell("runtime_expand");
+    assert_eq!(expand["status"], "failed");
+    let error = expand["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("out of memory: the cell's process passed its memory cap of 1.0 GiB"),
+        "{error}"
+    );
+}

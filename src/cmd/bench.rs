@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use chipbench_core::result::{CellResult, RunConfig, RunResult, SCHEMA, Status};
 use chipbench_harness::journal::{Journal, write_atomically};
+use chipbench_harness::memory::MemoryCap;
 use chipbench_harness::plan::{self, Plan, PlannedCell, Resumed};
 use chipbench_harness::protocol::JobContext;
 use chipbench_harness::{Executor, FreshProcess, InProcess, Observer, Unavailable, targets};
@@ -339,6 +340,10 @@ fn measure(
             std::env::current_exe().context("cannot find the chipbench binary to run cells in")?,
             JobContext { energy, ..context },
             args.cell_timeout,
+            request
+                .budget
+                .clone()
+                .map(|(bytes, source)| (MemoryCap::for_cells(bytes), source)),
         )),
     };
     let mut observer = Progress {

@@ -20,6 +20,7 @@ use chipbench_core::result::CellResult;
 use chipbench_runner::{FreshSession, MeasureSettings, Sweep};
 
 use crate::child::Worker;
+use crate::memory::{Confinement, MemoryCap, MemoryLimit, allocation_failure_in};
 use crate::plan::Cell;
 use crate::protocol::{Job, JobContext, Message};
 
@@ -88,32 +89,82 @@ impl Executor for InProcess<'_> {
     }
 }
 
-/// Measures each cell in a `chipbench worker` child of its own, killed past `timeout`; the
-/// further sessions of a round in one child per device, which answers that round's session of
-/// every cell on the device (so each of a cell's sessions still comes from a process of its own).
+/// Measures each cell in a `chipbench worker` child of its own, killed past `timeout` and capped
+/// in memory; the further sessions of a round in one child per device, which answers that
+/// round's session of every cell on the device (so each of a cell's sessions still comes from a
+/// process of its own).
 pub struct FreshProcess {
     /// The chipbench binary.
     exe: PathBuf,
     context: JobContext,
     timeout: Duration,
+    /// Each child's memory cap, and where its size comes from (`--memory-cap`).
+    cap: Option<(MemoryCap, String)>,
     /// This round's child per `backend:device`.
-    round: BTreeMap<String, Worker>,
+    round: BTreeMap<String, CappedWorker>,
+}
+
+/// A worker and its place under the memory cap, kept until the worker has ended.
+struct CappedWorker {
+    // Dropped first: the process ends before its cgroup is removed.
+    worker: Worker,
+    confinement: Option<Confinement>,
 }
 
 impl FreshProcess {
-    pub fn new(exe: PathBuf, context: JobContext, timeout: Duration) -> Self {
+    pub fn new(
+        exe: PathBuf,
+        context: JobContext,
+        timeout: Duration,
+        cap: Option<(MemoryCap, String)>,
+    ) -> Self {
         FreshProcess {
             exe,
             context,
             timeout,
+            cap,
             round: BTreeMap::new(),
         }
     }
 
-    fn start(&self) -> Result<Worker, String> {
+    fn start(&self) -> Result<CappedWorker, String> {
         let mut command = Command::new(&self.exe);
         command.arg("worker");
-        Worker::start(command).map_err(|e| format!("cannot run {} worker: {e}", self.exe.display()))
+        let mut confinement = self
+            .cap
+            .as_ref()
+            .map(|(cap, _)| cap.confine(&mut command))
+            .transpose()?;
+        let worker = Worker::start(command)
+            .map_err(|e| format!("cannot run {} worker: {e}", self.exe.display()))?;
+        if let Some(c) = confinement.as_mut() {
+            c.started();
+        }
+        Ok(CappedWorker {
+            worker,
+            confinement,
+        })
+    }
+
+    /// `reason` (why a request failed) said as running out of memory when the cap ended the
+    /// process: its cgroup's OOM killer, or an allocation refused under RLIMIT_AS.
+    fn out_of_memory(&self, confinement: Option<&Confinement>, reason: String) -> String {
+        let (Some((cap, _)), Some(confinement)) = (&self.cap, confinement) else {
+            return reason;
+        };
+        let (peak, oom_kills) = confinement.usage();
+        let refused =
+            matches!(cap.limit, MemoryLimit::RlimitAs) && allocation_failure_in(&reason).is_some();
+        if oom_kills == 0 && !refused {
+            return reason;
+        }
+        let peak = peak.map_or(String::new(), |p| {
+            format!(" (peak {})", chipbench_core::format_bytes(p as f64))
+        });
+        format!(
+            "out of memory: the cell's process passed its memory cap of {}{peak}; {reason}",
+            cap.describe()
+        )
     }
 }
 
@@ -121,16 +172,37 @@ impl Executor for FreshProcess {
     fn measure(&mut self, cell: &Cell, settings: &MeasureSettings) -> CellResult {
         let job = Job::new(cell, settings, &self.context);
         let what = "the cell's process";
-        let reply = self.start().and_then(|mut worker| {
-            let reply = worker.ask(&Message::MeasureCell(Box::new(job)), what, self.timeout)?;
-            worker.stop();
-            Ok(reply)
-        });
-        match reply {
+        let mut capped = match self.start() {
+            Ok(capped) => capped,
+            Err(reason) => return cell.failed(reason),
+        };
+        let reply = capped
+            .worker
+            .ask(&Message::MeasureCell(Box::new(job)), what, self.timeout);
+        let mut result = match reply {
             Ok(Message::Cell { cell, .. }) => *cell,
             Ok(_) => cell.failed(format!("{what} answered something else than a cell")),
             Err(reason) => cell.failed(reason),
+        };
+        let CappedWorker {
+            worker,
+            confinement,
+        } = capped;
+        worker.stop();
+        if let Some(error) = result.error.take() {
+            result.error = Some(self.out_of_memory(confinement.as_ref(), error));
         }
+        drop(confinement);
+        if let Some((cap, source)) = &self.cap {
+            result.provenance.insert(
+                "memory_cap".into(),
+                format!(
+                    "the cell's process ran capped at {} ({source})",
+                    cap.describe()
+                ),
+            );
+        }
+        result
     }
 
     fn rounds(&self) -> Option<&'static str> {
@@ -148,23 +220,27 @@ impl Executor for FreshProcess {
         let job = Job::new(cell, settings, &self.context).without_energy();
         let what = "the session's process";
         let device = cell.target.label();
-        let mut worker = match self.round.remove(&device) {
-            Some(worker) => worker,
+        let mut capped = match self.round.remove(&device) {
+            Some(capped) => capped,
             None => self.start()?,
         };
         // A worker that failed or died is dropped (killed): the next session starts another.
-        match worker.ask(&Message::FurtherSession(Box::new(job)), what, self.timeout)? {
-            Message::Session(session) => {
-                self.round.insert(device, worker);
+        match capped
+            .worker
+            .ask(&Message::FurtherSession(Box::new(job)), what, self.timeout)
+        {
+            Ok(Message::Session(session)) => {
+                self.round.insert(device, capped);
                 Ok(session)
             }
-            _ => Err(format!("{what} answered something else than a session")),
+            Ok(_) => Err(format!("{what} answered something else than a session")),
+            Err(reason) => Err(self.out_of_memory(capped.confinement.as_ref(), reason)),
         }
     }
 
     fn round_ended(&mut self) {
-        for (_, worker) in std::mem::take(&mut self.round) {
-            worker.stop();
+        for (_, capped) in std::mem::take(&mut self.round) {
+            capped.worker.stop();
         }
     }
 }

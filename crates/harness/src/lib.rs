@@ -10,6 +10,7 @@ pub mod child;
 pub mod constrained;
 pub mod executor;
 pub mod journal;
+pub mod memory;
 pub mod plan;
 pub mod protocol;
 pub mod remote;

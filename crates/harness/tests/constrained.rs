@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chipbench_core::result::{CellResult, Status};
-use chipbench_harness::constrained::MemoryLimit;
+use chipbench_harness::memory::MemoryLimit;
 use chipbench_harness::protocol::{JobContext, Message, Observed, allowed_cpus};
 use chipbench_harness::{Cell, Constrained, Executor};
 use chipbench_runner::{MeasureSettings, ModelUnderTest};
