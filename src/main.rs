@@ -61,6 +61,9 @@ enum Command {
     Report(cmd::report::ReportArgs),
     /// Compare a run with a baseline (or its history): verdict per cell; exit 1 on a regression.
     Compare(cmd::compare::CompareArgs),
+    /// Paired A/B gate in one job: two models, ONNX Runtime libraries or chipbench builds measured
+    /// in interleaved rounds; verdict per model and backend; exit 1 on a regression.
+    Ab(Box<cmd::ab::AbArgs>),
     /// The recorded runs: list, show, and the trend of one cell over time.
     History(cmd::history::HistoryArgs),
     /// This host: CPU, ISA features, caches, GPUs, energy sensors, catalog entry, ceilings.
@@ -142,6 +145,7 @@ fn main() -> ExitCode {
         Command::Optimize(args) => cmd::optimize::run(args),
         Command::Report(args) => cmd::report::run(args),
         Command::Compare(args) => cmd::compare::run(args),
+        Command::Ab(args) => cmd::ab::run(*args),
         Command::History(args) => cmd::history::run(args),
         Command::Devices(args) => cmd::devices::run(args),
         Command::Roofline(args) => cmd::roofline::run(args),

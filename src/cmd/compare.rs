@@ -71,7 +71,7 @@ fn parse_metric(text: &str) -> Result<Metric, String> {
 }
 
 /// `5%`, `5 %`, `0.05`: a fraction; a bare number above 1 is read as a percentage.
-fn parse_threshold(text: &str) -> Result<f64, String> {
+pub fn parse_threshold(text: &str) -> Result<f64, String> {
     let fraction = parse_fraction(text)?;
     if fraction == 0.0 {
         return Err(format!(

@@ -1,6 +1,7 @@
 //! One module per command, named like it; each parses its options, calls the libraries and
 //! prints.
 
+pub mod ab;
 pub mod backends;
 pub mod bench;
 pub mod compare;

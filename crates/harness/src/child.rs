@@ -93,6 +93,25 @@ fn spawn(mut command: Command) -> std::io::Result<Child> {
     command.spawn()
 }
 
+/// Makes `command`'s process run on `cpus` only (sched_setaffinity before it starts).
+pub fn pin(command: &mut Command, cpus: &[usize]) {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write into it.
+    let mut cpuset: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        unsafe { libc::CPU_SET(cpu, &mut cpuset) };
+    }
+    // SAFETY: between fork and exec the closure only calls sched_setaffinity on memory prepared
+    // before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &cpuset) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Kills a child's whole process group.
 fn kill_group(pid: libc::pid_t) {
     // SAFETY: kill only sends a signal; callers reap the child after this, so the pid (and its
@@ -242,11 +261,27 @@ impl Worker {
         what: &str,
         timeout: Duration,
     ) -> Result<Message, String> {
-        let deadline = Instant::now() + timeout;
-        let sent = match self.stdin.as_mut() {
+        let sent = self.send(request);
+        self.receive(sent, what, timeout)
+    }
+
+    /// Sends `request` without waiting for the reply (see [`Worker::receive`]); false when the
+    /// worker's input is closed.
+    pub fn send(&mut self, request: &Message) -> bool {
+        match self.stdin.as_mut() {
             Some(stdin) => request.send(stdin).is_ok(),
             None => false,
-        };
+        }
+    }
+
+    /// The reply to a request [`Worker::send`] sent (`sent`), waited for until `timeout` passes.
+    pub fn receive(
+        &mut self,
+        sent: bool,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<Message, String> {
+        let deadline = Instant::now() + timeout;
         CURRENT.store(self.child.id() as libc::pid_t, Ordering::SeqCst);
         let reply = if sent {
             self.next_reply(deadline)
@@ -258,6 +293,28 @@ impl Worker {
             Ok(Message::Failed(why)) => Err(why),
             Ok(message) => Ok(message),
             Err(timed_out) => Err(self.end(timed_out).died(what, Some(timeout))),
+        }
+    }
+
+    /// Waits for the worker's `Hello` and checks its protocol version: the reason it cannot be
+    /// talked to (another version, or no `Hello` at all: a build without workers) otherwise.
+    pub fn handshake(&mut self, what: &str, timeout: Duration) -> Result<(), String> {
+        if self.greeted {
+            return Ok(());
+        }
+        match self.replies.recv_timeout(timeout) {
+            Ok(hello @ Message::Hello { .. }) => match hello.incompatible() {
+                None => {
+                    self.greeted = true;
+                    Ok(())
+                }
+                Some(why) => Err(why),
+            },
+            Ok(_) => Err(format!("{what} did not start with a Hello")),
+            Err(e) => {
+                let timed_out = e == mpsc::RecvTimeoutError::Timeout;
+                Err(self.end(timed_out).died(what, Some(timeout)))
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 //! instead of ending the run. `bench --edge-profile` emulates an edge device with it; every
 //! timing is this host's under those limits, never the device's.
 
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -85,22 +85,7 @@ impl Constrained {
                 Ok(c) => c,
                 Err(reason) => return Ok(WorkerEnd::Died { reason, oom: false }),
             };
-        // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write into it.
-        let mut cpuset: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        for &cpu in &self.cpus {
-            unsafe { libc::CPU_SET(cpu, &mut cpuset) };
-        }
-        // SAFETY: between fork and exec the closure only calls sched_setaffinity on memory
-        // prepared before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &cpuset) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        child::pin(&mut command, &self.cpus);
         let request = [Message::MeasureConstrained(Box::new(job))];
         let spawned = child::converse(command, &request, Some(self.timeout));
         confinement.started();

@@ -11,6 +11,7 @@ pub mod constrained;
 pub mod executor;
 pub mod journal;
 pub mod memory;
+pub mod paired;
 pub mod plan;
 pub mod protocol;
 pub mod remote;

@@ -22,8 +22,9 @@ use crate::plan::{Cell, Plan};
 use crate::scenario::settings::ScenarioSettings;
 
 /// Bumped on any change a reader of the previous version would misread (2: a job's scenario,
-/// which a version-1 worker would ignore and measure single-stream).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// which a version-1 worker would ignore and measure single-stream; 3: the held sessions of
+/// `chipbench ab`, which a version-2 worker would refuse request by request).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,6 +38,13 @@ pub enum Message {
     MeasureConstrained(Box<Job>),
     /// Parent to worker: load the cell afresh and time one further session.
     FurtherSession(Box<Job>),
+    /// Parent to worker (`ab`): load the job's model, warm it up and hold the session for the
+    /// `TimeWindow` requests that follow, until `CloseSession`. Answered with `Opened`.
+    OpenSession(Box<Job>),
+    /// Parent to worker: time the held session for this many seconds. Answered with `Window`.
+    TimeWindow { seconds: f64 },
+    /// Parent to worker: drop the held session.
+    CloseSession,
     /// Parent to worker: no more requests.
     Stop,
     /// A measured cell; `observed` for `MeasureConstrained`.
@@ -47,6 +55,10 @@ pub enum Message {
     },
     /// A further session.
     Session(FreshSession),
+    /// The held session is loaded and warm.
+    Opened { load_ms: f64, threads: usize },
+    /// A window of the held session: its median latency and inferences.
+    Window { p50_ms: f64, inferences: u64 },
     /// A request that could not be carried out, and why.
     Failed(String),
     /// Device to `remote`: the process id of the run (so a lost connection can stop it).
@@ -97,7 +109,7 @@ impl Message {
 }
 
 /// What a worker needs to measure one cell.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Job {
     pub model: ModelRecord,
     pub path: PathBuf,
@@ -122,7 +134,7 @@ pub struct Job {
     pub scenario: Option<ScenarioSettings>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct EnergyJob {
     pub estimate: EstimateModel,
     pub idle: Option<IdleBaseline>,

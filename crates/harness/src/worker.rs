@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use chipbench_core::Backend;
 use chipbench_runner::Sweep;
+use chipbench_runner::held::HeldSession;
 use chipbench_runner::measure::INTERRUPTED;
 
 use crate::protocol::{Job, Message, Observed};
@@ -44,7 +46,8 @@ pub fn serve(
     // The backends of the engine options of the last job, built again when they change.
     let mut built_for: Option<BTreeMap<String, String>> = None;
     let mut backends: Vec<Box<dyn Backend>> = Vec::new();
-    for line in input.lines() {
+    let mut lines = input.lines();
+    while let Some(line) = lines.next() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
@@ -72,6 +75,12 @@ pub fn serve(
                     backends = registry(&engines);
                     built_for = Some(engines);
                 }
+                if let Message::OpenSession(job) = request {
+                    if hold_session(&job, &backends, &mut lines, &mut output)? {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 answer(request, &backends)
             }
             None => Message::Failed(format!(
@@ -89,7 +98,8 @@ fn request_engines(request: &Message) -> Option<&BTreeMap<String, String>> {
     match request {
         Message::MeasureCell(job)
         | Message::MeasureConstrained(job)
-        | Message::FurtherSession(job) => Some(&job.engines),
+        | Message::FurtherSession(job)
+        | Message::OpenSession(job) => Some(&job.engines),
         _ => None,
     }
 }
@@ -141,6 +151,50 @@ fn answer(request: Message, registry: &[Box<dyn Backend>]) -> Message {
         _ => Err("a worker answers measurement requests only".into()),
     };
     result.unwrap_or_else(Message::Failed)
+}
+
+/// One side of `chipbench ab`: loads the job's model once and warms it up, answers `Opened`, then
+/// times a window per `TimeWindow` until `CloseSession`. True when the parent is done with the
+/// worker (`Stop`, or its input ended).
+fn hold_session(
+    job: &Job,
+    registry: &[Box<dyn Backend>],
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    output: &mut impl Write,
+) -> std::io::Result<bool> {
+    let opened = prepare(job, registry).and_then(|(sweep, model, target)| {
+        HeldSession::open(&model, &target, job.threads, &sweep.settings)
+    });
+    let mut held = match opened {
+        Ok(held) => held,
+        Err(why) => {
+            Message::Failed(why).send(output)?;
+            return Ok(false);
+        }
+    };
+    Message::Opened {
+        load_ms: held.load_ms,
+        threads: held.threads,
+    }
+    .send(output)?;
+    for line in lines {
+        let reply = match Message::parse(&line?) {
+            Some(Message::TimeWindow { seconds }) if seconds.is_finite() && seconds > 0.0 => {
+                match held.time(Duration::from_secs_f64(seconds)) {
+                    Ok(w) => Message::Window {
+                        p50_ms: w.p50_ms,
+                        inferences: w.inferences,
+                    },
+                    Err(why) => Message::Failed(why),
+                }
+            }
+            Some(Message::CloseSession) => return Ok(false),
+            Some(Message::Stop) => return Ok(true),
+            _ => Message::Failed("a held session answers TimeWindow and CloseSession only".into()),
+        };
+        reply.send(output)?;
+    }
+    Ok(true)
 }
 
 /// What a job measures: the sweep, the model and the target.

@@ -1,6 +1,7 @@
-//! Writes the twin of the built-in suite into DIR: the suite with its mlp about 5 % wider in MACs
-//! (`suite::generate_twin`), for `scripts/gate-real-power.sh`, which benchmarks it with
-//! `chipbench bench --suite DIR` as the real slowdown the regression gate has to see.
+//! Writes the twin of the built-in suite into DIR: the suite with a bert-tiny of about 5 % more
+//! MACs (`suite::generate_twin`), for `scripts/gate-real-power.sh` and `scripts/ab-power.sh`,
+//! which benchmark it (`bench --suite DIR`, `ab --b-suite DIR`) as the real slowdown the
+//! regression gates have to see.
 //!
 //! `cargo run --release -p chipbench-optimize --example twin_suite -- DIR`
 

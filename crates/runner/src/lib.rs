@@ -3,6 +3,7 @@
 //! accuracy against the fp32 reference, and the journal. Knows backends only as `dyn Backend`.
 
 mod energy;
+pub mod held;
 pub mod measure;
 pub mod resources;
 pub mod roofline;

@@ -82,7 +82,9 @@
 //! The gate reads as criterion.rs does: `settings` and `comparison` are what it is asked and
 //! what it answers; `matching` pairs the cells of both sides; `analysis` is the procedure for
 //! one pair, on the mathematics of `estimation`, ending in the rule of `decision`; `render`
-//! writes the result for people.
+//! writes the result for people. `paired` judges the interleaved rounds of `chipbench ab`, where
+//! both sides were measured in one job, with the same verdict words and multiple-comparison
+//! control.
 
 mod analysis;
 mod comparison;
@@ -90,6 +92,7 @@ mod decision;
 mod estimation;
 mod format;
 mod matching;
+pub mod paired;
 mod render;
 mod settings;
 mod special;

@@ -18,6 +18,15 @@ pub(crate) fn two_sided_t(t: f64, df: f64) -> f64 {
     tail.map_or(f64::NAN, |tail| (2.0 * tail).clamp(0.0, 1.0))
 }
 
+/// The `p` quantile of Student's t with `df` degrees of freedom (normal when `df` is infinite).
+pub(crate) fn t_quantile(p: f64, df: f64) -> f64 {
+    if df.is_finite() {
+        StudentsT::new(0.0, 1.0, df).map_or(f64::NAN, |d| d.inverse_cdf(p))
+    } else {
+        Normal::standard().inverse_cdf(p)
+    }
+}
+
 /// The Clopper–Pearson ("exact") two-sided 95 % confidence interval of a binomial rate from
 /// `k` events in `n` trials. `k` and `n` may be fractional: an effective count (the power
 /// examples scale dependent pairs down to the number of independent ones).
