@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DeviceKind, NodePlacement, OperatorTime, TensorInfo};
 
+mod peak;
+pub use peak::PeakQps;
+
 pub const SCHEMA: &str = "chipbench.run/1";
 
 /// The JSON Schema of `run.json`.
@@ -40,6 +43,9 @@ pub struct RunResult {
     /// kernel, so a comparison can tell a slower host from slower code.
     #[serde(default)]
     pub speed_checks: Vec<SpeedCheck>,
+    /// What each `--find-peak` search found; its probes are among `cells`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peaks: Vec<PeakQps>,
 }
 
 /// The machine a run was measured on.

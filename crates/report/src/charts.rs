@@ -337,10 +337,12 @@ pub struct KneePoint {
     /// Query latency, ms.
     pub p50: f64,
     pub p99: f64,
+    /// The probe a `--find-peak` search found as its peak: the highest rate VALID under the bound.
+    pub peak: bool,
 }
 
 /// Latency (p50 and p99, log axis) against throughput over a sweep: where added load stops buying
-/// throughput and starts costing latency (the knee).
+/// throughput and starts costing latency (the knee); a `--find-peak` peak ringed.
 pub fn knee(title: &str, points: &[KneePoint]) -> Result<String> {
     let fail = chart_error(title);
     let mut sorted: Vec<&KneePoint> = points.iter().collect();
@@ -395,6 +397,18 @@ pub fn knee(title: &str, points: &[KneePoint]) -> Result<String> {
                 )
             }))
             .map_err(|e| fail(&e))?;
+        if sorted.iter().any(|p| p.peak) {
+            chart
+                .draw_series(
+                    sorted
+                        .iter()
+                        .filter(|p| p.peak)
+                        .map(|p| Circle::new((p.throughput, p.p99), 9, BLACK.stroke_width(2))),
+                )
+                .map_err(|e| fail(&e))?
+                .label("peak QPS under the bound")
+                .legend(|(x, y)| Circle::new((x + 8, y), 5, BLACK.stroke_width(2)));
+        }
         legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(|e| fail(&e))?;
         root.present().map_err(|e| fail(&e))?;
     }

@@ -123,6 +123,7 @@ pub fn run_with(run_id: &str, cells: Vec<CellResult>) -> RunResult {
         idle_baseline: None,
         projections: None,
         speed_checks: Vec::new(),
+        peaks: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`figures`]: throughput with its CI, latency, wait and lateness distributions.
 //! - [`verdict`]: MLPerf's early-stopping verdict on a latency bound.
 //! - [`peak`]: the highest VALID query rate, by bracketing and bisection.
+//! - [`search`]: `--find-peak` in a run, each probe a cell of its own.
 //! - [`pool`]: worker threads, each with a session of its own, on the real clock.
 //! - [`cell`]: a cell measured through a scenario with real sessions, one per worker.
 //! - [`settings`]: a scenario cell's settings, checked before any cell runs.
@@ -20,6 +21,7 @@ pub mod driver;
 pub mod figures;
 pub mod peak;
 pub mod pool;
+pub mod search;
 pub mod settings;
 pub mod verdict;
 
