@@ -66,6 +66,25 @@ fn every_scenario_through_the_binary(backend: &str) {
             (Some(2), Some(2))
         );
         assert_eq!(s["sessions"], "per-worker");
+        assert!(
+            s["sessions_reason"].as_str().unwrap().contains("&mut self"),
+            "{s}"
+        );
+        // Energy over the generator's run, per sample served (measured where a meter is, else
+        // the labelled estimate).
+        let energy = &c["energy"];
+        assert_eq!(energy["inferences"], s["samples"], "{c}");
+        assert!(
+            energy["joules_per_inference"].as_f64().unwrap() > 0.0,
+            "{c}"
+        );
+        assert!(
+            c["provenance"]["energy"]
+                .as_str()
+                .unwrap()
+                .contains("energy per sample"),
+            "{c}"
+        );
         let per_query = s["samples_per_query"].as_u64().unwrap();
         assert_eq!(
             s["samples"].as_u64(),

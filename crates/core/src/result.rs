@@ -343,6 +343,10 @@ pub struct ScenarioRun {
     /// `per-worker` (each worker loaded a session of its own) or `shared` (one session, run
     /// concurrently where the engine allows it).
     pub sessions: String,
+    /// Why `sessions` is what it is, in the terms of the engine's API; `None` in runs written
+    /// before chipbench recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_reason: Option<String>,
     /// Resident memory the sessions added: peak RSS of the cell's process minus RSS before the
     /// first load; `None` where it could not be read.
     pub sessions_memory_bytes: Option<u64>,

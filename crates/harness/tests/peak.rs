@@ -36,6 +36,7 @@ fn scenario_run(settings: &ScenarioSettings) -> ScenarioRun {
         batch: 1,
         concurrency: settings.concurrency,
         sessions: "per-worker".into(),
+        sessions_reason: None,
         sessions_memory_bytes: None,
         arrivals: "poisson".into(),
         target_qps: settings.target_qps,

@@ -146,6 +146,7 @@ pub fn load_generated(
         batch: 1,
         concurrency: 2,
         sessions: "per-worker".into(),
+        sessions_reason: None,
         sessions_memory_bytes: None,
         arrivals: "all-at-once".into(),
         target_qps: None,
