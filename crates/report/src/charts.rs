@@ -618,6 +618,28 @@ mod tests {
     }
 
     #[test]
+    fn the_knee_rings_a_peak_only_when_there_is_one() {
+        let point = |label: &str, throughput: f64, p99: f64, peak: bool| KneePoint {
+            label: label.into(),
+            throughput,
+            p50: p99 / 3.0,
+            p99,
+            peak,
+        };
+        let probes = |peak_at: Option<usize>| -> Vec<KneePoint> {
+            [(1000.0, 2.0), (1500.0, 4.0), (1800.0, 30.0)]
+                .iter()
+                .enumerate()
+                .map(|(i, &(q, p99))| point(&format!("p{i}"), q, p99, peak_at == Some(i)))
+                .collect()
+        };
+        let ringed = knee("t", &probes(Some(1))).unwrap();
+        assert!(ringed.contains("peak QPS under the bound"));
+        let plain = knee("t", &probes(None)).unwrap();
+        assert!(!plain.contains("peak QPS under the bound"));
+    }
+
+    #[test]
     fn charts_are_svg_documents() {
         let samples: Vec<f64> = (1..=100).map(|i| i as f64 / 10.0).collect();
         let svg = latency_boxplot(
