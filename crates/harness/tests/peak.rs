@@ -27,9 +27,10 @@ const OFFLINE_QPS: f64 = 3000.0;
 /// each cell it measures by its scenario point.
 struct Capacity {
     log: Rc<RefCell<Vec<String>>>,
+    offline_qps: f64,
 }
 
-fn scenario_run(settings: &ScenarioSettings) -> ScenarioRun {
+fn scenario_run(settings: &ScenarioSettings, offline_qps: f64) -> ScenarioRun {
     let stats = chipbench_core::stats::summarize(&[1.0]).unwrap();
     let valid = settings.target_qps.map(|q| q <= CAPACITY);
     ScenarioRun {
@@ -46,10 +47,10 @@ fn scenario_run(settings: &ScenarioSettings) -> ScenarioRun {
         samples: 500,
         duration_s: 1.0,
         throughput: Throughput {
-            samples_per_s: OFFLINE_QPS,
-            ci95: [OFFLINE_QPS; 2],
+            samples_per_s: offline_qps,
+            ci95: [offline_qps; 2],
             window_s: 0.1,
-            windows: vec![OFFLINE_QPS; 10],
+            windows: vec![offline_qps; 10],
         },
         query_latency_ms: stats.clone(),
         queue_wait_ms: stats.clone(),
@@ -75,7 +76,7 @@ impl Executor for Capacity {
         let mut result = cell.failed(String::new());
         result.status = Status::Ok;
         result.error = None;
-        result.scenario_run = Some(scenario_run(settings));
+        result.scenario_run = Some(scenario_run(settings, self.offline_qps));
         result
     }
 
@@ -131,7 +132,10 @@ fn each_probe_is_a_journaled_cell_and_a_resume_replays_them_into_the_search() {
     plan.write(dir.path()).unwrap();
 
     let log = Rc::new(RefCell::new(Vec::new()));
-    let mut mock = Capacity { log: log.clone() };
+    let mut mock = Capacity {
+        log: log.clone(),
+        offline_qps: OFFLINE_QPS,
+    };
     let mut journal = Journal::create(dir.path()).unwrap();
     let settings = MeasureSettings::default();
     let whole = chipbench_harness::run(&work, &settings, &mut mock, &mut journal, None, &mut Quiet)
@@ -182,4 +186,35 @@ fn each_probe_is_a_journaled_cell_and_a_resume_replays_them_into_the_search() {
     assert_eq!(log.borrow().len(), whole.cells.len() - 5);
     assert_eq!(again.peaks, whole.peaks);
     assert_eq!(ids_of(&again.cells), ids);
+}
+
+/// An offline run slower than the bound allows (two workers at 150 queries/s: 13 ms a query,
+/// over 10 ms) ends the search before any probe, with the reason.
+#[test]
+fn a_service_time_over_the_bound_ends_the_search_before_any_probe() {
+    let targets = [cpu_of(&Zeros)];
+    let models = vec![Prepared::Ready(model("slow"))];
+    let scenarios = [Some(search(1))];
+    let work = plan::plan(&models, &[Some(1)], &targets, &[], &scenarios);
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = Journal::create(dir.path()).unwrap();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let mut mock = Capacity {
+        log: log.clone(),
+        offline_qps: 150.0,
+    };
+    let settings = MeasureSettings::default();
+    let run = chipbench_harness::run(&work, &settings, &mut mock, &mut journal, None, &mut Quiet)
+        .unwrap();
+    assert_eq!(*log.borrow(), ["c2-peak1-start"]);
+    let peak = &run.peaks[0];
+    assert_eq!(
+        (peak.valid_qps, peak.converged, peak.cells.len()),
+        (None, false, 1)
+    );
+    let why = peak.stopped.as_deref().unwrap();
+    assert!(
+        why.contains("no rate can be VALID") && why.contains("13.333 ms"),
+        "{why}"
+    );
 }

@@ -124,9 +124,13 @@ pub fn searches<E>(
                 (o.valid_qps, o.invalid_qps, o.converged)
             });
         if !converged && stopped.is_none() {
+            let bracket = match (valid_qps, invalid_qps) {
+                (None, _) => "found no VALID rate",
+                (_, None) => "found no INVALID rate",
+                _ => "left the bracket wider than the tolerance",
+            };
             stopped = Some(format!(
-                "{MAX_PROBES} probes, the most a search runs, left the bracket wider than the \
-                 tolerance"
+                "{MAX_PROBES} probes, the most a search runs, {bracket}"
             ));
         }
         found.push(PeakQps {
