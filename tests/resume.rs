@@ -135,3 +135,83 @@ fn a_plan_whose_model_changed_is_refused() {
         "{err}"
     );
 }
+
+/// A `--find-peak` run killed after its first probes resumes the search: the journaled probes
+/// are replayed into it (kept as they were), the rest measured, and the search recorded once
+/// with every cell it ran.
+#[test]
+fn a_killed_peak_search_resumes_from_its_journaled_probes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut parent = chipbench()
+        .args(["bench", "--quick", "--quiet", "--no-history"])
+        .args(["-m", "mlp", "-b", "tract", "--threads", "1"])
+        .args([
+            "--scenario",
+            "server",
+            "--find-peak",
+            "--target-qps",
+            "1000",
+        ])
+        .args(["--latency-bound", "p99=20ms", "--peak-tolerance", "20"])
+        .args(["--min-query-duration", "0.3s"])
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while journaled(&out) < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no probe was journaled"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    assert!(
+        !out.join("run.json").exists(),
+        "the run ended before the kill"
+    );
+    let before = journaled(&out);
+    let kept: Vec<Value> = std::fs::read_to_string(out.join("cells.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+
+    let o = chipbench()
+        .args(["bench", "--resume"])
+        .arg(&out)
+        .args(["--quiet", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run: Value = serde_json::from_slice(&o.stdout).unwrap();
+    validate(&run);
+    let cells = run["cells"].as_array().unwrap();
+    assert!(cells.len() >= before, "{}", cells.len());
+    for (i, cell) in cells.iter().enumerate() {
+        assert_eq!(cell["status"], "ok", "{cell}");
+        assert_eq!(
+            cell["scenario_point"].as_str().unwrap(),
+            format!(
+                "c1-peak1-p{}-q{}",
+                i + 1,
+                cell["scenario_run"]["target_qps"].as_f64().unwrap()
+            )
+        );
+        if i < before {
+            assert_eq!(cell, &kept[i], "a journaled probe is kept as it was");
+        } else {
+            assert_eq!(cell["resumed"], true, "{cell}");
+        }
+    }
+    let peaks = run["peaks"].as_array().unwrap();
+    assert_eq!(peaks.len(), 1);
+    assert_eq!(peaks[0]["cells"].as_array().unwrap().len(), cells.len());
+    assert_eq!(peaks[0]["start_qps"], 1000.0);
+    assert_eq!(journaled(&out), cells.len());
+}

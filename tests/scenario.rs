@@ -66,6 +66,25 @@ fn every_scenario_through_the_binary(backend: &str) {
             (Some(2), Some(2))
         );
         assert_eq!(s["sessions"], "per-worker");
+        assert!(
+            s["sessions_reason"].as_str().unwrap().contains("&mut self"),
+            "{s}"
+        );
+        // Energy over the generator's run, per sample served (measured where a meter is, else
+        // the labelled estimate).
+        let energy = &c["energy"];
+        assert_eq!(energy["inferences"], s["samples"], "{c}");
+        assert!(
+            energy["joules_per_inference"].as_f64().unwrap() > 0.0,
+            "{c}"
+        );
+        assert!(
+            c["provenance"]["energy"]
+                .as_str()
+                .unwrap()
+                .contains("energy per sample"),
+            "{c}"
+        );
         let per_query = s["samples_per_query"].as_u64().unwrap();
         assert_eq!(
             s["samples"].as_u64(),
@@ -113,7 +132,7 @@ fn every_scenario_runs_on_wgpu() {
 #[test]
 fn bad_scenario_settings_name_their_option_before_any_cell() {
     let mlp_fixed = format!("{}/models/mlp.onnx", env!("CARGO_MANIFEST_DIR"));
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--scenario", "server", "--target-qps=0"], "--target-qps"),
         (&["--scenario", "server", "--target-qps=-3"], "--target-qps"),
         (
@@ -145,6 +164,23 @@ fn bad_scenario_settings_name_their_option_before_any_cell() {
                 "100",
             ],
             "--min-queries",
+        ),
+        (&["--scenario", "server", "--find-peak"], "--latency-bound"),
+        (
+            &["--scenario", "offline", "--find-peak"],
+            "--find-peak applies to --scenario server",
+        ),
+        (
+            &[
+                "--scenario",
+                "server",
+                "--find-peak",
+                "--latency-bound",
+                "p99=10ms",
+                "--peak-tolerance",
+                "0",
+            ],
+            "--peak-tolerance",
         ),
     ];
     for (args, option) in cases {
@@ -202,4 +238,99 @@ fn a_real_session_that_stalls_once_shows_it_in_the_cells_max() {
         .as_f64()
         .unwrap();
     assert!(waited >= 100.0, "longest queue wait {waited} ms");
+}
+
+/// `--find-peak` on tract: every probe is a cell with its verdict, the search is recorded once
+/// and names cells of the run, and the rates it reports are the probes' (wide bound, a short
+/// probe; the search converges or says why not, which depends on this host's speed).
+#[test]
+fn find_peak_runs_each_probe_as_a_cell_and_records_the_search_once() {
+    let (code, run, out) = common::bench(&[
+        "--model",
+        "mlp",
+        "--backend",
+        "tract",
+        "--threads",
+        "1",
+        "--scenario",
+        "server",
+        "--find-peak",
+        "--latency-bound",
+        "p99=20ms",
+        "--peak-tolerance",
+        "10",
+        "--min-query-duration",
+        "0.1s",
+    ]);
+    assert_eq!(code, 0, "{run}");
+    common::validate(&run);
+    let back: chipbench_core::result::RunResult = serde_json::from_value(run.clone()).unwrap();
+    let ids: Vec<String> = back
+        .cells
+        .iter()
+        .map(|c| {
+            format!(
+                "{}.{}@{}:{}/{}/t1",
+                c.model.name,
+                c.model.variant,
+                c.backend.name,
+                c.backend.device,
+                c.scenario_label()
+            )
+        })
+        .collect();
+    assert_eq!(back.peaks.len(), 1, "one search, recorded once");
+    let peak = &back.peaks[0];
+    assert_eq!((peak.point.as_str(), peak.search), ("c1", 1));
+    assert_eq!(
+        peak.cells, ids,
+        "the search's cells are the run's, in order"
+    );
+    // The first rate comes from an offline run of its own.
+    assert_eq!(ids[0], "mlp.fp32@tract:cpu/offline/c1-peak1-start/t1");
+    assert!(peak.start.contains(&ids[0]), "{}", peak.start);
+    let probes = &back.cells[1..];
+    assert!(!probes.is_empty());
+    let mut verdicts = Vec::new();
+    for (n, probe) in probes.iter().enumerate() {
+        assert_eq!(
+            probe.status,
+            chipbench_core::result::Status::Ok,
+            "{probe:?}"
+        );
+        let s = probe.scenario_run.as_ref().unwrap();
+        let qps = s.target_qps.unwrap();
+        assert_eq!(
+            probe.scenario_point.as_deref(),
+            Some(format!("c1-peak1-p{}-q{qps}", n + 1).as_str())
+        );
+        verdicts.push((qps, s.verdict.as_ref().unwrap().valid));
+    }
+    assert_eq!(peak.start_qps, Some(verdicts[0].0));
+    // The peak is the highest VALID probe, the first INVALID above it the lowest INVALID one.
+    let highest_valid = verdicts
+        .iter()
+        .filter(|v| v.1)
+        .map(|v| v.0)
+        .reduce(f64::max);
+    let lowest_invalid = verdicts
+        .iter()
+        .filter(|v| !v.1 && highest_valid.is_none_or(|h| v.0 > h))
+        .map(|v| v.0)
+        .reduce(f64::min);
+    assert_eq!(
+        (peak.valid_qps, peak.invalid_qps),
+        (highest_valid, lowest_invalid)
+    );
+    match (peak.converged, peak.valid_qps, peak.invalid_qps) {
+        (true, Some(lo), Some(hi)) => assert!((hi - lo) / lo <= 0.1, "{peak:?}"),
+        (false, _, _) => assert!(peak.stopped.is_some(), "{peak:?}"),
+        _ => panic!("converged without a bracket: {peak:?}"),
+    }
+    // The reports show it.
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(
+        report.contains("## Peak QPS under the latency bound"),
+        "{report}"
+    );
 }

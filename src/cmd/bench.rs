@@ -362,6 +362,7 @@ fn measure(
     drop(executor);
     let cells = measured.cells;
     let speed_checks = measured.speed_checks;
+    let peaks = measured.peaks;
     let progress = observer.bar;
     progress.finish_and_clear();
 
@@ -390,6 +391,7 @@ fn measure(
         idle_baseline: hardware.idle_baseline(),
         projections,
         speed_checks,
+        peaks,
     };
     let run_json = finish(&run, &journal, args.json, talk)?;
     for path in exports.write(std::slice::from_ref(&run))? {

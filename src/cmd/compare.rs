@@ -19,9 +19,11 @@ pub struct CompareArgs {
     /// only CURRENT.
     #[arg(required = true, num_args = 1..=2, value_name = "RUN")]
     runs: Vec<String>,
-    /// p50, p90, p99 (latency quantiles), throughput, or energy (per inference).
-    #[arg(long, default_value = "p50", value_parser = parse_metric)]
-    metric: Metric,
+    /// p50, p90, p99 (latency quantiles), throughput, or energy (per inference), for every cell
+    /// [default: each scenario's own: single-stream p50, offline throughput, server and
+    /// multi-stream p99].
+    #[arg(long, value_parser = parse_metric)]
+    metric: Option<Metric>,
     /// The change that matters, e.g. 3% or 0.03: regressed above 1 + t, improved below 1 / (1 + t)
     /// [default: 3%].
     #[arg(long, value_parser = parse_threshold, value_name = "PERCENT")]
@@ -112,7 +114,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     };
     let defaults = GateSettings::default();
     let settings = GateSettings {
-        metric: args.metric,
+        metric: args.metric.unwrap_or(defaults.metric),
+        per_scenario: args.metric.is_none(),
         threshold: args.threshold.unwrap_or(defaults.threshold),
         alpha: args.alpha.unwrap_or(defaults.alpha),
         run_noise: args.run_noise.unwrap_or(defaults.run_noise),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chipbench_harness::plan::Prepared;
 use chipbench_harness::scenario::Scenario;
 use chipbench_harness::scenario::cell::batched;
+use chipbench_harness::scenario::peak::{DEFAULT_TOLERANCE_PERCENT, PeakSettings};
 use chipbench_harness::scenario::settings::{
     DEFAULT_MIN_DURATION, DEFAULT_MIN_QUERIES, DEFAULT_SAMPLES_PER_QUERY, ScenarioSettings,
     parse_latency_bound,
@@ -41,6 +42,19 @@ pub struct ScenarioArgs {
     /// is then VALID or INVALID by MLPerf's early-stopping rule.
     #[arg(long, value_name = "pNN=TIME")]
     latency_bound: Option<String>,
+    /// Server: search for the highest query rate whose run is VALID under --latency-bound, by
+    /// bracketing then bisection, each probe a cell of its own; the first rate is --target-qps,
+    /// else the capacity an offline run at the same batch and concurrency measures.
+    #[arg(long)]
+    find_peak: bool,
+    /// --find-peak: stop once the bracket (first INVALID rate - highest VALID) is within this
+    /// share of the VALID rate, percent.
+    #[arg(long, value_name = "PERCENT", default_value_t = DEFAULT_TOLERANCE_PERCENT)]
+    peak_tolerance: f64,
+    /// --find-peak: searches per sweep point, each a sample of the peak (`compare` gates the
+    /// peak from 3 or more).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    find_peak_repeats: usize,
     /// Multi-stream: samples in one query.
     #[arg(long, value_name = "K", default_value_t = DEFAULT_SAMPLES_PER_QUERY)]
     samples_per_query: usize,
@@ -105,6 +119,20 @@ impl ScenarioArgs {
         if self.latency_bound.is_some() && !has(Scenario::Server) {
             return Err(usage("--latency-bound applies to --scenario server".into()));
         }
+        if self.find_peak && !has(Scenario::Server) {
+            return Err(usage("--find-peak applies to --scenario server".into()));
+        }
+        if self.find_peak && self.target_qps.len() > 1 {
+            return Err(usage(
+                "--find-peak starts from one --target-qps (or, without it, from an offline run's \
+                 capacity), not a list"
+                    .into(),
+            ));
+        }
+        let peak = self.find_peak.then_some(PeakSettings {
+            tolerance: self.peak_tolerance / 100.0,
+            repeats: self.find_peak_repeats,
+        });
         if self.query_interval.is_some() && !has(Scenario::MultiStream) {
             return Err(usage(
                 "--query-interval applies to --scenario multi-stream".into(),
@@ -156,6 +184,8 @@ impl ScenarioArgs {
                             min_queries,
                             min_duration: self.min_query_duration.unwrap_or(DEFAULT_MIN_DURATION),
                             seed,
+                            find_peak: peak.filter(|_| scenario == Scenario::Server),
+                            probe: None,
                         };
                         settings.check().map_err(usage)?;
                         cells.push(Some(settings));

@@ -94,6 +94,10 @@ impl Backend for OrtBackend {
     fn name(&self) -> &'static str {
         "ort"
     }
+    fn session_sharing(&self) -> &'static str {
+        "per-worker: the ort crate's Session::run takes &mut self, so one session cannot serve \
+         two inferences at once"
+    }
 
     /// The ONNX Runtime library's version (the engine that runs the models).
     fn version(&self) -> String {

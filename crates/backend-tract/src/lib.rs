@@ -30,6 +30,11 @@ impl Backend for TractBackend {
     fn name(&self) -> &'static str {
         "tract"
     }
+    fn session_sharing(&self) -> &'static str {
+        "per-worker: tract's SimplePlan::run takes &self (an Arc'd plan) but spawns a fresh \
+         SimpleState for each run; chipbench's session keeps one state and reuses it (run takes \
+         &mut self), so each worker holds a session, plan and state of its own"
+    }
 
     fn version(&self) -> String {
         TRACT_VERSION.to_string()

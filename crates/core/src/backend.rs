@@ -131,6 +131,13 @@ pub trait Backend: Sync {
     fn missing_device_reason(&self, _device_id: &str) -> Option<String> {
         None
     }
+    /// Why a load-generator cell gives each worker a session of its own rather than one shared
+    /// session running inferences concurrently, in the terms of the engine's own API; recorded
+    /// in the cell's `scenario_run.sessions_reason`.
+    fn session_sharing(&self) -> &'static str {
+        "per-worker: a chipbench Session runs with &mut self, so one session serves one \
+         inference at a time"
+    }
 }
 
 /// A prepared model, ready to run inferences one after another.

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DeviceKind, NodePlacement, OperatorTime, TensorInfo};
 
+mod peak;
+pub use peak::PeakQps;
+
 pub const SCHEMA: &str = "chipbench.run/1";
 
 /// The JSON Schema of `run.json`.
@@ -40,6 +43,9 @@ pub struct RunResult {
     /// kernel, so a comparison can tell a slower host from slower code.
     #[serde(default)]
     pub speed_checks: Vec<SpeedCheck>,
+    /// What each `--find-peak` search found; its probes are among `cells`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peaks: Vec<PeakQps>,
 }
 
 /// The machine a run was measured on.
@@ -337,6 +343,10 @@ pub struct ScenarioRun {
     /// `per-worker` (each worker loaded a session of its own) or `shared` (one session, run
     /// concurrently where the engine allows it).
     pub sessions: String,
+    /// Why `sessions` is what it is, in the terms of the engine's API; `None` in runs written
+    /// before chipbench recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_reason: Option<String>,
     /// Resident memory the sessions added: peak RSS of the cell's process minus RSS before the
     /// first load; `None` where it could not be read.
     pub sessions_memory_bytes: Option<u64>,

@@ -249,6 +249,17 @@ impl Cell<'_> {
     /// This cell failed before it measured anything (its process died, timed out or could not
     /// start), with the reason.
     pub fn failed(&self, reason: String) -> CellResult {
-        self.target.failed_cell(self.model, self.threads, reason)
+        let mut cell = self.target.failed_cell(self.model, self.threads, reason);
+        // Recorded under the scenario it was planned with, so that its id is the planned one.
+        if let Some(s) = self.scenario {
+            cell.scenario = s.scenario.name().into();
+            cell.scenario_point = Some(s.point());
+        }
+        cell
+    }
+
+    /// The cell stands for `--find-peak` searches, whose probes are cells of their own.
+    pub fn is_search(&self) -> bool {
+        self.scenario.is_some_and(|s| s.find_peak.is_some())
     }
 }

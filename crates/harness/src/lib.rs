@@ -22,7 +22,7 @@ pub mod worker;
 
 use std::sync::atomic::Ordering;
 
-use chipbench_core::result::{CellResult, SpeedCheck, Status};
+use chipbench_core::result::{CellResult, PeakQps, SpeedCheck, Status};
 use chipbench_probe::speed::SpeedProbe;
 use chipbench_runner::MeasureSettings;
 use chipbench_runner::measure::INTERRUPTED;
@@ -48,6 +48,8 @@ pub trait Observer {
 pub struct Measured {
     pub cells: Vec<CellResult>,
     pub speed_checks: Vec<SpeedCheck>,
+    /// What each `--find-peak` search found.
+    pub peaks: Vec<PeakQps>,
 }
 
 /// Records every planned cell (a resumed run's finished ones from its journal), then measures
@@ -69,12 +71,38 @@ pub fn run(
     let mut cells: Vec<CellResult> = Vec::with_capacity(work.len());
     // Cells whose further sessions the rounds measure: (index in `cells`, the cell).
     let mut in_rounds = Vec::new();
+    let mut peaks = Vec::new();
     let rounds_how = executor.rounds();
     for w in work {
         if INTERRUPTED.load(Ordering::Relaxed) {
             break;
         }
         observer.cell_started(&w.cell);
+        if let Some(cell) = w.measure.as_ref().filter(|c| c.is_search()) {
+            // Its probes are cells the plan could not list: recorded as they are decided.
+            let mut record = |probe: &Cell| -> Result<scenario::search::Recorded, JournalError> {
+                if INTERRUPTED.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let id = scenario::search::next_id(probe, &cells);
+                let result = match resumed.as_deref_mut().and_then(|r| r.take(&id)) {
+                    Some(done) => done,
+                    None => {
+                        let mut result = executor.measure(probe, settings);
+                        observer.cell_measured(&mut result);
+                        result.resumed = is_resumed;
+                        journal.append(&result)?;
+                        speed_checks.push(speed.check(cells.len() + 1));
+                        result
+                    }
+                };
+                cells.push(result.clone());
+                Ok(Some((id, result)))
+            };
+            peaks.extend(scenario::search::searches(cell, &mut record)?);
+            observer.cell_done();
+            continue;
+        }
         if let Some(done) = resumed.as_deref_mut().and_then(|r| r.take(&w.cell.id)) {
             // Its further sessions were not journaled: they run again in the rounds.
             if let (Some(cell), Status::Ok, Some(_)) = (&w.measure, done.status, rounds_how)
@@ -116,6 +144,7 @@ pub fn run(
     Ok(Measured {
         cells,
         speed_checks,
+        peaks,
     })
 }
 

@@ -476,6 +476,8 @@ mod tests {
             min_queries: 100,
             min_duration: DEFAULT_MIN_DURATION,
             seed: 0,
+            find_peak: None,
+            probe: None,
         };
         let unavailable = [Unavailable {
             label: "ort:cuda".into(),

@@ -286,5 +286,7 @@ pub fn partial_run(
         projections: None,
         // The device's checks went down with the connection; comparisons then go without.
         speed_checks: Vec::new(),
+        // So did its peak searches' records (their probes arrived as cells).
+        peaks: Vec::new(),
     })
 }

@@ -337,10 +337,12 @@ pub struct KneePoint {
     /// Query latency, ms.
     pub p50: f64,
     pub p99: f64,
+    /// The probe a `--find-peak` search found as its peak: the highest rate VALID under the bound.
+    pub peak: bool,
 }
 
 /// Latency (p50 and p99, log axis) against throughput over a sweep: where added load stops buying
-/// throughput and starts costing latency (the knee).
+/// throughput and starts costing latency (the knee); a `--find-peak` peak ringed.
 pub fn knee(title: &str, points: &[KneePoint]) -> Result<String> {
     let fail = chart_error(title);
     let mut sorted: Vec<&KneePoint> = points.iter().collect();
@@ -395,6 +397,18 @@ pub fn knee(title: &str, points: &[KneePoint]) -> Result<String> {
                 )
             }))
             .map_err(|e| fail(&e))?;
+        if sorted.iter().any(|p| p.peak) {
+            chart
+                .draw_series(
+                    sorted
+                        .iter()
+                        .filter(|p| p.peak)
+                        .map(|p| Circle::new((p.throughput, p.p99), 9, BLACK.stroke_width(2))),
+                )
+                .map_err(|e| fail(&e))?
+                .label("peak QPS under the bound")
+                .legend(|(x, y)| Circle::new((x + 8, y), 5, BLACK.stroke_width(2)));
+        }
         legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(|e| fail(&e))?;
         root.present().map_err(|e| fail(&e))?;
     }
@@ -601,6 +615,28 @@ mod tests {
             p("middle", 5.0, 1e-6),
         ];
         assert_eq!(pareto_front(&points), vec![1, 3, 0]);
+    }
+
+    #[test]
+    fn the_knee_rings_a_peak_only_when_there_is_one() {
+        let point = |label: &str, throughput: f64, p99: f64, peak: bool| KneePoint {
+            label: label.into(),
+            throughput,
+            p50: p99 / 3.0,
+            p99,
+            peak,
+        };
+        let probes = |peak_at: Option<usize>| -> Vec<KneePoint> {
+            [(1000.0, 2.0), (1500.0, 4.0), (1800.0, 30.0)]
+                .iter()
+                .enumerate()
+                .map(|(i, &(q, p99))| point(&format!("p{i}"), q, p99, peak_at == Some(i)))
+                .collect()
+        };
+        let ringed = knee("t", &probes(Some(1))).unwrap();
+        assert!(ringed.contains("peak QPS under the bound"));
+        let plain = knee("t", &probes(None)).unwrap();
+        assert!(!plain.contains("peak QPS under the bound"));
     }
 
     #[test]

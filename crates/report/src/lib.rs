@@ -10,6 +10,7 @@ pub mod figures;
 pub mod gate;
 pub mod history;
 pub mod markdown;
+pub mod peaks;
 pub mod terminal;
 #[cfg(test)]
 mod test_support;

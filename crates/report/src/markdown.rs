@@ -64,6 +64,9 @@ pub fn render(run: &RunResult) -> String {
     if let Some(section) = crate::edge::markdown(run) {
         out.push_str(&section);
     }
+    if let Some(section) = crate::peaks::markdown(run) {
+        out.push_str(&section);
+    }
     placement_section(run, &mut out);
     profile_section(run, &mut out);
     out.push_str(&format!("\n_{LEGEND}_\n"));

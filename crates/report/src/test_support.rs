@@ -123,6 +123,7 @@ pub fn run_with(run_id: &str, cells: Vec<CellResult>) -> RunResult {
         idle_baseline: None,
         projections: None,
         speed_checks: Vec::new(),
+        peaks: Vec::new(),
     }
 }
 
@@ -145,6 +146,7 @@ pub fn load_generated(
         batch: 1,
         concurrency: 2,
         sessions: "per-worker".into(),
+        sessions_reason: None,
         sessions_memory_bytes: None,
         arrivals: "all-at-once".into(),
         target_qps: None,

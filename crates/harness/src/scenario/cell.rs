@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use chipbench_core::result::{CellResult, Status};
 use chipbench_core::spec::{Dim, batch_dimension, check_input, with_batch};
-use chipbench_core::{ModelSource, PreparedInputs, Session, SessionOptions, stats};
+use chipbench_core::{DeviceKind, ModelSource, PreparedInputs, Session, SessionOptions, stats};
+use chipbench_energy::EnergyPlan;
 use chipbench_runner::resources::PeakMemory;
 use chipbench_runner::{MeasureSettings, ModelUnderTest, Sweep, Target, measure, panic_message};
 
+use super::EnergyOf;
 use super::figures::Workers;
 use super::pool::Serve;
 use super::settings::ScenarioSettings;
@@ -44,7 +46,10 @@ pub fn measure(
 ) -> CellResult {
     match scenario {
         None => sweep.run_cell(model, target, threads),
-        Some(s) => measure_cell(model, target, threads, &sweep.settings, s),
+        Some(s) => {
+            let energy = sweep.energy.as_deref();
+            measure_cell(model, target, threads, &sweep.settings, s, energy)
+        }
     }
 }
 
@@ -88,14 +93,16 @@ fn current_batch(model: &ModelUnderTest) -> Option<usize> {
         })
 }
 
-/// Measures `model` on `target` under `scenario`. Never panics and never returns an error: a
-/// failure is a failed cell with the reason.
+/// Measures `model` on `target` under `scenario`, its energy with `energy`'s meters and estimate
+/// (`None`: none recorded). Never panics and never returns an error: a failure is a failed cell
+/// with the reason.
 pub fn measure_cell(
     model: &ModelUnderTest,
     target: &Target,
     threads: Option<usize>,
     settings: &MeasureSettings,
     scenario: &ScenarioSettings,
+    energy: Option<&EnergyPlan>,
 ) -> CellResult {
     let mut cell = CellResult::not_run(
         model.record.clone(),
@@ -110,7 +117,7 @@ pub fn measure_cell(
         let (model, batch) = batched(model, scenario.batch)?;
         cell.inputs = model.bound.clone();
         measure_into(
-            &model, batch, target, threads, settings, scenario, &mut cell,
+            &model, batch, target, threads, settings, scenario, energy, &mut cell,
         )
     }));
     match outcome {
@@ -126,6 +133,7 @@ pub fn measure_cell(
     cell
 }
 
+#[allow(clippy::too_many_arguments)] // the cell's coordinates, each used once
 fn measure_into(
     model: &ModelUnderTest,
     batch: usize,
@@ -133,6 +141,7 @@ fn measure_into(
     threads: Option<usize>,
     settings: &MeasureSettings,
     scenario: &ScenarioSettings,
+    energy: Option<&EnergyPlan>,
     cell: &mut CellResult,
 ) -> Result<(), String> {
     let options = SessionOptions {
@@ -176,7 +185,18 @@ fn measure_into(
         shared_session: false,
         sessions_memory_bytes: None,
     };
-    let measured = super::measure(scenario, batch, &make, &workers)?;
+    let gpu = matches!(
+        target.device.kind,
+        DeviceKind::DiscreteGpu
+            | DeviceKind::IntegratedGpu
+            | DeviceKind::VirtualGpu
+            | DeviceKind::Accelerator
+    );
+    let energy = energy.map(|plan| EnergyOf {
+        plan,
+        gpu: gpu.then_some(target.device.name.as_str()),
+    });
+    let measured = super::measure(scenario, batch, &make, &workers, energy)?;
     let loaded = loaded.into_inner().unwrap_or_else(|p| p.into_inner());
     if let Some((_, threads, settings)) = loaded.first() {
         cell.backend.threads = Some(*threads);
@@ -186,6 +206,7 @@ fn measure_into(
     cell.peak_rss_bytes = memory.peak_bytes();
     cell.rss_before_load_bytes = memory.baseline_bytes();
     let mut run = measured.run;
+    run.sessions_reason = Some(target.backend.session_sharing().into());
     run.sessions_memory_bytes = cell
         .peak_rss_bytes
         .zip(cell.rss_before_load_bytes)
@@ -197,6 +218,17 @@ fn measure_into(
         .cpu_time
         .map(|cpu| cpu.as_secs_f64() * 1e3 / run.samples as f64);
     provenance(cell, &memory);
+    match measured.energy {
+        Some(Ok(closed)) => {
+            cell.energy = Some(closed.energy);
+            cell.provenance.insert("energy".into(), closed.provenance);
+        }
+        Some(Err(e)) => {
+            cell.provenance
+                .insert("energy".into(), format!("not measured: {e}"));
+        }
+        None => {}
+    }
     cell.scenario_run = Some(run);
     Ok(())
 }
@@ -229,10 +261,6 @@ fn provenance(cell: &mut CellResult, memory: &PeakMemory) {
             "scenario_run",
             "measured: monotonic clock relative to the start of the load generator's run, \
              after every worker's session was loaded and warmed up",
-        ),
-        (
-            "energy",
-            "not recorded: energy windows cover the single-stream timed loop only",
         ),
         (
             "accuracy",

@@ -92,6 +92,7 @@ pub fn scenario_run(
             "per-worker"
         }
         .into(),
+        sessions_reason: None,
         sessions_memory_bytes: workers.sessions_memory_bytes,
         arrivals: arrivals.into(),
         target_qps,

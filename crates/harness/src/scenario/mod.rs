@@ -9,6 +9,7 @@
 //! - [`figures`]: throughput with its CI, latency, wait and lateness distributions.
 //! - [`verdict`]: MLPerf's early-stopping verdict on a latency bound.
 //! - [`peak`]: the highest VALID query rate, by bracketing and bisection.
+//! - [`search`]: `--find-peak` in a run, each probe a cell of its own.
 //! - [`pool`]: worker threads, each with a session of its own, on the real clock.
 //! - [`cell`]: a cell measured through a scenario with real sessions, one per worker.
 //! - [`settings`]: a scenario cell's settings, checked before any cell runs.
@@ -20,6 +21,7 @@ pub mod driver;
 pub mod figures;
 pub mod peak;
 pub mod pool;
+pub mod search;
 pub mod settings;
 pub mod verdict;
 
@@ -34,7 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use std::time::Duration;
 
+use chipbench_energy::{Closed, EnergyPlan, GpuWork, OpenEnergy, Work};
 use chipbench_runner::resources::process_cpu_time;
+use driver::QueryRecord;
 use figures::{Workers, scenario_run};
 use pool::{MakeServer, with_pool};
 use settings::ScenarioSettings;
@@ -101,28 +105,44 @@ pub struct Measured {
     pub latencies_ms: Vec<f64>,
     /// CPU time of the whole process while the generator ran (every worker), where readable.
     pub cpu_time: Option<Duration>,
+    /// Energy over the generator's run, per sample served; the error when a meter failed;
+    /// `None` without an energy plan.
+    pub energy: Option<Result<Closed, String>>,
+}
+
+/// What an energy window over a scenario's run needs to know of the cell.
+#[derive(Clone, Copy)]
+pub struct EnergyOf<'a> {
+    pub plan: &'a EnergyPlan,
+    /// The GPU the cell runs on (its name), if it runs on one.
+    pub gpu: Option<&'a str>,
 }
 
 /// Drives a cell's scenario on the real clock: `workers.concurrency` threads, each serving with
 /// the server `make` gives it (a model bound to `batch` samples per inference), under `settings`
-/// (already checked). The error is the first server that could not be made or the first
-/// inference that failed.
+/// (already checked), with an energy window over the run where `energy` has a plan. The error is
+/// the first server that could not be made or the first inference that failed.
 pub fn measure(
     settings: &ScenarioSettings,
     batch: usize,
     make: &MakeServer<'_>,
     workers: &Workers,
+    energy: Option<EnergyOf<'_>>,
 ) -> Result<Measured, String> {
     let load = settings.load(batch);
-    let (records, cpu_time) = with_pool(workers.concurrency, make, |pool| {
+    let (records, cpu_time, energy) = with_pool(workers.concurrency, make, |pool| {
         // The clock starts once every server is ready: loading and warm-up are not the run's.
         let clock = pool.restart_clock();
         let cpu_before = process_cpu_time();
-        let records = driver::drive(&load, pool, &clock);
+        let window = energy.map(|e| e.plan.open().map_err(|e| e.to_string()));
+        let records = driver::drive(&load, pool, &clock)?;
         let cpu_time = cpu_before
             .zip(process_cpu_time())
             .map(|(b, a)| a.saturating_sub(b));
-        records.map(|r| (r, cpu_time))
+        let closed = window
+            .zip(energy)
+            .map(|(window, of)| window.and_then(|open| close_energy(open, &records, cpu_time, of)));
+        Ok::<_, String>((records, cpu_time, closed))
     })??;
     let run = scenario_run(&records, &load, workers, settings.latency_bound.as_ref())
         .ok_or_else(|| "no query completed".to_string())?;
@@ -133,5 +153,50 @@ pub fn measure(
             .map(|r| r.latency().as_secs_f64() * 1e3)
             .collect(),
         cpu_time,
+        energy,
     })
+}
+
+/// Closes the window over a run: the energy of every sample served (each counts as one of the
+/// record's `inferences`), from the meters and, for what they do not cover, the estimate from
+/// the process's CPU time over the run (every worker) and the GPU's busy time.
+fn close_energy(
+    open: OpenEnergy<'_>,
+    records: &[QueryRecord],
+    cpu_time: Option<Duration>,
+    of: EnergyOf<'_>,
+) -> Result<Closed, String> {
+    let window = open.elapsed();
+    let gpu = of.gpu.map(|device| GpuWork {
+        device: device.to_string(),
+        busy: records
+            .iter()
+            .map(|r| r.finished.saturating_sub(r.started))
+            .sum::<Duration>()
+            .min(window),
+        basis: "the workers' host time per query (its first inference's start to its last's \
+                end), an upper bound on GPU busy time, at most the window"
+            .into(),
+    });
+    let work = Work {
+        inferences: records.iter().map(|r| r.samples as u64).sum(),
+        cpu_time,
+        gpu,
+    };
+    let mut closed = open.close(&work).map_err(|e| e.to_string())?;
+    closed.provenance.push_str(
+        "; the window spans the load generator's run (every worker, from the first issue to the \
+         last end), and joules_per_inference and inferences count samples served: energy per \
+         sample",
+    );
+    let min_window = of.plan.min_window();
+    if window < min_window {
+        closed.provenance.push_str(&format!(
+            "; the run lasted {} ms, shorter than the {} ms the slowest sensor needs: its figures \
+             are coarse (--min-query-duration lengthens the run)",
+            window.as_millis(),
+            min_window.as_millis()
+        ));
+    }
+    Ok(closed)
 }

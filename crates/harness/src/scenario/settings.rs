@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Scenario;
 use super::arrivals::Schedule;
 use super::driver::Load;
+use super::peak::{PeakSettings, ProbeOf};
 use super::verdict::{CONFIDENCE, LatencyBound, min_queries};
 
 /// The settings of one scenario cell.
@@ -33,6 +34,13 @@ pub struct ScenarioSettings {
     pub min_duration: Duration,
     /// Seed of the Poisson arrivals.
     pub seed: u64,
+    /// `--find-peak` (server): the planned cell stands for searches of the highest VALID rate,
+    /// whose probes are cells of their own (`target_qps`, when given, is the first rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub find_peak: Option<PeakSettings>,
+    /// The cell is a probe of a `--find-peak` search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeOf>,
 }
 
 /// Queries at the least when no latency bound asks for more (CI-sized).
@@ -60,8 +68,31 @@ impl ScenarioSettings {
         if self.samples_per_query == 0 {
             return Err("--samples-per-query must be at least 1".into());
         }
+        if let Some(peak) = &self.find_peak {
+            if self.scenario != Scenario::Server {
+                return Err("--find-peak applies to --scenario server".into());
+            }
+            if self.latency_bound.is_none() {
+                return Err(
+                    "--find-peak needs --latency-bound: the peak is the highest rate whose run \
+                     is VALID under it"
+                        .into(),
+                );
+            }
+            if !(0.005..=0.5).contains(&peak.tolerance) {
+                return Err(format!(
+                    "--peak-tolerance must be from 0.5 to 50 (percent), not {}",
+                    peak.tolerance * 100.0
+                ));
+            }
+            if peak.repeats == 0 {
+                return Err("--find-peak-repeats must be at least 1".into());
+            }
+        }
         if self.scenario == Scenario::Server {
             match self.target_qps {
+                // A search without a first rate starts from an offline run's capacity.
+                None if self.find_peak.is_some() => {}
                 None => {
                     return Err("the server scenario needs --target-qps".into());
                 }
@@ -93,12 +124,21 @@ impl ScenarioSettings {
 
     /// What tells this cell apart from the other points of its sweep, for its id and its record:
     /// `b4-c2` (batch 4, concurrency 2), then `-q500` (server: 500 QPS), `-k8` (multi-stream: 8
-    /// samples per query) and `-i10ms` (a fixed query interval).
+    /// samples per query) and `-i10ms` (a fixed query interval). A `--find-peak` search is
+    /// `b4-c2-peak`; its probes `b4-c2-peak1-p3-q500` (search 1, probe 3, at 500 QPS), the
+    /// offline run that sets its first rate `b4-c2-peak1-start`.
     pub fn point(&self) -> String {
-        let mut point = match self.batch {
-            Some(b) => format!("b{b}-c{}", self.concurrency),
-            None => format!("c{}", self.concurrency),
-        };
+        let mut point = self.sweep_point();
+        if self.find_peak.is_some() {
+            return point + "-peak";
+        }
+        if let Some(p) = self.probe {
+            point += &format!("-peak{}", p.search);
+            if p.probe == 0 {
+                return point + "-start";
+            }
+            point += &format!("-p{}", p.probe);
+        }
         match self.scenario {
             Scenario::Server => point += &format!("-q{}", self.target_qps.unwrap_or(0.0)),
             Scenario::MultiStream => {
@@ -110,6 +150,14 @@ impl ScenarioSettings {
             Scenario::Offline | Scenario::SingleStream => {}
         }
         point
+    }
+
+    /// The batch and concurrency of the point: `b4-c2`, or `c2` when the batch is the model's.
+    pub fn sweep_point(&self) -> String {
+        match self.batch {
+            Some(b) => format!("b{b}-c{}", self.concurrency),
+            None => format!("c{}", self.concurrency),
+        }
     }
 
     /// The load the driver issues, for a model bound to `batch` samples per inference. Call
@@ -181,6 +229,8 @@ mod tests {
             min_queries: 500,
             min_duration: DEFAULT_MIN_DURATION,
             seed: 1,
+            find_peak: None,
+            probe: None,
         }
     }
 
@@ -230,6 +280,28 @@ mod tests {
                 },
                 "--min-queries",
             ),
+            (
+                ScenarioSettings {
+                    find_peak: Some(PeakSettings {
+                        tolerance: 0.02,
+                        repeats: 1,
+                    }),
+                    latency_bound: None,
+                    min_queries: 500,
+                    ..server(1.0)
+                },
+                "--latency-bound",
+            ),
+            (
+                ScenarioSettings {
+                    find_peak: Some(PeakSettings {
+                        tolerance: 0.0,
+                        repeats: 1,
+                    }),
+                    ..server(1.0)
+                },
+                "--peak-tolerance",
+            ),
         ];
         for (settings, option) in cases {
             let e = settings.check().unwrap_err();
@@ -255,6 +327,26 @@ mod tests {
         assert_eq!(offline.load(16).samples_per_work, 16);
         assert_eq!(offline.point(), "b16-c2");
         assert_eq!(server(250.0).point(), "b1-c2-q250");
+        let search = ScenarioSettings {
+            find_peak: Some(PeakSettings {
+                tolerance: 0.02,
+                repeats: 1,
+            }),
+            target_qps: None,
+            ..server(1.0)
+        };
+        assert!(search.check().is_ok());
+        assert_eq!(search.point(), "b1-c2-peak");
+        let probe = |probe| ScenarioSettings {
+            probe: Some(ProbeOf { search: 2, probe }),
+            ..server(250.0)
+        };
+        assert_eq!(probe(3).point(), "b1-c2-peak2-p3-q250");
+        let start = ScenarioSettings {
+            scenario: Scenario::Offline,
+            ..probe(0)
+        };
+        assert_eq!(start.point(), "b1-c2-peak2-start");
         let json = serde_json::to_string(&server(250.0)).unwrap();
         assert!(json.contains("\"server\""), "{json}");
         assert_eq!(

@@ -241,7 +241,7 @@ fn charts(runs: &[RunResult]) -> Result<(Vec<Chart>, Vec<String>)> {
 /// throughput over the batch and concurrency sweep.
 fn knees(ok: &[(&RunResult, String, &CellResult)]) -> Result<Vec<Chart>> {
     let mut groups: Vec<(String, Vec<KneePoint>)> = Vec::new();
-    for (_, prefix, c) in ok {
+    for (result, prefix, c) in ok {
         let (Some(run), Some(point)) = (&c.scenario_run, &c.scenario_point) else {
             continue;
         };
@@ -254,6 +254,7 @@ fn knees(ok: &[(&RunResult, String, &CellResult)]) -> Result<Vec<Chart>> {
             throughput: run.throughput.samples_per_s,
             p50: run.query_latency_ms.p50,
             p99: run.query_latency_ms.p99,
+            peak: crate::peaks::peak_of(result, c).is_some(),
         };
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, points)) => points.push(knee),
@@ -268,8 +269,9 @@ fn knees(ok: &[(&RunResult, String, &CellResult)]) -> Result<Vec<Chart>> {
                 id: format!("knee-{}", slug(&key)),
                 svg: charts::knee(&format!("{key}: latency against throughput"), &points)?,
                 caption: format!(
-                    "Each point is a cell of the sweep (b = batch, c = concurrency, q = target QPS). \
-                     Throughput: samples completed / (last query's end - first query's issue); latency: \
+                    "Each point is a cell of the sweep (b = batch, c = concurrency, q = target QPS; \
+                     peakN-pM: probe M of --find-peak search N, the ringed one the highest rate \
+                     VALID under the latency bound). Throughput: samples completed / (last query's end - first query's issue); latency: \
                      each query from its scheduled arrival to its end (queueing included); both on the \
                      monotonic clock. {key}."
                 ),

@@ -76,7 +76,7 @@ pub(super) fn compare_cell(
     same_run: bool,
     rng: &mut impl Rng,
 ) -> (CellComparison, bool) {
-    let metric = settings.metric;
+    let metric = settings.metric_for(current);
     let run_noise = if same_run { 0.0 } else { settings.run_noise };
     let n_baseline = baseline
         .iter()
@@ -91,6 +91,7 @@ pub(super) fn compare_cell(
     let current_value = metric.value(current);
     let mut result = CellComparison {
         key,
+        metric,
         baseline: f64::NAN,
         current: current_value.unwrap_or(f64::NAN),
         ratio: f64::NAN,
@@ -125,7 +126,7 @@ pub(super) fn compare_cell(
     };
     result.baseline = median(&mut base_values);
     result.ratio = current_value / result.baseline;
-    let required = settings.required_samples();
+    let required = settings.required_samples(metric);
     if n_baseline.min(n_current) < required {
         let why = if required > settings.min_samples {
             format!(
@@ -679,5 +680,58 @@ mod tests {
             "{}",
             median.reason
         );
+    }
+
+    /// Without --metric each cell is gated on its scenario's figure: single-stream on its median,
+    /// offline on throughput (a 10 % drop regresses it with the latencies unchanged), server and
+    /// multi-stream on their p99 (a worse tail regresses them with the median unchanged).
+    #[test]
+    fn without_a_metric_each_scenario_is_gated_on_its_own_figure() {
+        let windows = |level: f64| -> Vec<f64> {
+            (0..10)
+                .map(|i| level * (1.0 + 0.01 * (i % 3) as f64))
+                .collect()
+        };
+        let latencies = lognormal_samples(1.0, 0.05, 4000, 1);
+        let tail = stretched_tail(latencies.clone(), 0.05, 1.5);
+        let run = |id: &str, level: f64, samples: &[f64]| {
+            let mut cells = vec![cell("m", "fp32", "tract", samples.to_vec(), None)];
+            for (scenario, point) in [
+                ("offline", "c2"),
+                ("server", "c1-q100"),
+                ("multi-stream", "c1-k8"),
+            ] {
+                cells.push(load_generated(
+                    cell("m", "fp32", "tract", samples.to_vec(), None),
+                    scenario,
+                    point,
+                    windows(level),
+                ));
+            }
+            run_with(id, cells)
+        };
+        let settings = GateSettings {
+            per_scenario: true,
+            ..GateSettings::default()
+        };
+        let base = run("a", 1000.0, &latencies);
+        // Offline 10 % slower, the other cells' tails worse at the same median.
+        let mut current = run("b", 900.0, &tail);
+        current.cells[0].samples_ms = latencies.clone();
+        current.cells[1].samples_ms = latencies.clone();
+        let c = compare(&baseline_of(&base), &current, &settings, None);
+        let got: Vec<(Metric, Verdict)> = c.cells.iter().map(|r| (r.metric, r.verdict)).collect();
+        assert_eq!(
+            got,
+            [
+                (Metric::P50, Verdict::Unchanged),
+                (Metric::Throughput, Verdict::Regressed),
+                (Metric::P99, Verdict::Regressed),
+                (Metric::P99, Verdict::Regressed),
+            ],
+            "{:?}",
+            c.cells.iter().map(|r| &r.reason).collect::<Vec<_>>()
+        );
+        assert!(c.settings.describe().contains("each scenario's own"));
     }
 }

@@ -6,7 +6,8 @@ use std::fmt;
 use chipbench_core::result::CellResult;
 use serde::Serialize;
 
-use super::settings::GateSettings;
+use super::peaks::PeakComparison;
+use super::settings::{GateSettings, Metric};
 
 /// What identifies a cell across runs.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -68,6 +69,8 @@ impl Verdict {
 #[derive(Clone, Debug, Serialize)]
 pub struct CellComparison {
     pub key: CellKey,
+    /// The figure compared: `--metric`, or the cell's scenario's own without it.
+    pub metric: Metric,
     pub baseline: f64,
     pub current: f64,
     /// current / baseline of the metric.
@@ -112,6 +115,8 @@ pub struct Comparison {
     pub not_compared: Vec<NotCompared>,
     pub only_in_baseline: Vec<CellKey>,
     pub only_in_current: Vec<CellKey>,
+    /// `--find-peak` searches of a point on both sides (their probes are not compared as cells).
+    pub peaks: Vec<PeakComparison>,
 }
 
 impl Comparison {
@@ -121,5 +126,6 @@ impl Comparison {
 
     pub fn regressed(&self) -> bool {
         self.count(Verdict::Regressed) > 0
+            || self.peaks.iter().any(|p| p.verdict == Verdict::Regressed)
     }
 }

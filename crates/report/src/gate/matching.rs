@@ -74,6 +74,20 @@ pub fn compare(
     let mut only_in_current = Vec::new();
     for (index, cell) in current.cells.iter().enumerate() {
         let key = CellKey::of(cell);
+        if is_peak_search_cell(cell) {
+            if baseline
+                .runs
+                .iter()
+                .any(|r| r.cells.iter().any(|c| CellKey::of(c) == key))
+            {
+                not_compared.push(NotCompared {
+                    key,
+                    reason: "a --find-peak search's cell: its search's peak is compared instead"
+                        .into(),
+                });
+            }
+            continue;
+        }
         let found: Vec<(&RunResult, usize, &CellResult)> = baseline
             .runs
             .iter()
@@ -89,7 +103,7 @@ pub fn compare(
             .collect();
         let matches: Vec<&CellResult> = found.iter().map(|(_, _, c)| *c).collect();
         // The p50 of cells with further sessions is mostly the sessions' (see `host_time`).
-        let by_sessions = settings.metric == Metric::P50
+        let by_sessions = settings.metric_for(cell) == Metric::P50
             && matches
                 .iter()
                 .chain([&cell])
@@ -155,14 +169,19 @@ pub fn compare(
             cell.ci95,
             significance,
             cell.host_speed_ratio,
-            settings.metric,
+            cell.metric,
             settings,
         );
     }
     let mut only_in_baseline: Vec<CellKey> = baseline
         .runs
         .iter()
-        .flat_map(|r| r.cells.iter().map(CellKey::of))
+        .flat_map(|r| {
+            r.cells
+                .iter()
+                .filter(|c| !is_peak_search_cell(c))
+                .map(CellKey::of)
+        })
         .filter(|k| !current.cells.iter().any(|c| CellKey::of(c) == *k))
         .collect();
     only_in_baseline.sort();
@@ -177,7 +196,16 @@ pub fn compare(
         not_compared,
         only_in_baseline,
         only_in_current,
+        peaks: super::peaks::compare_peaks(&baseline.runs, current, settings),
     }
+}
+
+/// A probe of a `--find-peak` search, or the offline run that set its first rate: which rates a
+/// search probed depends on the verdicts before, so these cells say nothing alone.
+fn is_peak_search_cell(cell: &CellResult) -> bool {
+    cell.scenario_point
+        .as_deref()
+        .is_some_and(|p| p.contains("-peak"))
 }
 
 /// The random stream of one cell's bootstrap: the settings' seed picks the generator, the cell's

@@ -3,6 +3,10 @@
 //!
 //! For each cell present on both sides (matched by model, variant, backend, device, scenario and
 //! threads):
+//! - **metric**: `--metric` for every cell, or without it each cell's scenario's own
+//!   ([`Metric::of_scenario`]: single-stream p50, offline throughput, server and multi-stream
+//!   p99). A `--find-peak` search's peak is compared apart, gated only from repeated searches
+//!   (`peaks`); its probes are not compared as cells.
 //! - **ratio** = current / baseline of the metric. Latency quantiles are computed from the raw
 //!   samples (linear interpolation, as everywhere in chipbench); throughput is the recorded
 //!   figure.
@@ -93,6 +97,7 @@ mod estimation;
 mod format;
 mod matching;
 pub mod paired;
+mod peaks;
 mod render;
 mod settings;
 mod special;
@@ -100,6 +105,7 @@ mod special;
 pub use comparison::{CellComparison, CellKey, Comparison, NotCompared, Verdict};
 pub use format::signed_pct;
 pub use matching::{Baseline, check_hosts, compare};
+pub use peaks::{MIN_SEARCHES, PeakComparison};
 pub use render::{render_markdown, render_text};
 pub use settings::{GateSettings, HOST_CHECK_NOISE, Metric, RUN_NOISE, TAIL_SAMPLES};
 pub use special::clopper_pearson;

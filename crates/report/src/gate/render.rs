@@ -3,6 +3,7 @@
 
 use super::comparison::{CellComparison, Comparison, Verdict};
 use super::format::{fmt_p, signed_pct};
+use super::peaks::PeakComparison;
 use super::settings::Metric;
 
 fn figure(v: f64, metric: Metric) -> String {
@@ -28,18 +29,18 @@ pub fn render_text(c: &Comparison) -> String {
         c.baseline, c.current
     ));
     out.push_str(&format!("{}\n\n", summary(c)));
-    let unit = c.settings.metric.unit();
     let header = [
-        "cell", "baseline", "current", "change", "95% CI", "p", "verdict",
+        "cell", "metric", "baseline", "current", "change", "95% CI", "p", "verdict",
     ];
-    let rows: Vec<[String; 7]> = c
+    let rows: Vec<[String; 8]> = c
         .cells
         .iter()
         .map(|r| {
             [
                 r.key.to_string(),
-                format!("{} {unit}", figure(r.baseline, c.settings.metric)),
-                format!("{} {unit}", figure(r.current, c.settings.metric)),
+                r.metric.name().to_string(),
+                format!("{} {}", figure(r.baseline, r.metric), r.metric.unit()),
+                format!("{} {}", figure(r.current, r.metric), r.metric.unit()),
                 if r.ratio.is_nan() {
                     "-".into()
                 } else {
@@ -67,7 +68,7 @@ pub fn render_text(c: &Comparison) -> String {
             .zip(widths)
             .enumerate()
             .map(|(i, (s, w))| {
-                if i == 0 || i == 6 {
+                if i <= 1 || i == 7 {
                     format!("{s:<w$}")
                 } else {
                     format!("{s:>w$}")
@@ -100,8 +101,48 @@ pub fn render_text(c: &Comparison) -> String {
         }
     }
     out.push_str(&one_sided_text(c));
+    out.push_str(&peaks_text(c));
     out.push_str(&format!("\n{}\n", c.settings.describe()));
     out
+}
+
+/// The `--find-peak` peaks of both sides, a line each.
+fn peaks_text(c: &Comparison) -> String {
+    if c.peaks.is_empty() {
+        return String::new();
+    }
+    let mut out =
+        String::from("\npeak QPS under the latency bound (--find-peak), baseline -> current:\n");
+    for p in &c.peaks {
+        out.push_str(&format!("  {}\n", peak_line(p)));
+    }
+    out
+}
+
+fn peak_line(p: &PeakComparison) -> String {
+    let side = |v: &[f64]| match v {
+        [] => "none".to_string(),
+        [one] => format!("{one}"),
+        many => {
+            let mut sorted = many.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            format!("{} (median of {})", sorted[sorted.len() / 2], many.len())
+        }
+    };
+    let change = if p.ratio.is_nan() {
+        String::new()
+    } else {
+        format!(" ({})", signed_pct(p.ratio))
+    };
+    format!(
+        "{} under {}: {} -> {} QPS{change}: {}: {}",
+        p.key,
+        p.bound,
+        side(&p.baseline),
+        side(&p.current),
+        p.verdict.label(),
+        p.reason
+    )
 }
 
 fn summary(c: &Comparison) -> String {
@@ -158,20 +199,21 @@ pub fn render_markdown(c: &Comparison) -> String {
         md(&c.baseline),
         c.current
     ));
-    let unit = c.settings.metric.unit();
-    out.push_str(&format!(
-        "| cell | baseline {unit} | current {unit} | change | 95 % CI | p | verdict |\n|---|---:|---:|---:|---:|---:|---|\n"
-    ));
+    out.push_str(
+        "| cell | metric | baseline | current | change | 95 % CI | p | verdict |\n|---|---|---:|---:|---:|---:|---:|---|\n",
+    );
     for r in &c.cells {
         let verdict = match r.verdict {
             Verdict::Regressed => "**regressed**",
             v => v.label(),
         };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {verdict} |\n",
+            "| {} | {} {} | {} | {} | {} | {} | {} | {verdict} |\n",
             md(&r.key.to_string()),
-            figure(r.baseline, c.settings.metric),
-            figure(r.current, c.settings.metric),
+            r.metric.name(),
+            r.metric.unit(),
+            figure(r.baseline, r.metric),
+            figure(r.current, r.metric),
             if r.ratio.is_nan() {
                 "-".into()
             } else {
@@ -203,6 +245,14 @@ pub fn render_markdown(c: &Comparison) -> String {
         }
     }
     let sided = one_sided_text(c);
+    if !c.peaks.is_empty() {
+        out.push_str(
+            "\n**Peak QPS under the latency bound** (`--find-peak`), baseline -> current:\n\n",
+        );
+        for p in &c.peaks {
+            out.push_str(&format!("- {}\n", md(&peak_line(p))));
+        }
+    }
     if !sided.is_empty() {
         out.push('\n');
         for line in sided.lines() {
@@ -210,6 +260,9 @@ pub fn render_markdown(c: &Comparison) -> String {
         }
     }
     let how = match c.settings.metric {
+        _ if c.settings.per_scenario => {
+            "latency measured (host monotonic clock, raw samples), throughput derived (samples / wall time)"
+        }
         Metric::Throughput => "throughput derived from the timed loop (inferences / wall time)",
         Metric::Energy => {
             "energy per inference as recorded with its method (see the notes: estimated figures are not measurements)"

@@ -67,6 +67,17 @@ impl Metric {
         }
     }
 
+    /// The metric that matters for a scenario, `compare`'s default for its cells: latency for
+    /// single-stream, throughput for offline, the tail of query latency for server and
+    /// multi-stream (MLPerf's figures of those scenarios).
+    pub fn of_scenario(scenario: &str) -> Metric {
+        match scenario {
+            "offline" => Metric::Throughput,
+            "server" | "multi-stream" => Metric::P99,
+            _ => Metric::P50,
+        }
+    }
+
     pub fn higher_is_better(self) -> bool {
         self == Metric::Throughput
     }
@@ -127,7 +138,11 @@ pub const TAIL_SAMPLES: usize = 10;
 /// goal of >= 95 % detection of a 5 % slowdown and <= 1 % false alarms (see the README).
 #[derive(Clone, Debug, Serialize)]
 pub struct GateSettings {
+    /// The metric of every cell, or of single-stream cells under `per_scenario`.
     pub metric: Metric,
+    /// No `--metric` was given: each cell is gated on its scenario's metric
+    /// ([`Metric::of_scenario`]).
+    pub per_scenario: bool,
     /// Relative change that matters: regressed above 1 + t, improved below 1 / (1 + t).
     pub threshold: f64,
     /// Family-wise significance level: the chance that any cell of a comparison in which
@@ -148,6 +163,7 @@ impl Default for GateSettings {
     fn default() -> Self {
         GateSettings {
             metric: Metric::P50,
+            per_scenario: false,
             threshold: 0.03,
             alpha: 0.01,
             run_noise: RUN_NOISE,
@@ -159,10 +175,19 @@ impl Default for GateSettings {
 }
 
 impl GateSettings {
-    /// Samples needed on each side: `min_samples`, and for a latency quantile q at least
-    /// [`TAIL_SAMPLES`] / (1 - q).
-    pub fn required_samples(&self) -> usize {
-        let tail = self.metric.quantile().map_or(0, |q| {
+    /// The metric `cell` is gated on.
+    pub fn metric_for(&self, cell: &CellResult) -> Metric {
+        if self.per_scenario {
+            Metric::of_scenario(&cell.scenario)
+        } else {
+            self.metric
+        }
+    }
+
+    /// Samples needed on each side for `metric`: `min_samples`, and for a latency quantile q at
+    /// least [`TAIL_SAMPLES`] / (1 - q).
+    pub fn required_samples(&self, metric: Metric) -> usize {
+        let tail = metric.quantile().map_or(0, |q| {
             (TAIL_SAMPLES as f64 / (1.0 - q) - 1e-6).ceil() as usize
         });
         self.min_samples.max(tail)
@@ -170,27 +195,46 @@ impl GateSettings {
 
     pub fn describe(&self) -> String {
         let t = self.threshold;
-        let test = match self.metric {
+        let test = |metric: Metric| match metric {
             Metric::P50 => "the samples' Mann–Whitney p",
             Metric::P90 | Metric::P99 => "the samples' quantile test p",
-            Metric::Throughput => "the p of Welch's t test of the mean latency",
+            Metric::Throughput => {
+                "the p of Welch's t test of the mean latency (of the throughput windows' rates for a load-generator cell)"
+            }
             Metric::Energy => "nothing else (one meter window per cell, no per-inference samples)",
         };
+        let metrics: Vec<Metric> = if self.per_scenario {
+            vec![Metric::P50, Metric::Throughput, Metric::P99]
+        } else {
+            vec![self.metric]
+        };
+        let what = if self.per_scenario {
+            "each scenario's own (single-stream: p50, offline: throughput, server and multi-stream: p99; --metric sets one for all)".to_string()
+        } else {
+            format!("{} ({})", self.metric.name(), self.metric.describe())
+        };
+        let tests: Vec<String> = metrics
+            .iter()
+            .map(|&m| format!("{}: {}", m.name(), test(m)))
+            .collect();
+        let samples: Vec<String> = metrics
+            .iter()
+            .map(|&m| format!("{} for {}", self.required_samples(m), m.name()))
+            .collect();
         format!(
-            "metric: {} ({}); threshold ±{} % (regressed above ×{:.4}, improved below ×{:.4}); significant: \
+            "metric: {what}; threshold ±{} % (regressed above ×{:.4}, improved below ×{:.4}); significant: \
              Holm-adjusted p < {} over the tested cells (family-wise) and the 95 % CI of the ratio excluding 1, \
-             where p is the larger of the ratio's own (from the t test of the session medians for p50) and {test}; \
-             CI: {} replicates of the ratio, each side's run-to-run noise taken as at least ±{} % (sd); at least {} \
-             samples per side",
-            self.metric.name(),
-            self.metric.describe(),
+             where p is the larger of the ratio's own (from the t test of the session medians for p50) and \
+             {}; CI: {} replicates of the ratio, each side's run-to-run noise taken as at least ±{} % (sd); \
+             at least {} samples per side",
             pct(t),
             1.0 + t,
             1.0 / (1.0 + t),
             self.alpha,
+            tests.join(", "),
             self.resamples,
             pct(self.run_noise),
-            self.required_samples()
+            samples.join(", ")
         )
     }
 }
@@ -205,10 +249,13 @@ mod tests {
             metric,
             ..GateSettings::default()
         };
-        assert_eq!(with(Metric::P50).required_samples(), 20);
-        assert_eq!(with(Metric::P90).required_samples(), 100);
-        assert_eq!(with(Metric::P99).required_samples(), 1000);
-        assert_eq!(with(Metric::Throughput).required_samples(), 20);
+        assert_eq!(with(Metric::P50).required_samples(Metric::P50), 20);
+        assert_eq!(with(Metric::P90).required_samples(Metric::P90), 100);
+        assert_eq!(with(Metric::P99).required_samples(Metric::P99), 1000);
+        assert_eq!(
+            with(Metric::Throughput).required_samples(Metric::Throughput),
+            20
+        );
     }
 
     #[test]
