@@ -65,6 +65,7 @@ fn main() {
             bound: model.bound_inputs().unwrap(),
             fixed_inputs: BTreeMap::new(),
             reference: path,
+            decoding: None,
         };
         let peak = find_peak(&search, |qps| {
             let server = ScenarioSettings {
