@@ -271,6 +271,52 @@ fn every_cell_of_a_zoo_model_judges_its_decisions_against_fp32() {
         printed(&o)
     );
 
+    // A pruning sweep: one variant per sparsity, each judged by its face decisions; half the
+    // weights gone flips some of them (no fine-tuning: chipbench cannot).
+    let sweep = cache.path().join("sweep");
+    let o = chipbench_in(
+        cache.path(),
+        &[],
+        &[
+            "bench",
+            "--model",
+            "zoo:mtcnn-pnet",
+            "--backend",
+            "tract",
+            "--variant",
+            "prune-unstructured:0.1..0.5",
+            "--quick",
+            "--in-process",
+            "--no-history",
+            "--out",
+            sweep.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", printed(&o));
+    let run: Value =
+        serde_json::from_slice(&std::fs::read(sweep.join("run.json")).unwrap()).unwrap();
+    let judged: Vec<(String, f64)> = run["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let task = &c["accuracy"]["task"];
+            assert_eq!(task["decoding"], "threshold", "{c}");
+            (
+                c["model"]["variant"].as_str().unwrap().to_string(),
+                task["decision_agreement"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = judged.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        (1..=5)
+            .map(|i| format!("prune-unstructured:0.{i}"))
+            .collect::<Vec<_>>()
+    );
+    assert!(judged[4].1 < 1.0, "{judged:?}");
+
     // The same variant through `optimize` decides the same on the same inputs, and numpy,
     // decoding the outputs it dumps its own way, finds the same figures; likewise for a
     // yes/no model whose pruned variant flips some of its face decisions.

@@ -375,11 +375,12 @@ pub fn variant_cache(explicit: Option<&Path>) -> VariantCache {
 pub fn parse_variants(texts: &[String]) -> Result<Vec<Recipe>, UsageError> {
     let mut recipes: Vec<Recipe> = Vec::new();
     for text in texts.iter().filter(|t| !t.trim().is_empty()) {
-        let recipe = text
-            .parse::<Recipe>()
+        let expanded = Recipe::parse_sweep(text)
             .map_err(|e| UsageError(format!("--variant {e}; known: {RECIPE_HELP}")))?;
-        if !recipes.contains(&recipe) {
-            recipes.push(recipe);
+        for recipe in expanded {
+            if !recipes.contains(&recipe) {
+                recipes.push(recipe);
+            }
         }
     }
     if recipes.is_empty() {
