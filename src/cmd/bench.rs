@@ -128,7 +128,8 @@ pub struct BenchArgs {
     #[arg(long = "profile", hide = true)]
     profile_alias: bool,
     /// Model variants, comma-separated: fp32, fp16, int8-dynamic, int8-static,
-    /// prune-unstructured:S, prune-2:4, prune-channels:R, or chains (prune-2:4+int8-static).
+    /// prune-unstructured:S, prune-2:4, prune-channels:R, or chains (prune-2:4+int8-static);
+    /// a fraction may be a sweep, prune-unstructured:0.1..0.5 (steps of 0.1) or A..B/STEP.
     /// Derived variants are cached (see --variant-cache) and compared with the fp32 model.
     #[arg(
         long = "variant",

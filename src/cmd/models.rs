@@ -201,12 +201,15 @@ pub fn resolve(
             prepared.push(prepare(&m.name, &path, Some((&m.inputs, &m.dims)), request));
         } else if let Some(zoo_name) = name.strip_prefix("zoo:") {
             let (entry, path) = crate::cmd::zoo::model(zoo_name)?;
-            let model = prepare(
+            let mut model = prepare(
                 &entry.name,
                 &path,
                 Some((&entry.inputs, &entry.dims)),
                 request,
             );
+            if let Prepared::Ready(m) = &mut model {
+                m.decoding = Some(entry.decoding.clone());
+            }
             prepared.push(refuse_unverified(model, &entry)?);
         } else if looks_like_path(name) {
             let path = PathBuf::from(name);
@@ -294,6 +297,7 @@ fn prepare(
             bound,
             fixed_inputs,
             reference: path.to_path_buf(),
+            decoding: None,
         }),
         Err(e) => Prepared::Broken {
             record,

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chipbench_backend_tract::TractBackend;
-use chipbench_core::result::{Derivation, KeptFloat, ModelRecord};
+use chipbench_core::result::{Accuracy, Derivation, KeptFloat, ModelRecord};
+use chipbench_core::task::{self, Decoding, TaskAccuracy};
 use chipbench_core::{Backend, ModelSource, SessionOptions, Tensor, TensorInfo, accuracy};
 use chipbench_optimize::ModelStats;
 use chipbench_optimize::onnx::ModelProto;
@@ -18,6 +19,7 @@ use chipbench_runner::ModelUnderTest;
 use clap::Args;
 
 use crate::cmd::models::{self, Prepared};
+use crate::cmd::outputs::StoredTensor;
 use crate::{Outcome, UsageError};
 
 /// How int8-static calibrates (shared by `optimize` and `bench`).
@@ -105,6 +107,27 @@ pub struct OptimizeArgs {
     /// Folder of the built-in suite (default: ./models, else the one generated in the cache).
     #[arg(long, value_name = "DIR")]
     suite: Option<PathBuf>,
+    /// Also write the accuracy check's outputs (fp32's and the variant's, every sample), the
+    /// zoo decoding and the accuracy computed from them to FILE.json, to check the figures
+    /// elsewhere (scripts/check-task-accuracy.py recomputes the task accuracy with numpy).
+    #[arg(long, value_name = "FILE.json")]
+    dump_outputs: Option<PathBuf>,
+}
+
+/// What `optimize --dump-outputs` writes.
+#[derive(serde::Serialize)]
+struct DumpedOutputs<'a> {
+    model: &'a str,
+    variant: String,
+    seed: u64,
+    /// The zoo catalog's decoding of the outputs (absent for other models).
+    decoding: Option<&'a Decoding>,
+    output_names: &'a [String],
+    /// `reference[sample][output]`: the fp32 model's outputs on tract.
+    reference: Vec<Vec<StoredTensor>>,
+    /// `actual[sample][output]`: the variant's, on the same inputs.
+    actual: Vec<Vec<StoredTensor>>,
+    accuracy: &'a Accuracy,
 }
 
 pub fn parse_recipe(text: &str) -> Result<Recipe, UsageError> {
@@ -114,6 +137,13 @@ pub fn parse_recipe(text: &str) -> Result<Recipe, UsageError> {
 
 pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
     let recipe = parse_recipe(&args.variant)?;
+    if args.dump_outputs.is_some() && args.accuracy_samples == 0 {
+        return Err(UsageError(
+            "--dump-outputs writes the accuracy check's outputs: it needs --accuracy-samples of 1 or more"
+                .into(),
+        )
+        .into());
+    }
     let options = args.calibration.options()?;
     let request = args.inputs.request()?;
     let suite_dir = models::suite_dir(args.suite.as_deref())?;
@@ -191,7 +221,10 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
             .into_iter()
             .map(|o| o.name)
             .collect();
-        let a = accuracy::compare("tract fp32", &names, &reference, &actual)?;
+        let mut a = accuracy::compare("tract fp32", &names, &reference, &actual)?;
+        if let Some(decoding) = &model.decoding {
+            a.task = task::compare(decoding, &names, &reference, &actual)?;
+        }
         println!(
             "accuracy against fp32 (measured: both on tract, {} seeded inputs, seed {}): cosine {:.6}, top-1 agreement {}, \
              max abs error {:.3e}, mean relative error {:.3e}",
@@ -206,8 +239,29 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
             a.max_abs_err,
             a.mean_rel_err
         );
-        if let Some(decoding) = crate::cmd::zoo::decoding(&args.model) {
-            print_task_accuracy(&decoding, &names, &reference, &actual)?;
+        if model.decoding.is_some() {
+            print_task_accuracy(a.task.as_ref());
+        }
+        if let Some(path) = &args.dump_outputs {
+            let stored = |outputs: &[Vec<Tensor>]| -> Vec<Vec<StoredTensor>> {
+                outputs
+                    .iter()
+                    .map(|sample| sample.iter().map(StoredTensor::of).collect())
+                    .collect()
+            };
+            let dump = DumpedOutputs {
+                model: &model.record.name,
+                variant: recipe.name(),
+                seed: args.seed,
+                decoding: model.decoding.as_ref(),
+                output_names: &names,
+                reference: stored(&reference),
+                actual: stored(&actual),
+                accuracy: &a,
+            };
+            std::fs::write(path, serde_json::to_vec(&dump)?)
+                .with_context(|| format!("cannot write --dump-outputs {}", path.display()))?;
+            println!("outputs and accuracy written to {}", path.display());
         }
     }
     Ok(Outcome::Success)
@@ -215,43 +269,24 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
 
 /// What the model decides (class, text, boxes, yes/no) with the variant against fp32, by the
 /// decoding the zoo catalog names for it.
-fn print_task_accuracy(
-    decoding: &chipbench_core::task::Decoding,
-    names: &[String],
-    reference: &[Vec<Tensor>],
-    actual: &[Vec<Tensor>],
-) -> anyhow::Result<()> {
-    let Some(t) = chipbench_core::task::compare(decoding, names, reference, actual)? else {
+fn print_task_accuracy(task: Option<&TaskAccuracy>) {
+    let Some(t) = task else {
         println!(
             "task accuracy: none (the model's outputs are features, not decisions; see cosine)"
         );
-        return Ok(());
+        return;
     };
-    let f = |v: Option<f64>| v.map(|v| format!("{v:.3}"));
-    let figures: Vec<String> = [
-        ("top-1 agreement", f(t.top1_agreement)),
-        (
-            &*format!("top-{} agreement", t.k.unwrap_or(1)),
-            f(t.topk_agreement).filter(|_| t.k != Some(1)),
-        ),
-        ("fp32 boxes", t.reference_boxes.map(|n| n.to_string())),
-        ("precision", f(t.precision)),
-        ("recall", f(t.recall)),
-        ("F1", f(t.f1)),
-        ("exact match", f(t.exact_match)),
-        ("CER", f(t.cer)),
-        ("decision agreement", f(t.decision_agreement)),
-    ]
-    .into_iter()
-    .filter_map(|(name, v)| Some(format!("{name} {}", v?)))
-    .collect();
+    let figures: Vec<String> = t
+        .figures()
+        .into_iter()
+        .map(|(name, v)| format!("{name} {v}"))
+        .collect();
     println!(
         "task accuracy against fp32 ({}, measured: both on tract, the same {} seeded inputs): {}",
         t.decoding,
         t.samples,
         figures.join(", ")
     );
-    Ok(())
 }
 
 fn print_report(report: &VariantReport) {
@@ -340,11 +375,12 @@ pub fn variant_cache(explicit: Option<&Path>) -> VariantCache {
 pub fn parse_variants(texts: &[String]) -> Result<Vec<Recipe>, UsageError> {
     let mut recipes: Vec<Recipe> = Vec::new();
     for text in texts.iter().filter(|t| !t.trim().is_empty()) {
-        let recipe = text
-            .parse::<Recipe>()
+        let expanded = Recipe::parse_sweep(text)
             .map_err(|e| UsageError(format!("--variant {e}; known: {RECIPE_HELP}")))?;
-        if !recipes.contains(&recipe) {
-            recipes.push(recipe);
+        for recipe in expanded {
+            if !recipes.contains(&recipe) {
+                recipes.push(recipe);
+            }
         }
     }
     if recipes.is_empty() {
@@ -483,6 +519,7 @@ fn derive_cached(
         bound: m.bound.clone(),
         fixed_inputs: m.fixed_inputs.clone(),
         reference: m.path.clone(),
+        decoding: m.decoding.clone(),
     };
     Ok((variant, cached))
 }

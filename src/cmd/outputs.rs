@@ -68,13 +68,13 @@ struct ModelOutputs {
 
 /// A tensor's values, widened to f64 so that every element type is kept exactly.
 #[derive(Serialize, Deserialize)]
-struct StoredTensor {
+pub(crate) struct StoredTensor {
     shape: Vec<usize>,
     values: Vec<f64>,
 }
 
 impl StoredTensor {
-    fn of(tensor: &Tensor) -> StoredTensor {
+    pub(crate) fn of(tensor: &Tensor) -> StoredTensor {
         StoredTensor {
             shape: tensor.shape().to_vec(),
             values: tensor.to_f64_vec(),

@@ -153,12 +153,6 @@ fn select<'a>(catalog: &'a Catalog, names: &[String]) -> Result<Vec<&'a Entry>, 
         .collect()
 }
 
-/// The zoo decoding of `--model zoo:NAME` (None for any other model).
-pub fn decoding(model: &str) -> Option<chipbench_core::task::Decoding> {
-    let name = model.strip_prefix("zoo:")?;
-    Some(Catalog::builtin().get(name).ok()?.decoding.clone())
-}
-
 /// `--model zoo:NAME`: the catalog entry and its verified file, downloaded first when it is not
 /// cached yet (with a message on stderr).
 pub fn model(name: &str) -> anyhow::Result<(Entry, PathBuf)> {

@@ -26,6 +26,7 @@ fn a_runner_cell_carries_threads_settings_placement_and_profile() {
         bound: source.inputs.clone(),
         fixed_inputs: BTreeMap::new(),
         reference: source.path.clone(),
+        decoding: None,
     };
     let settings = MeasureSettings {
         warmup: WarmUp {

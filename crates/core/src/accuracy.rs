@@ -60,6 +60,7 @@ pub fn compare(
             .filter_map(|o| o.top1_agreement)
             .reduce(f64::min),
         outputs,
+        task: None,
     })
 }
 

@@ -707,6 +707,10 @@ pub struct Accuracy {
     /// Fraction of positions whose argmax agrees, lowest over outputs that look like class scores.
     pub top1_agreement: Option<f64>,
     pub outputs: Vec<OutputAccuracy>,
+    /// What the model decides (class, boxes, text, yes/no) against the reference's decisions on
+    /// the same samples, by the decoding the zoo catalog names; absent for a model without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::task::TaskAccuracy>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -819,6 +823,32 @@ mod tests {
         json.as_object_mut().unwrap().remove("scenario_run");
         let old: CellResult = serde_json::from_value(json).unwrap();
         assert!(old.session_loops.is_empty() && old.scenario_run.is_none());
+    }
+
+    #[test]
+    fn an_accuracy_written_before_task_accuracy_still_reads_and_one_without_it_omits_it() {
+        let old = serde_json::json!({
+            "reference": "tract:cpu fp32", "samples": 8, "max_abs_err": 0.0, "max_rel_err": 0.0,
+            "mean_rel_err": 0.0, "cosine": 1.0, "top1_agreement": null, "outputs": []
+        });
+        let accuracy: Accuracy = serde_json::from_value(old.clone()).unwrap();
+        assert!(accuracy.task.is_none());
+        assert_eq!(serde_json::to_value(&accuracy).unwrap(), old);
+        let with_task = Accuracy {
+            task: Some(crate::task::TaskAccuracy {
+                decoding: "top-k".into(),
+                samples: 8,
+                top1_agreement: Some(0.875),
+                ..Default::default()
+            }),
+            ..accuracy
+        };
+        let json = serde_json::to_value(&with_task).unwrap();
+        assert_eq!(
+            json["task"],
+            serde_json::json!({ "decoding": "top-k", "samples": 8, "top1_agreement": 0.875 })
+        );
+        assert_eq!(serde_json::from_value::<Accuracy>(json).unwrap(), with_task);
     }
 
     fn op(node: &str, provider: &str, total_ms: f64) -> OperatorTime {

@@ -80,6 +80,79 @@ pub struct TaskAccuracy {
     pub decision_agreement: Option<f64>,
 }
 
+impl Decoding {
+    /// What the decoding decides, for provenance: "the top 5 of 'logits'".
+    pub fn describe(&self) -> String {
+        match self {
+            Decoding::TopK { output, k } => format!("the top {k} classes of '{output}'"),
+            Decoding::CtcGreedy { output, blank, .. } => {
+                format!("greedy CTC strings from '{output}', blank label {blank}")
+            }
+            Decoding::Threshold { output, threshold } => {
+                format!("'{output}' > {threshold} per element")
+            }
+            Decoding::Picodet {
+                score_threshold,
+                iou_threshold,
+                ..
+            } => format!(
+                "PicoDet boxes scoring above {score_threshold} after NMS at IoU {iou_threshold}, \
+                 matched one to one by class at IoU >= 0.5"
+            ),
+            Decoding::Cosine => "none: features, compared by cosine only".into(),
+        }
+    }
+}
+
+impl TaskAccuracy {
+    /// The figures that are set, named in full: `("top-5 agreement", "0.875")`.
+    pub fn figures(&self) -> Vec<(String, String)> {
+        let f = |v: Option<f64>| v.map(|v| format!("{v:.3}"));
+        let k = self.k.unwrap_or(1);
+        [
+            ("top-1 agreement".to_string(), f(self.top1_agreement)),
+            (
+                format!("top-{k} agreement"),
+                f(self.topk_agreement).filter(|_| k != 1),
+            ),
+            (
+                "fp32 boxes".into(),
+                self.reference_boxes.map(|n| n.to_string()),
+            ),
+            ("precision".into(), f(self.precision)),
+            ("recall".into(), f(self.recall)),
+            ("F1".into(), f(self.f1)),
+            ("exact match".into(), f(self.exact_match)),
+            ("CER".into(), f(self.cer)),
+            ("decision agreement".into(), f(self.decision_agreement)),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| Some((name, v?)))
+        .collect()
+    }
+
+    /// The figures in one short cell of a table: `top-1 1.000 top-5 1.000`, `P 0.9 R 0.8 F1
+    /// 0.85`, `exact 0.75 CER 0.050`, `agree 0.990`.
+    pub fn short(&self) -> String {
+        let f = |name: &str, v: Option<f64>| v.map(|v| format!("{name} {v:.3}"));
+        let k = self.k.unwrap_or(1);
+        [
+            f("top-1", self.top1_agreement),
+            f(&format!("top-{k}"), self.topk_agreement).filter(|_| k != 1),
+            f("P", self.precision),
+            f("R", self.recall),
+            f("F1", self.f1),
+            f("exact", self.exact_match),
+            f("CER", self.cer),
+            f("agree", self.decision_agreement),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+}
+
 /// Compares the decisions in `actual[sample][output]` with `reference[sample][output]`; `None`
 /// for a decoding without decisions (`cosine`).
 pub fn compare(

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chipbench_core::result::{CellResult, IdleBaseline, ModelRecord};
+use chipbench_core::task::Decoding;
 use chipbench_core::{InputSpec, TensorInfo};
 use chipbench_energy::{EnergyPlan, EstimateModel};
 use chipbench_runner::{FreshSession, MeasureSettings, ModelUnderTest};
@@ -22,8 +23,9 @@ use crate::plan::{Cell, Plan};
 use crate::scenario::settings::ScenarioSettings;
 
 /// Bumped on any change a reader of the previous version would misread (2: a job's scenario,
-/// which a version-1 worker would ignore and measure single-stream; 3: the held sessions of
-/// `chipbench ab`, which a version-2 worker would refuse request by request).
+/// which a version-1 worker would ignore and measure single-stream; 3: a job's output decoding
+/// and real samples, which a version-2 worker would ignore (no task accuracy, random inputs), and
+/// the held sessions of `chipbench ab`, which it would refuse request by request).
 pub const PROTOCOL_VERSION: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
@@ -116,6 +118,9 @@ pub struct Job {
     pub specs: Vec<InputSpec>,
     pub bound: Vec<TensorInfo>,
     pub reference: PathBuf,
+    /// How the outputs become the model's decisions, for task-level accuracy (zoo models).
+    #[serde(default)]
+    pub decoding: Option<Decoding>,
     /// `--input-file` tensors by input name, which the worker loads again.
     pub input_files: BTreeMap<String, PathBuf>,
     /// `backend:device`
@@ -160,6 +165,7 @@ impl Job {
             specs: model.specs.clone(),
             bound: model.bound.clone(),
             reference: model.reference.clone(),
+            decoding: model.decoding.clone(),
             input_files: context
                 .input_files
                 .iter()
@@ -197,6 +203,7 @@ impl Job {
             bound: self.bound.clone(),
             fixed_inputs,
             reference: self.reference.clone(),
+            decoding: self.decoding.clone(),
         })
     }
 

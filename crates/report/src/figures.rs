@@ -60,7 +60,7 @@ pub struct Provenance {
 
 /// The provenance groups, in the order reports list them; each is a key of
 /// `CellResult::provenance`.
-pub const GROUPS: [&str; 11] = [
+pub const GROUPS: [&str; 12] = [
     "latency_ms",
     "device_latency_ms",
     "throughput_per_s",
@@ -69,6 +69,7 @@ pub const GROUPS: [&str; 11] = [
     "load_ms",
     "first_inference_ms",
     "accuracy",
+    "task_accuracy",
     "energy",
     "roofline",
     "model",
@@ -146,6 +147,14 @@ pub enum Figure {
     MeanRelErr,
     Cosine,
     Top1Agreement,
+    TaskTop1Agreement,
+    TaskTopkAgreement,
+    TaskPrecision,
+    TaskRecall,
+    TaskF1,
+    TaskExactMatch,
+    TaskCer,
+    TaskDecisionAgreement,
     EnergyJPerInference,
     EnergyAboveIdleJPerInference,
     AvgPowerW,
@@ -159,7 +168,7 @@ pub enum Figure {
 }
 
 impl Figure {
-    pub const ALL: [Figure; 32] = [
+    pub const ALL: [Figure; 40] = [
         Figure::Samples,
         Figure::MeanMs,
         Figure::StddevMs,
@@ -182,6 +191,14 @@ impl Figure {
         Figure::MeanRelErr,
         Figure::Cosine,
         Figure::Top1Agreement,
+        Figure::TaskTop1Agreement,
+        Figure::TaskTopkAgreement,
+        Figure::TaskPrecision,
+        Figure::TaskRecall,
+        Figure::TaskF1,
+        Figure::TaskExactMatch,
+        Figure::TaskCer,
+        Figure::TaskDecisionAgreement,
         Figure::EnergyJPerInference,
         Figure::EnergyAboveIdleJPerInference,
         Figure::AvgPowerW,
@@ -218,6 +235,14 @@ impl Figure {
             Figure::MeanRelErr => "mean_rel_err",
             Figure::Cosine => "cosine",
             Figure::Top1Agreement => "top1_agreement",
+            Figure::TaskTop1Agreement => "task_top1_agreement",
+            Figure::TaskTopkAgreement => "task_topk_agreement",
+            Figure::TaskPrecision => "task_precision",
+            Figure::TaskRecall => "task_recall",
+            Figure::TaskF1 => "task_f1",
+            Figure::TaskExactMatch => "task_exact_match",
+            Figure::TaskCer => "task_cer",
+            Figure::TaskDecisionAgreement => "task_decision_agreement",
             Figure::EnergyJPerInference => "energy_j_per_inference",
             Figure::EnergyAboveIdleJPerInference => "energy_above_idle_j_per_inference",
             Figure::AvgPowerW => "avg_power_w",
@@ -255,6 +280,14 @@ impl Figure {
             Figure::MaxAbsErr | Figure::MeanRelErr | Figure::Cosine | Figure::Top1Agreement => {
                 "accuracy"
             }
+            Figure::TaskTop1Agreement
+            | Figure::TaskTopkAgreement
+            | Figure::TaskPrecision
+            | Figure::TaskRecall
+            | Figure::TaskF1
+            | Figure::TaskExactMatch
+            | Figure::TaskCer
+            | Figure::TaskDecisionAgreement => "task_accuracy",
             Figure::EnergyJPerInference
             | Figure::EnergyAboveIdleJPerInference
             | Figure::AvgPowerW => "energy",
@@ -269,6 +302,7 @@ impl Figure {
     pub fn value(self, cell: &CellResult) -> Option<f64> {
         let latency = cell.latency_ms.as_ref();
         let accuracy = cell.accuracy.as_ref();
+        let task = accuracy.and_then(|a| a.task.as_ref());
         let energy = cell.energy.as_ref();
         let roofline = cell.roofline.as_ref();
         match self {
@@ -294,6 +328,14 @@ impl Figure {
             Figure::MeanRelErr => accuracy.map(|a| a.mean_rel_err),
             Figure::Cosine => accuracy.map(|a| a.cosine),
             Figure::Top1Agreement => accuracy.and_then(|a| a.top1_agreement),
+            Figure::TaskTop1Agreement => task.and_then(|t| t.top1_agreement),
+            Figure::TaskTopkAgreement => task.and_then(|t| t.topk_agreement),
+            Figure::TaskPrecision => task.and_then(|t| t.precision),
+            Figure::TaskRecall => task.and_then(|t| t.recall),
+            Figure::TaskF1 => task.and_then(|t| t.f1),
+            Figure::TaskExactMatch => task.and_then(|t| t.exact_match),
+            Figure::TaskCer => task.and_then(|t| t.cer),
+            Figure::TaskDecisionAgreement => task.and_then(|t| t.decision_agreement),
             Figure::EnergyJPerInference => energy.map(|e| e.joules_per_inference),
             Figure::EnergyAboveIdleJPerInference => {
                 energy.and_then(|e| e.joules_per_inference_above_idle)

@@ -136,6 +136,29 @@ pub(crate) fn footnotes(cells: &[CellResult]) -> Vec<(usize, &CellResult)> {
         .collect()
 }
 
+/// The cells whose decisions were compared with the fp32 model's (zoo models, see
+/// [`chipbench_core::task`]), each as `model variant on backend:device`.
+pub(crate) fn task_accuracies(
+    cells: &[CellResult],
+) -> Vec<(String, &chipbench_core::task::TaskAccuracy)> {
+    cells
+        .iter()
+        .filter_map(|c| {
+            let task = c.accuracy.as_ref()?.task.as_ref()?;
+            let label = format!(
+                "{} {} on {}:{}",
+                c.model.name, c.model.variant, c.backend.name, c.backend.device
+            );
+            Some((label, task))
+        })
+        .collect()
+}
+
+/// What the task accuracy sections say of how it was obtained.
+pub(crate) const TASK_ACCURACY_HOW: &str = "measured: each cell's outputs on the accuracy check's \
+    samples decoded into the model's decisions (class, boxes, text, yes/no) and compared with the \
+    fp32 reference's decisions on the same inputs";
+
 /// Each distinct engine warning of the run once, with the cells that logged it
 /// (`model variant on backend:device`), in the order first logged.
 pub(crate) fn engine_warnings(cells: &[CellResult]) -> Vec<(&str, Vec<String>)> {

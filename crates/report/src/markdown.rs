@@ -67,10 +67,39 @@ pub fn render(run: &RunResult) -> String {
     if let Some(section) = crate::peaks::markdown(run) {
         out.push_str(&section);
     }
+    task_section(run, &mut out);
     placement_section(run, &mut out);
     profile_section(run, &mut out);
     out.push_str(&format!("\n_{LEGEND}_\n"));
     out
+}
+
+/// What each cell decided against what the fp32 model decided (zoo models).
+fn task_section(run: &RunResult, out: &mut String) {
+    let tasks = crate::task_accuracies(&run.cells);
+    if tasks.is_empty() {
+        return;
+    }
+    let how = crate::TASK_ACCURACY_HOW;
+    out.push_str(&format!(
+        "\n## Task accuracy against fp32\n\n{}{}.\n\n| cell | decoding | samples | figures |\n|---|---|---:|---|\n",
+        how[..1].to_uppercase(),
+        &how[1..]
+    ));
+    for (label, t) in tasks {
+        let figures: Vec<String> = t
+            .figures()
+            .into_iter()
+            .map(|(name, v)| format!("{name} {v}"))
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            escape(&label),
+            t.decoding,
+            t.samples,
+            figures.join(", ")
+        ));
+    }
 }
 
 /// Where an engine put the nodes, for cells it spread over several providers (ONNX Runtime falls
@@ -223,5 +252,79 @@ mod tests {
             1,
             "only profiled cells get a section"
         );
+    }
+
+    #[test]
+    fn every_format_shows_the_task_accuracy_of_each_cell_that_has_one() {
+        use chipbench_core::task::TaskAccuracy;
+        let mut pruned = cell(
+            "ppocr-rec",
+            "prune-unstructured:0.5",
+            "tract",
+            lognormal_samples(5.0, 0.02, 50, 1),
+            Some(0.9),
+        );
+        pruned.accuracy.as_mut().unwrap().task = Some(TaskAccuracy {
+            decoding: "ctc-greedy".into(),
+            samples: 8,
+            exact_match: Some(0.625),
+            cer: Some(0.125),
+            ..TaskAccuracy::default()
+        });
+        pruned.provenance.insert(
+            "task_accuracy".into(),
+            "measured: greedy CTC strings against tract:cpu fp32's".into(),
+        );
+        let plain = cell(
+            "mlp",
+            "fp32",
+            "tract",
+            lognormal_samples(1.0, 0.02, 50, 2),
+            Some(1.0),
+        );
+        let run = run_with("r", vec![pruned, plain]);
+        let md = super::render(&run);
+        assert!(
+            md.contains(
+                "| ppocr-rec prune-unstructured:0.5 on tract:cpu | ctc-greedy | 8 | exact match 0.625, CER 0.125 |"
+            ),
+            "{md}"
+        );
+        let terminal = crate::terminal::render(&run);
+        assert!(
+            terminal.contains("ctc-greedy over 8 samples: exact 0.625 CER 0.125"),
+            "{terminal}"
+        );
+        assert!(!terminal.contains("mlp fp32 on tract:cpu  "), "{terminal}");
+        let runs = [run];
+        let csv = String::from_utf8(
+            crate::export::ExportFormat::Csv
+                .exporter()
+                .serialize(&runs)
+                .unwrap(),
+        )
+        .unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        assert_eq!(row[column("task_exact_match")], "0.625");
+        assert_eq!(row[column("task_cer")], "0.125");
+        assert_eq!(row[column("task_top1_agreement")], "");
+        // (Provenance columns are quoted where they hold commas: read the last one by its header.)
+        assert!(header.last() == Some(&"model_provenance"), "{csv}");
+        assert!(
+            header.contains(&"task_accuracy_provenance")
+                && csv.contains(",measured: greedy CTC strings against tract:cpu fp32's,"),
+            "{csv}"
+        );
+        let html = String::from_utf8(
+            crate::export::ExportFormat::Html
+                .exporter()
+                .serialize(&runs)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(html.contains("exact 0.625 CER 0.125 <span"), "{html}");
     }
 }

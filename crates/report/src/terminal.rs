@@ -46,6 +46,22 @@ pub fn render(run: &RunResult) -> String {
             cell.error.as_deref().unwrap_or("no reason recorded")
         ));
     }
+    let tasks = crate::task_accuracies(&run.cells);
+    if !tasks.is_empty() {
+        out.push_str(&format!(
+            "\ntask accuracy against fp32 ({}):\n",
+            crate::TASK_ACCURACY_HOW
+        ));
+        let width = tasks.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+        for (label, t) in tasks {
+            out.push_str(&format!(
+                "  {label:<width$}  {} over {} samples: {}\n",
+                t.decoding,
+                t.samples,
+                t.short()
+            ));
+        }
+    }
     let warnings = crate::engine_warnings(&run.cells);
     if !warnings.is_empty() {
         out.push_str("\nengine warnings (as the engine logged them):\n");

@@ -71,6 +71,7 @@ pub fn cell(
         cosine,
         top1_agreement: Some(1.0),
         outputs: Vec::new(),
+        task: None,
     });
     for (key, text) in [
         (

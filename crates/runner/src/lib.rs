@@ -19,6 +19,7 @@ use chipbench_core::result::{
     BackendRecord, CellResult, ModelRecord, OperatorProfile, Status, StopReason, TimedLoop, Warmup,
 };
 use chipbench_core::spec::{check_input, random_inputs};
+use chipbench_core::task::{self, Decoding};
 use chipbench_core::{
     Backend, Device, Error, InputSpec, ModelSource, Result, SessionOptions, Tensor, TensorInfo,
     accuracy, stats,
@@ -48,6 +49,9 @@ pub struct ModelUnderTest {
     pub fixed_inputs: BTreeMap<String, Tensor>,
     /// The fp32 source model the accuracy is measured against (the model itself for fp32).
     pub reference: PathBuf,
+    /// How its outputs become the decisions it makes (zoo models): the accuracy check then
+    /// also compares those decisions with the reference's.
+    pub decoding: Option<Decoding>,
 }
 
 impl ModelUnderTest {
@@ -423,12 +427,31 @@ impl<'a> Sweep<'a> {
                     }
                     let names: Vec<String> =
                         session.outputs().iter().map(|o| o.name.clone()).collect();
-                    cell.accuracy = Some(accuracy::compare(&label, &names, &reference, &actual)?);
+                    let mut a = accuracy::compare(&label, &names, &reference, &actual)?;
+                    let samples = format!("{} seeded input samples", reference.len());
+                    if let Some(decoding) = &model.decoding {
+                        let t = Instant::now();
+                        a.task = task::compare(decoding, &names, &reference, &actual)?;
+                        if let Some(task) = &a.task {
+                            cell.provenance.insert(
+                                "task_accuracy".into(),
+                                format!(
+                                    "measured: the cell's outputs on the accuracy check's {samples} \
+                                     decoded by the zoo catalog's {} decoding ({}) and compared \
+                                     with {label}'s decoded outputs on the same inputs; decoding \
+                                     both took {:.3} ms",
+                                    task.decoding,
+                                    decoding.describe(),
+                                    ms(t.elapsed())
+                                ),
+                            );
+                        }
+                    }
+                    cell.accuracy = Some(a);
                     cell.provenance.insert(
                         "accuracy".into(),
                         format!(
-                            "measured: outputs on {} seeded input samples against {label} on the same inputs",
-                            reference.len()
+                            "measured: outputs on {samples} against {label} on the same inputs"
                         ),
                     );
                 }

@@ -90,6 +90,7 @@ pub fn model(name: &str) -> ModelUnderTest {
         bound: vec![io("x")],
         fixed_inputs: Default::default(),
         reference: path,
+        decoding: None,
     }
 }
 

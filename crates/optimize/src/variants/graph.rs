@@ -274,30 +274,6 @@ pub(crate) fn expose(model: &ModelProto, names: &[String]) -> ModelProto {
     model
 }
 
-/// Raises the default-domain opset to at least `version` when the operators the recipe inserts
-/// need it; a model below `oldest` is refused because its other operators would change meaning.
-pub(crate) fn require_opset(
-    model: &mut ModelProto,
-    oldest: i64,
-    version: i64,
-    why: &str,
-) -> Result<()> {
-    let current = model.onnx_opset().unwrap_or(0);
-    if current < oldest {
-        return Err(Error::unsupported(format!(
-            "{why} needs ONNX opset {oldest} or newer; the model imports opset {current}"
-        )));
-    }
-    if current < version {
-        for o in model.opset_import.iter_mut() {
-            if matches!(o.domain(), "" | "ai.onnx") {
-                o.version = Some(version);
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

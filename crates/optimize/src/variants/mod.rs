@@ -21,6 +21,7 @@ mod fold;
 mod fp16;
 mod graph;
 mod int8;
+mod opset;
 pub mod prune;
 pub mod quant;
 pub mod recipe;
@@ -336,7 +337,16 @@ fn quantize(
     } else {
         "int8-dynamic (DynamicQuantizeLinear)"
     };
-    graph::require_opset(&mut model, if is_static { 13 } else { 11 }, 13, why)?;
+    let opset = model.onnx_opset().unwrap_or(0);
+    let inference = infer_shapes(&model, source.bound, None);
+    opset::raise_to_13(&mut model, &inference, why)?;
+    if opset < opset::TARGET {
+        report.notes.push(format!(
+            "opset {opset} raised to {}: the operators whose form changed rewritten (axes as inputs; \
+             a Softmax not on the last axis flattened as opset {opset} defines it)",
+            opset::TARGET
+        ));
+    }
     let policy = options.keep_float;
     report.keep_float = Some(policy);
     let graph = model.graph.as_ref().expect("prepared models have a graph");

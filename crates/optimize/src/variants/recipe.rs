@@ -1,6 +1,7 @@
 //! Recipe names: `fp32`, `fp16`, `int8-dynamic`, `int8-static`, `prune-unstructured:S`,
 //! `prune-2:4`, `prune-channels:R`, and chains of them joined by `+`
-//! (`prune-2:4+int8-static`).
+//! (`prune-2:4+int8-static`). A sweep (`prune-unstructured:0.1..0.5`, step 0.1, or
+//! `A..B/STEP`) names one recipe per fraction, to show where a model's accuracy falls off.
 
 use std::fmt;
 use std::str::FromStr;
@@ -52,7 +53,7 @@ pub struct Recipe {
 /// The recipe names `--variant` accepts, for error messages and help.
 pub const RECIPE_HELP: &str = "fp32, fp16, int8-dynamic, int8-static, prune-unstructured:S (0 < S < 1), \
      prune-2:4, prune-channels:R (0 < R < 1), or pruning steps chained with one precision step by \
-     '+' (prune-2:4+int8-static)";
+     '+' (prune-2:4+int8-static); a fraction may be a sweep A..B (steps of 0.1) or A..B/STEP";
 
 impl Recipe {
     /// The fp32 source model, unchanged.
@@ -117,6 +118,45 @@ impl FromStr for Step {
     }
 }
 
+impl Recipe {
+    /// `text` as one recipe, or one per fraction of a sweep (`prune-unstructured:0.1..0.5`,
+    /// `prune-channels:0.2..0.6/0.2`, `prune-unstructured:0.1..0.3+int8-static`).
+    pub fn parse_sweep(text: &str) -> Result<Vec<Recipe>, String> {
+        let Some((head, tail)) = text.split_once("..") else {
+            return Ok(vec![text.parse()?]);
+        };
+        let start_at = head.rfind(':').map_or(0, |i| i + 1);
+        let (prefix, start) = head.split_at(start_at);
+        let end_at = tail.find('+').unwrap_or(tail.len());
+        let (range, suffix) = tail.split_at(end_at);
+        let (end, step) = range.split_once('/').unwrap_or((range, "0.1"));
+        let number = |what: &str, v: &str| {
+            v.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("'{text}': the sweep's {what} '{v}' is not a number"))
+        };
+        let (start, end, step) = (
+            number("start", start)?,
+            number("end", end)?,
+            number("step", step)?,
+        );
+        let count = (end - start) / step;
+        if !(step > 0.0 && end > start && (count - count.round()).abs() < 1e-6) {
+            return Err(format!(
+                "'{text}': a sweep A..B/STEP needs A < B and a positive STEP that reaches B from A \
+                 in whole steps"
+            ));
+        }
+        (0..=count.round() as usize)
+            .map(|i| {
+                // Rounded so that 0.1 + 2 x 0.1 is named 0.3.
+                let v = ((start + i as f64 * step) * 1e9).round() / 1e9;
+                format!("{prefix}{v}{suffix}").parse()
+            })
+            .collect()
+    }
+}
+
 impl FromStr for Recipe {
     type Err = String;
 
@@ -173,6 +213,46 @@ mod tests {
             "int8-qdq".parse::<Recipe>().unwrap().precision(),
             Some(Step::Int8Static)
         );
+    }
+
+    #[test]
+    fn a_sweep_names_one_recipe_per_fraction() {
+        let names = |text: &str| -> Vec<String> {
+            Recipe::parse_sweep(text)
+                .unwrap()
+                .iter()
+                .map(Recipe::name)
+                .collect()
+        };
+        assert_eq!(
+            names("prune-unstructured:0.1..0.5"),
+            [
+                "prune-unstructured:0.1",
+                "prune-unstructured:0.2",
+                "prune-unstructured:0.3",
+                "prune-unstructured:0.4",
+                "prune-unstructured:0.5"
+            ]
+        );
+        assert_eq!(
+            names("prune-channels:0.2..0.6/0.2+int8-static"),
+            [
+                "prune-channels:0.2+int8-static",
+                "prune-channels:0.4+int8-static",
+                "prune-channels:0.6+int8-static"
+            ]
+        );
+        assert_eq!(names("int8-static"), ["int8-static"]);
+        for (text, expected) in [
+            ("prune-unstructured:0.5..0.1", "needs A < B"),
+            ("prune-unstructured:0.1..0.45", "in whole steps"),
+            ("prune-unstructured:0.1..x", "end 'x' is not a number"),
+            ("prune-unstructured:0.5..1.5", "strictly between 0 and 1"),
+            ("int8-static..", "start 'int8-static' is not a number"),
+        ] {
+            let err = Recipe::parse_sweep(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -435,7 +435,7 @@ fn table_section(runs: &[RunResult]) -> String {
          estimated, <span class=\"origin projected\">P</span> projected, <span class=\"origin unstated\">?</span> \
          provenance not recorded. Hover a figure for how it was obtained.</p>\n<table>\n<thead><tr>\
          <th>cell</th><th>status</th><th>n</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>inf/s</th>\
-         <th>CPU ms/inf</th><th>peak RSS</th><th>1 - cosine</th><th>mJ/inf</th></tr></thead>\n<tbody>\n",
+         <th>CPU ms/inf</th><th>peak RSS</th><th>1 - cosine</th><th>task vs fp32</th><th>mJ/inf</th></tr></thead>\n<tbody>\n",
     );
     for (_, prefix, c) in cells_with_runs(runs) {
         let l = c.latency_ms.as_ref();
@@ -448,7 +448,7 @@ fn table_section(runs: &[RunResult]) -> String {
             ),
         };
         out.push_str(&format!(
-            "<tr><td>{}</td><td class=\"status\">{}</td>{}{}{}{}{}{}{}{}{}</tr>\n",
+            "<tr><td>{}</td><td class=\"status\">{}</td>{}{}{}{}{}{}{}{}{}{}</tr>\n",
             escape(&format!("{prefix}{}", cell_label(c))),
             escape(&status),
             figure_cell(c, "latency_ms", l.map(|l| l.n.to_string())),
@@ -476,6 +476,14 @@ fn table_section(runs: &[RunResult]) -> String {
                 c.accuracy
                     .as_ref()
                     .map(|a| format!("{:.1e}", 1.0 - a.cosine))
+            ),
+            figure_cell(
+                c,
+                "task_accuracy",
+                c.accuracy
+                    .as_ref()
+                    .and_then(|a| a.task.as_ref())
+                    .map(|t| t.short())
             ),
             figure_cell(
                 c,

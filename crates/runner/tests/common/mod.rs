@@ -40,5 +40,6 @@ pub fn model(name: &str, bound: Vec<TensorInfo>) -> ModelUnderTest {
         bound,
         fixed_inputs: Default::default(),
         reference: path,
+        decoding: None,
     }
 }
