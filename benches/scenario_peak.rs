@@ -64,6 +64,7 @@ fn main() {
             specs: model.inputs.clone(),
             bound: model.bound_inputs().unwrap(),
             fixed_inputs: BTreeMap::new(),
+            real: None,
             reference: path,
         };
         let peak = find_peak(&search, |qps| {

@@ -96,6 +96,18 @@ pub struct InputArgs {
     /// Feeds an input from a .npy file instead of seeded random data: name=path.npy.
     #[arg(long = "input-file", value_name = "NAME=PATH")]
     pub input_files: Vec<String>,
+    /// The inputs: real samples (a zoo model's held-out split, built from files that packages
+    /// ship; its calibration split calibrates int8-static unless --calibration names a file) or
+    /// seeded random data. Default: real for zoo models that have samples, random otherwise.
+    #[arg(long = "data", value_enum, value_name = "real|random")]
+    pub data: Option<DataChoice>,
+}
+
+/// `--data`
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataChoice {
+    Real,
+    Random,
 }
 
 impl InputArgs {
@@ -123,6 +135,7 @@ impl InputArgs {
                 .map_err(|e| UsageError(format!("--input-file {e}")))?;
             request.files.insert(name.to_string(), tensor);
         }
+        request.data = self.data;
         Ok(request)
     }
 }
@@ -136,6 +149,8 @@ pub struct ModelRequest {
     pub dims: BTreeMap<String, usize>,
     /// `--input-file name=path.npy`
     pub files: BTreeMap<String, Tensor>,
+    /// `--data`; `None`: real where a zoo model has samples.
+    pub data: Option<DataChoice>,
     /// Each cell's memory budget in bytes and where it comes from (`bench`); a model whose
     /// cells would need more is refused with the figures.
     pub budget: Option<(u64, String)>,
@@ -197,6 +212,7 @@ pub fn resolve(
     let mut prepared = Vec::new();
     for name in &wanted {
         if let Some(m) = suite.models.iter().find(|m| &m.name == name) {
+            refuse_real_data(name, request)?;
             let path = suite_dir.join(&m.file);
             prepared.push(prepare(&m.name, &path, Some((&m.inputs, &m.dims)), request));
         } else if let Some(zoo_name) = name.strip_prefix("zoo:") {
@@ -207,8 +223,10 @@ pub fn resolve(
                 Some((&entry.inputs, &entry.dims)),
                 request,
             );
-            prepared.push(refuse_unverified(model, &entry)?);
+            let model = refuse_unverified(model, &entry)?;
+            prepared.push(with_real_inputs(model, zoo_name, request)?);
         } else if looks_like_path(name) {
+            refuse_real_data(name, request)?;
             let path = PathBuf::from(name);
             let stem = path
                 .file_stem()
@@ -245,6 +263,57 @@ fn refuse_unverified(model: Prepared, entry: &chipbench_zoo::Entry) -> anyhow::R
         );
     }
     Ok(model)
+}
+
+/// `--data real` for a model that has no real samples.
+fn refuse_real_data(name: &str, request: &ModelRequest) -> Result<(), UsageError> {
+    if request.data == Some(DataChoice::Real) {
+        return Err(UsageError(format!(
+            "--data real: model '{name}' has no real samples (zoo models have them, see \
+             `chipbench zoo list`); use --data random or --input-file"
+        )));
+    }
+    Ok(())
+}
+
+/// A zoo model with its real samples attached, unless `--data random` (or it has none, which
+/// `--data real` refuses).
+fn with_real_inputs(
+    model: Prepared,
+    zoo_name: &str,
+    request: &ModelRequest,
+) -> anyhow::Result<Prepared> {
+    let Prepared::Ready(mut m) = model else {
+        return Ok(model);
+    };
+    if request.data == Some(DataChoice::Random) {
+        return Ok(Prepared::Ready(m));
+    }
+    let Some(samples) = crate::cmd::zoo::real_samples(zoo_name)? else {
+        if request.data == Some(DataChoice::Real) {
+            let entry = chipbench_zoo::Catalog::builtin().get(zoo_name)?.clone();
+            return Err(UsageError(format!(
+                "--data real: zoo:{zoo_name} has no real samples ({}); use --data random",
+                entry.samples
+            ))
+            .into());
+        }
+        return Ok(Prepared::Ready(m));
+    };
+    let real = chipbench_runner::RealInputs::load(
+        samples.held_out,
+        samples.calibration,
+        samples.source,
+        &m.bound,
+    )
+    .map_err(|e| {
+        UsageError(format!(
+            "zoo:{zoo_name}: its real samples do not fit the inputs as bound ({e}); \
+             use --data random for other shapes"
+        ))
+    })?;
+    m.real = Some(real);
+    Ok(Prepared::Ready(m))
 }
 
 fn looks_like_path(name: &str) -> bool {
@@ -293,6 +362,7 @@ fn prepare(
             specs,
             bound,
             fixed_inputs,
+            real: None,
             reference: path.to_path_buf(),
         }),
         Err(e) => Prepared::Broken {

@@ -15,15 +15,16 @@ use std::sync::Arc;
 use chipbench_core::result::{CellResult, IdleBaseline, ModelRecord};
 use chipbench_core::{InputSpec, TensorInfo};
 use chipbench_energy::{EnergyPlan, EstimateModel};
-use chipbench_runner::{FreshSession, MeasureSettings, ModelUnderTest};
+use chipbench_runner::{FreshSession, MeasureSettings, ModelUnderTest, RealInputs};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Cell, Plan};
 use crate::scenario::settings::ScenarioSettings;
 
 /// Bumped on any change a reader of the previous version would misread (2: a job's scenario,
-/// which a version-1 worker would ignore and measure single-stream).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// which a version-1 worker would ignore and measure single-stream; 3: a job's real inputs,
+/// which a version-2 worker would ignore and measure on random data).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +107,9 @@ pub struct Job {
     pub reference: PathBuf,
     /// `--input-file` tensors by input name, which the worker loads again.
     pub input_files: BTreeMap<String, PathBuf>,
+    /// Real samples (`--data real`), which the worker reads again; `None`: seeded data.
+    #[serde(default)]
+    pub real_inputs: Option<RealInputsJob>,
     /// `backend:device`
     pub backend: String,
     pub threads: Option<usize>,
@@ -120,6 +124,14 @@ pub struct Job {
     /// How the load generator drives the cell; `None` for single-stream.
     #[serde(default)]
     pub scenario: Option<ScenarioSettings>,
+}
+
+/// Where a model's real samples are, and what they are.
+#[derive(Serialize, Deserialize)]
+pub struct RealInputsJob {
+    pub held_out: PathBuf,
+    pub calibration: PathBuf,
+    pub source: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -154,6 +166,11 @@ impl Job {
                 .filter(|(name, _)| model.fixed_inputs.contains_key(*name))
                 .map(|(n, p)| (n.clone(), p.clone()))
                 .collect(),
+            real_inputs: model.real.as_ref().map(|r| RealInputsJob {
+                held_out: r.held_out.clone(),
+                calibration: r.calibration.clone(),
+                source: r.source.clone(),
+            }),
             backend: cell.target.label(),
             threads: cell.threads,
             settings: settings.clone(),
@@ -178,12 +195,22 @@ impl Job {
         for (name, path) in &self.input_files {
             fixed_inputs.insert(name.clone(), chipbench_core::spec::load_npy(path)?);
         }
+        let real = match &self.real_inputs {
+            Some(r) => Some(RealInputs::load(
+                r.held_out.clone(),
+                r.calibration.clone(),
+                r.source.clone(),
+                &self.bound,
+            )?),
+            None => None,
+        };
         Ok(ModelUnderTest {
             record: self.model.clone(),
             path: self.path.clone(),
             specs: self.specs.clone(),
             bound: self.bound.clone(),
             fixed_inputs,
+            real,
             reference: self.reference.clone(),
         })
     }

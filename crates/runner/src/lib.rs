@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chipbench_core::result::{
-    BackendRecord, CellResult, ModelRecord, OperatorProfile, Status, StopReason, TimedLoop, Warmup,
+    BackendRecord, CellResult, InputData, ModelRecord, OperatorProfile, Status, StopReason,
+    TimedLoop, Warmup,
 };
 use chipbench_core::spec::{check_input, random_inputs};
 use chipbench_core::{
@@ -45,20 +46,92 @@ pub struct ModelUnderTest {
     pub bound: Vec<TensorInfo>,
     /// User-supplied tensors (`--input-file`) that replace the generated ones.
     pub fixed_inputs: BTreeMap<String, Tensor>,
+    /// Real samples (`--data real`) in place of the seeded random data.
+    pub real: Option<RealInputs>,
     /// The fp32 source model the accuracy is measured against (the model itself for fp32).
     pub reference: PathBuf,
 }
 
+/// Real sample inputs: a zoo model's held-out split, which the accuracy check and the timed loop
+/// run on, and the calibration split beside it, which int8-static calibrates on.
+#[derive(Clone, Debug)]
+pub struct RealInputs {
+    /// The `.npz` the held-out samples were read from (a worker process reads it again).
+    pub held_out: PathBuf,
+    pub calibration: PathBuf,
+    /// The data set in words, for the cells' provenance.
+    pub source: String,
+    /// One `Vec` per sample, in the order of the model's bound inputs.
+    pub samples: Arc<Vec<Vec<Tensor>>>,
+}
+
+impl RealInputs {
+    /// Reads the held-out samples, refusing a file whose arrays do not fit the bound inputs.
+    pub fn load(
+        held_out: PathBuf,
+        calibration: PathBuf,
+        source: String,
+        bound: &[TensorInfo],
+    ) -> Result<RealInputs> {
+        let samples = chipbench_core::npz::load(&held_out, bound)
+            .map_err(|e| Error::input(held_out.display().to_string(), e))?;
+        if samples.is_empty() {
+            return Err(Error::input(held_out.display().to_string(), "no samples"));
+        }
+        Ok(RealInputs {
+            held_out,
+            calibration,
+            source,
+            samples: Arc::new(samples),
+        })
+    }
+}
+
 impl ModelUnderTest {
-    /// Inputs of sample `index`: seeded random data, with user-supplied tensors in their place.
+    /// Inputs of sample `index`: the real samples (cycled) or seeded random data, with
+    /// user-supplied tensors in their place.
     pub fn inputs(&self, seed: u64, index: u64) -> Vec<Tensor> {
-        let mut inputs = random_inputs(&self.specs, &self.bound, seed, index);
+        let mut inputs = match &self.real {
+            Some(real) => real.samples[index as usize % real.samples.len()].clone(),
+            None => random_inputs(&self.specs, &self.bound, seed, index),
+        };
         for (info, tensor) in self.bound.iter().zip(inputs.iter_mut()) {
             if let Some(fixed) = self.fixed_inputs.get(&info.name) {
                 *tensor = fixed.clone();
             }
         }
         inputs
+    }
+
+    /// Records on a cell which data its inputs are, and in its provenance where they come from.
+    pub fn record_input_data(&self, seed: u64, cell: &mut CellResult) {
+        let (kind, how) = match &self.real {
+            Some(real) => (
+                InputData::Real,
+                format!(
+                    "real: the {} held-out samples of {} ({}), sample i of the accuracy check \
+                     is sample i mod {}; the timed loop runs on the first",
+                    real.samples.len(),
+                    real.source,
+                    real.held_out.display(),
+                    real.samples.len()
+                ),
+            ),
+            None => (
+                InputData::Random,
+                format!("random: values drawn from the input specs, seed {seed}"),
+            ),
+        };
+        let fixed: Vec<&str> = self.fixed_inputs.keys().map(String::as_str).collect();
+        cell.input_data = Some(kind);
+        cell.provenance.insert(
+            "input_data".into(),
+            if fixed.is_empty() {
+                how
+            } else {
+                format!("{how}; from --input-file: {}", fixed.join(", "))
+            },
+        );
     }
 
     fn source(&self, path: PathBuf) -> ModelSource {
@@ -171,6 +244,7 @@ impl<'a> Sweep<'a> {
             String::new(),
         );
         cell.inputs = model.bound.clone();
+        model.record_input_data(self.settings.seed, &mut cell);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             self.measure(model, target, threads, &mut cell)
         }));
@@ -426,8 +500,9 @@ impl<'a> Sweep<'a> {
                     cell.provenance.insert(
                         "accuracy".into(),
                         format!(
-                            "measured: outputs on {} seeded input samples against {label} on the same inputs",
-                            reference.len()
+                            "measured: outputs on {} {} input samples against {label} on the same inputs",
+                            reference.len(),
+                            if model.real.is_some() { "real held-out" } else { "seeded" }
                         ),
                     );
                 }
