@@ -101,6 +101,10 @@ pub struct InputArgs {
     /// seeded random data. Default: real for zoo models that have samples, random otherwise.
     #[arg(long = "data", value_enum, value_name = "real|random")]
     pub data: Option<DataChoice>,
+    /// Sets an input to one value, in every element, instead of a file or generated data (a
+    /// sample rate, say: sr=16000).
+    #[arg(long = "input-value", value_name = "NAME=V")]
+    pub input_values: Vec<String>,
 }
 
 /// `--data`
@@ -111,6 +115,23 @@ pub enum DataChoice {
 }
 
 impl InputArgs {
+    /// `--input-value NAME=V` by input name.
+    pub fn values(&self) -> Result<BTreeMap<String, f64>, UsageError> {
+        self.input_values
+            .iter()
+            .map(|text| {
+                text.split_once('=')
+                    .and_then(|(n, v)| Some((n.to_string(), v.trim().parse::<f64>().ok()?)))
+                    .filter(|(n, _)| !n.is_empty())
+                    .ok_or_else(|| {
+                        UsageError(format!(
+                            "--input-value '{text}': expected NAME=NUMBER, e.g. sr=16000"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
     pub fn request(&self) -> Result<ModelRequest, UsageError> {
         let mut request = ModelRequest::default();
         for text in &self.inputs {
@@ -136,6 +157,16 @@ impl InputArgs {
             request.files.insert(name.to_string(), tensor);
         }
         request.data = self.data;
+        request.values = self.values()?;
+        if let Some(name) = request
+            .values
+            .keys()
+            .find(|n| request.files.contains_key(*n))
+        {
+            return Err(UsageError(format!(
+                "input '{name}' has both --input-value and --input-file; give one"
+            )));
+        }
         Ok(request)
     }
 }
@@ -151,6 +182,10 @@ pub struct ModelRequest {
     pub files: BTreeMap<String, Tensor>,
     /// `--data`; `None`: real where a zoo model has samples.
     pub data: Option<DataChoice>,
+    /// `--input-value name=v`
+    pub values: BTreeMap<String, f64>,
+    /// `--feedback OUT=IN` (`bench`): checked against each model's outputs and inputs.
+    pub feedback: Vec<(String, String)>,
     /// Each cell's memory budget in bytes and where it comes from (`bench`); a model whose
     /// cells would need more is refused with the figures.
     pub budget: Option<(u64, String)>,
@@ -244,6 +279,7 @@ pub fn resolve(
         }
     }
     check_every_override_is_used(&prepared, request)?;
+    check_feedback(&prepared, &request.feedback)?;
     Ok(prepared)
 }
 
@@ -333,11 +369,49 @@ fn check_every_override_is_used(
             Prepared::Broken { .. } => true, // cannot tell; its cell reports the real problem
         })
     };
-    for name in request.shapes.keys().chain(request.files.keys()) {
+    for name in request
+        .shapes
+        .keys()
+        .chain(request.files.keys())
+        .chain(request.values.keys())
+    {
         if !has_input(name) {
             return Err(UsageError(format!(
                 "no selected model has an input named '{name}'"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Every `--feedback OUT=IN` must name an output and an input of every selected model.
+fn check_feedback(prepared: &[Prepared], feedback: &[(String, String)]) -> anyhow::Result<()> {
+    if feedback.is_empty() {
+        return Ok(());
+    }
+    for m in prepared.iter().filter_map(|p| match p {
+        Prepared::Ready(m) => Some(m),
+        Prepared::Broken { .. } => None,
+    }) {
+        let proto = chipbench_optimize::model::load(&m.path)?;
+        let outputs: Vec<String> = chipbench_optimize::model::outputs(&proto)
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        let inputs: Vec<&str> = m.bound.iter().map(|i| i.name.as_str()).collect();
+        for (output, input) in feedback {
+            let why = if !outputs.contains(output) {
+                format!("no output '{output}' (its outputs: {})", outputs.join(", "))
+            } else if !inputs.contains(&input.as_str()) {
+                format!("no input '{input}' (its inputs: {})", inputs.join(", "))
+            } else {
+                continue;
+            };
+            return Err(UsageError(format!(
+                "--feedback {output}={input}: model '{}' has {why}",
+                m.record.name
+            ))
+            .into());
         }
     }
     Ok(())
@@ -407,6 +481,11 @@ fn try_prepare(
         if let Some(tensor) = request.files.get(&info.name) {
             check_input(info, tensor).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             fixed.insert(info.name.clone(), tensor.clone());
+        }
+        if let Some(&value) = request.values.get(&info.name) {
+            let tensor = chipbench_core::spec::filled(info, value)
+                .map_err(|e| anyhow::anyhow!("--input-value {}: {e}", info.name))?;
+            fixed.insert(info.name.clone(), tensor);
         }
     }
     // A model whose shapes cannot be inferred still runs; its MACs stay unknown.

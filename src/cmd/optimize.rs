@@ -541,8 +541,13 @@ pub fn variant_summary(run: &chipbench_core::result::RunResult) -> String {
     if lines.is_empty() {
         return String::new();
     }
+    let real = run
+        .cells
+        .iter()
+        .any(|c| c.input_data == Some(chipbench_core::result::InputData::Real));
     format!(
-        "variants against the fp32 model (measured: each cell's outputs against the fp32 model on tract, same seeded inputs):\n{}\n",
+        "variants against the fp32 model (measured: each cell's outputs against the fp32 model on tract, same {} inputs):\n{}\n",
+        if real { "real held-out" } else { "seeded" },
         lines.join("\n")
     )
 }

@@ -107,6 +107,9 @@ pub struct Job {
     pub reference: PathBuf,
     /// `--input-file` tensors by input name, which the worker loads again.
     pub input_files: BTreeMap<String, PathBuf>,
+    /// `--input-value` values by input name, which the worker fills its tensors with again.
+    #[serde(default)]
+    pub input_values: BTreeMap<String, f64>,
     /// Real samples (`--data real`), which the worker reads again; `None`: seeded data.
     #[serde(default)]
     pub real_inputs: Option<RealInputsJob>,
@@ -145,6 +148,8 @@ pub struct EnergyJob {
 pub struct JobContext {
     /// `--input-file` tensors by input name.
     pub input_files: BTreeMap<String, PathBuf>,
+    /// `--input-value` values by input name.
+    pub input_values: BTreeMap<String, f64>,
     pub engines: BTreeMap<String, String>,
     /// The parent's energy plan, which a worker rebuilds from its own meters; `None` measures no
     /// energy.
@@ -165,6 +170,12 @@ impl Job {
                 .iter()
                 .filter(|(name, _)| model.fixed_inputs.contains_key(*name))
                 .map(|(n, p)| (n.clone(), p.clone()))
+                .collect(),
+            input_values: context
+                .input_values
+                .iter()
+                .filter(|(name, _)| model.fixed_inputs.contains_key(*name))
+                .map(|(n, v)| (n.clone(), *v))
                 .collect(),
             real_inputs: model.real.as_ref().map(|r| RealInputsJob {
                 held_out: r.held_out.clone(),
@@ -194,6 +205,11 @@ impl Job {
         let mut fixed_inputs = BTreeMap::new();
         for (name, path) in &self.input_files {
             fixed_inputs.insert(name.clone(), chipbench_core::spec::load_npy(path)?);
+        }
+        for (name, &value) in &self.input_values {
+            if let Some(info) = self.bound.iter().find(|i| &i.name == name) {
+                fixed_inputs.insert(name.clone(), chipbench_core::spec::filled(info, value)?);
+            }
         }
         let real = match &self.real_inputs {
             Some(r) => Some(RealInputs::load(

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use chipbench_core::{DType, Tensor, TensorData, TensorInfo};
+use chipbench_core::{Tensor, TensorInfo};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Channels, DataSource, DataSpec, Layout, Package, Preprocess};
@@ -257,7 +257,9 @@ pub fn sample_inputs(
                 .values
                 .get(&info.name)
                 .ok_or_else(|| format!("no value for the input '{}'", info.name))?;
-            filled(info, *value).map(Some)
+            chipbench_core::spec::filled(info, *value)
+                .map(Some)
+                .map_err(|e| e.to_string())
         })
         .collect::<Result<_, String>>()?;
     Ok(data
@@ -269,26 +271,6 @@ pub fn sample_inputs(
                 .collect()
         })
         .collect())
-}
-
-/// A tensor of the input's shape and type holding `value` everywhere.
-fn filled(info: &TensorInfo, value: f64) -> Result<Tensor, String> {
-    let n: usize = info.shape.iter().product();
-    let data = match info.dtype {
-        DType::F32 => TensorData::F32(vec![value as f32; n]),
-        DType::I64 => TensorData::I64(vec![value as i64; n]),
-        DType::I32 => TensorData::I32(vec![value as i32; n]),
-        DType::I8 => TensorData::I8(vec![value as i8; n]),
-        DType::U8 => TensorData::U8(vec![value as u8; n]),
-        DType::Bool => TensorData::Bool(vec![value != 0.0; n]),
-        DType::F16 => {
-            return Err(format!(
-                "input '{}': float16 values are not built",
-                info.name
-            ));
-        }
-    };
-    Tensor::new(info.shape.clone(), data).map_err(|e| e.to_string())
 }
 
 /// An 8-bit RGB image, row-major, three bytes a pixel.
@@ -499,6 +481,7 @@ pub fn bytes_tensor(file: &[u8], target: &TensorInfo) -> Result<Tensor, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chipbench_core::DType;
 
     fn info(name: &str, dtype: DType, shape: &[usize]) -> TensorInfo {
         TensorInfo {
