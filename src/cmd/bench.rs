@@ -481,8 +481,10 @@ fn parse_feedback(text: &str) -> Result<(String, String), String> {
 }
 
 fn settings(args: &BenchArgs) -> MeasureSettings {
-    let mut s = MeasureSettings::default();
-    s.feedback = args.feedback.clone();
+    let mut s = MeasureSettings {
+        feedback: args.feedback.clone(),
+        ..MeasureSettings::default()
+    };
     if args.quick {
         s.warmup = WarmUp {
             min_iterations: 3,

@@ -54,8 +54,8 @@ pub fn load(path: &Path, bound: &[TensorInfo]) -> Result<Vec<Vec<Tensor>>, NpzEr
                 info.name
             )));
         }
-        let tensor = read_array(&mut npz, &info.name, info.dtype).map_err(&fail)?;
-        let samples = split_samples(&tensor, info).map_err(&fail)?;
+        let tensor = read_array(&mut npz, &info.name, info.dtype).map_err(fail)?;
+        let samples = split_samples(&tensor, info).map_err(fail)?;
         per_input.push(samples);
     }
     let counts: Vec<usize> = per_input.iter().map(Vec::len).collect();

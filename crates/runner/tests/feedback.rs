@@ -14,7 +14,9 @@ use chipbench_runner::{MeasureSettings, ModelUnderTest, RealInputs, Sweep, Targe
 mod common;
 use common::cpu;
 
-type Log = Arc<Mutex<Vec<(f32, f32)>>>;
+/// Each call's (x, state).
+type Calls = Vec<(f32, f32)>;
+type Log = Arc<Mutex<Calls>>;
 
 /// Sessions that log each call's (x, state).
 struct Accumulator {
@@ -111,13 +113,7 @@ fn settings(feedback: &[(&str, &str)]) -> MeasureSettings {
 }
 
 /// Runs one cell; returns it with the reference's calls and the cell's own.
-fn run(
-    feedback: &[(&str, &str)],
-) -> (
-    chipbench_core::result::CellResult,
-    Vec<(f32, f32)>,
-    Vec<(f32, f32)>,
-) {
+fn run(feedback: &[(&str, &str)]) -> (chipbench_core::result::CellResult, Calls, Calls) {
     let reference = Accumulator {
         log: Log::default(),
     };
