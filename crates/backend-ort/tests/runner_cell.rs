@@ -25,6 +25,7 @@ fn a_runner_cell_carries_threads_settings_placement_and_profile() {
         specs,
         bound: source.inputs.clone(),
         fixed_inputs: BTreeMap::new(),
+        real: None,
         reference: source.path.clone(),
         decoding: None,
     };

@@ -4,6 +4,7 @@
 pub mod accuracy;
 pub mod backend;
 pub mod error;
+pub mod npz;
 pub mod paired;
 pub mod result;
 pub mod settings;

@@ -252,6 +252,10 @@ pub struct CellResult {
     pub error: Option<String>,
     /// The concrete input shapes the model ran with.
     pub inputs: Vec<TensorInfo>,
+    /// Whether the inputs were real samples or seeded random data (its provenance says which
+    /// samples); absent in runs from before chipbench recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_data: Option<InputData>,
     /// Model load + optimisation until the session is ready.
     pub load_ms: Option<f64>,
     /// The first inference after load, measured alone (cold caches, lazy initialisation).
@@ -607,6 +611,16 @@ impl OperatorProfile {
     }
 }
 
+/// What a cell's inputs were.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputData {
+    /// Samples built from files that packages ship (a zoo model's held-out split).
+    Real,
+    /// Seeded values drawn from the input specs.
+    Random,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelRecord {
     pub name: String,
@@ -740,6 +754,7 @@ impl CellResult {
             status,
             error: Some(error),
             inputs: Vec::new(),
+            input_data: None,
             load_ms: None,
             first_inference_ms: None,
             warmup: None,

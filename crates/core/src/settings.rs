@@ -94,6 +94,9 @@ pub struct MeasureSettings {
     /// spread, three sessions a side detected a 5 % slowdown in 86 % of simulated pairs, five in
     /// 99.4 % (`scripts/gate-power.sh`).
     pub sessions: usize,
+    /// `--feedback OUT=IN`: (output, input) name pairs; output OUT of each inference is input IN
+    /// of the next (a streaming model's state), in the accuracy check and the timed loop.
+    pub feedback: Vec<(String, String)>,
 }
 
 impl Default for MeasureSettings {
@@ -106,6 +109,7 @@ impl Default for MeasureSettings {
             operator_times: false,
             backend_settings: BTreeMap::new(),
             sessions: 5,
+            feedback: Vec::new(),
         }
     }
 }
@@ -130,6 +134,9 @@ struct Written {
     operator_times: bool,
     #[serde(default)]
     backend_settings: BTreeMap<String, String>,
+    /// `OUT=IN` pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    feedback: Vec<String>,
 }
 
 fn seconds(s: f64) -> Duration {
@@ -158,6 +165,12 @@ impl From<Written> for MeasureSettings {
             operator_times: w.operator_times,
             backend_settings: w.backend_settings,
             sessions: w.sessions.unwrap_or(defaults.sessions),
+            feedback: w
+                .feedback
+                .iter()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(o, i)| (o.to_string(), i.to_string()))
+                .collect(),
         }
     }
 }
@@ -177,6 +190,7 @@ impl From<MeasureSettings> for Written {
             sessions: Some(s.sessions),
             operator_times: s.operator_times,
             backend_settings: s.backend_settings,
+            feedback: s.feedback.iter().map(|(o, i)| format!("{o}={i}")).collect(),
         }
     }
 }

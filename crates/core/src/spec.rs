@@ -13,7 +13,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::tensor::format_shape;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor, TensorData};
 
 /// One dimension of a declared shape: a number, or a name bound later (`batch`, `sequence`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +224,22 @@ pub fn load_npy(path: &Path) -> Result<Tensor> {
             "not a readable .npy of f32, f64, i64, i32, i8, u8 or bool ({e})"
         ))),
     }
+}
+
+/// A tensor of the input's shape and type holding `value` everywhere (`--input-value`, a zoo
+/// model's fixed inputs).
+pub fn filled(info: &TensorInfo, value: f64) -> Result<Tensor> {
+    let n: usize = info.shape.iter().product();
+    let data = match info.dtype {
+        DType::F32 => TensorData::F32(vec![value as f32; n]),
+        DType::F16 => TensorData::F16(vec![f16::from_f64(value); n]),
+        DType::I64 => TensorData::I64(vec![value as i64; n]),
+        DType::I32 => TensorData::I32(vec![value as i32; n]),
+        DType::I8 => TensorData::I8(vec![value as i8; n]),
+        DType::U8 => TensorData::U8(vec![value as u8; n]),
+        DType::Bool => TensorData::Bool(vec![value != 0.0; n]),
+    };
+    Tensor::new(info.shape.clone(), data)
 }
 
 /// Checks that a user-supplied tensor fits the model's input.

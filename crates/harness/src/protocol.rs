@@ -16,7 +16,7 @@ use chipbench_core::result::{CellResult, IdleBaseline, ModelRecord};
 use chipbench_core::task::Decoding;
 use chipbench_core::{InputSpec, TensorInfo};
 use chipbench_energy::{EnergyPlan, EstimateModel};
-use chipbench_runner::{FreshSession, MeasureSettings, ModelUnderTest};
+use chipbench_runner::{FreshSession, MeasureSettings, ModelUnderTest, RealInputs};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Cell, Plan};
@@ -123,6 +123,12 @@ pub struct Job {
     pub decoding: Option<Decoding>,
     /// `--input-file` tensors by input name, which the worker loads again.
     pub input_files: BTreeMap<String, PathBuf>,
+    /// `--input-value` values by input name, which the worker fills its tensors with again.
+    #[serde(default)]
+    pub input_values: BTreeMap<String, f64>,
+    /// Real samples (`--data real`), which the worker reads again; `None`: seeded data.
+    #[serde(default)]
+    pub real_inputs: Option<RealInputsJob>,
     /// `backend:device`
     pub backend: String,
     pub threads: Option<usize>,
@@ -139,6 +145,14 @@ pub struct Job {
     pub scenario: Option<ScenarioSettings>,
 }
 
+/// Where a model's real samples are, and what they are.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RealInputsJob {
+    pub held_out: PathBuf,
+    pub calibration: PathBuf,
+    pub source: String,
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 pub struct EnergyJob {
     pub estimate: EstimateModel,
@@ -150,6 +164,8 @@ pub struct EnergyJob {
 pub struct JobContext {
     /// `--input-file` tensors by input name.
     pub input_files: BTreeMap<String, PathBuf>,
+    /// `--input-value` values by input name.
+    pub input_values: BTreeMap<String, f64>,
     pub engines: BTreeMap<String, String>,
     /// The parent's energy plan, which a worker rebuilds from its own meters; `None` measures no
     /// energy.
@@ -172,6 +188,17 @@ impl Job {
                 .filter(|(name, _)| model.fixed_inputs.contains_key(*name))
                 .map(|(n, p)| (n.clone(), p.clone()))
                 .collect(),
+            input_values: context
+                .input_values
+                .iter()
+                .filter(|(name, _)| model.fixed_inputs.contains_key(*name))
+                .map(|(n, v)| (n.clone(), *v))
+                .collect(),
+            real_inputs: model.real.as_ref().map(|r| RealInputsJob {
+                held_out: r.held_out.clone(),
+                calibration: r.calibration.clone(),
+                source: r.source.clone(),
+            }),
             backend: cell.target.label(),
             threads: cell.threads,
             settings: settings.clone(),
@@ -196,12 +223,27 @@ impl Job {
         for (name, path) in &self.input_files {
             fixed_inputs.insert(name.clone(), chipbench_core::spec::load_npy(path)?);
         }
+        for (name, &value) in &self.input_values {
+            if let Some(info) = self.bound.iter().find(|i| &i.name == name) {
+                fixed_inputs.insert(name.clone(), chipbench_core::spec::filled(info, value)?);
+            }
+        }
+        let real = match &self.real_inputs {
+            Some(r) => Some(RealInputs::load(
+                r.held_out.clone(),
+                r.calibration.clone(),
+                r.source.clone(),
+                &self.bound,
+            )?),
+            None => None,
+        };
         Ok(ModelUnderTest {
             record: self.model.clone(),
             path: self.path.clone(),
             specs: self.specs.clone(),
             bound: self.bound.clone(),
             fixed_inputs,
+            real,
             reference: self.reference.clone(),
             decoding: self.decoding.clone(),
         })

@@ -16,17 +16,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chipbench_core::result::{
-    BackendRecord, CellResult, ModelRecord, OperatorProfile, Status, StopReason, TimedLoop, Warmup,
+    BackendRecord, CellResult, InputData, ModelRecord, OperatorProfile, Status, StopReason,
+    TimedLoop, Warmup,
 };
 use chipbench_core::spec::{check_input, random_inputs};
 use chipbench_core::task::{self, Decoding};
+use chipbench_core::tensor::format_shape;
 use chipbench_core::{
-    Backend, Device, Error, InputSpec, ModelSource, Result, SessionOptions, Tensor, TensorInfo,
-    accuracy, stats,
+    Backend, Device, Error, InputSpec, ModelSource, Result, Session, SessionOptions, Tensor,
+    TensorInfo, accuracy, stats,
 };
 
 pub use chipbench_core::settings::MeasureSettings;
-pub use measure::{Bookkeeping, Measurement, StopRule, WarmUp};
+pub use measure::{Bookkeeping, Feed, Measurement, StopRule, WarmUp};
 
 use resources::{CPU_TIME_METHOD, PeakMemory, process_cpu_time};
 use serde::{Deserialize, Serialize};
@@ -47,6 +49,8 @@ pub struct ModelUnderTest {
     pub bound: Vec<TensorInfo>,
     /// User-supplied tensors (`--input-file`) that replace the generated ones.
     pub fixed_inputs: BTreeMap<String, Tensor>,
+    /// Real samples (`--data real`) in place of the seeded random data.
+    pub real: Option<RealInputs>,
     /// The fp32 source model the accuracy is measured against (the model itself for fp32).
     pub reference: PathBuf,
     /// How its outputs become the decisions it makes (zoo models): the accuracy check then
@@ -54,10 +58,49 @@ pub struct ModelUnderTest {
     pub decoding: Option<Decoding>,
 }
 
+/// Real sample inputs: a zoo model's held-out split, which the accuracy check and the timed loop
+/// run on, and the calibration split beside it, which int8-static calibrates on.
+#[derive(Clone, Debug)]
+pub struct RealInputs {
+    /// The `.npz` the held-out samples were read from (a worker process reads it again).
+    pub held_out: PathBuf,
+    pub calibration: PathBuf,
+    /// The data set in words, for the cells' provenance.
+    pub source: String,
+    /// One `Vec` per sample, in the order of the model's bound inputs.
+    pub samples: Arc<Vec<Vec<Tensor>>>,
+}
+
+impl RealInputs {
+    /// Reads the held-out samples, refusing a file whose arrays do not fit the bound inputs.
+    pub fn load(
+        held_out: PathBuf,
+        calibration: PathBuf,
+        source: String,
+        bound: &[TensorInfo],
+    ) -> Result<RealInputs> {
+        let samples = chipbench_core::npz::load(&held_out, bound)
+            .map_err(|e| Error::input(held_out.display().to_string(), e))?;
+        if samples.is_empty() {
+            return Err(Error::input(held_out.display().to_string(), "no samples"));
+        }
+        Ok(RealInputs {
+            held_out,
+            calibration,
+            source,
+            samples: Arc::new(samples),
+        })
+    }
+}
+
 impl ModelUnderTest {
-    /// Inputs of sample `index`: seeded random data, with user-supplied tensors in their place.
+    /// Inputs of sample `index`: the real samples (cycled) or seeded random data, with
+    /// user-supplied tensors in their place.
     pub fn inputs(&self, seed: u64, index: u64) -> Vec<Tensor> {
-        let mut inputs = random_inputs(&self.specs, &self.bound, seed, index);
+        let mut inputs = match &self.real {
+            Some(real) => real.samples[index as usize % real.samples.len()].clone(),
+            None => random_inputs(&self.specs, &self.bound, seed, index),
+        };
         for (info, tensor) in self.bound.iter().zip(inputs.iter_mut()) {
             if let Some(fixed) = self.fixed_inputs.get(&info.name) {
                 *tensor = fixed.clone();
@@ -66,12 +109,142 @@ impl ModelUnderTest {
         inputs
     }
 
+    /// Records on a cell which data its inputs are, and in its provenance where they come from.
+    pub fn record_input_data(&self, seed: u64, cell: &mut CellResult) {
+        let (kind, how) = match &self.real {
+            Some(real) => (
+                InputData::Real,
+                format!(
+                    "real: the {} held-out samples of {} ({}); inference i of the accuracy \
+                     check and of the timed loop runs sample i mod {}",
+                    real.samples.len(),
+                    real.source,
+                    real.held_out.display(),
+                    real.samples.len()
+                ),
+            ),
+            None => (
+                InputData::Random,
+                format!("random: values drawn from the input specs, seed {seed}"),
+            ),
+        };
+        let fixed: Vec<&str> = self.fixed_inputs.keys().map(String::as_str).collect();
+        cell.input_data = Some(kind);
+        cell.provenance.insert(
+            "input_data".into(),
+            if fixed.is_empty() {
+                how
+            } else {
+                format!("{how}; from --input-file: {}", fixed.join(", "))
+            },
+        );
+    }
+
+    /// The timed loop's inputs: every real sample in turn (or the one seeded sample), prepared
+    /// once; with feedback pairs, each inference's inputs carry the previous one's outputs.
+    pub fn feed(
+        &self,
+        session: &mut dyn Session,
+        seed: u64,
+        feedback: Vec<(usize, usize)>,
+    ) -> Result<Feed> {
+        let count = self.real.as_ref().map_or(1, |r| r.samples.len());
+        let samples: Vec<Vec<Tensor>> = (0..count as u64).map(|i| self.inputs(seed, i)).collect();
+        if feedback.is_empty() {
+            Feed::cycled(session, &samples)
+        } else {
+            Feed::with_feedback(session, samples, feedback)
+        }
+    }
+
+    /// The outputs of `n` inferences on samples 0..n, each fed the previous one's outputs for
+    /// the feedback pairs.
+    fn run_chain(
+        &self,
+        session: &mut dyn Session,
+        seed: u64,
+        feedback: &[(usize, usize)],
+        n: usize,
+    ) -> Result<Outputs> {
+        let mut outputs: Outputs = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut inputs = self.inputs(seed, i as u64);
+            if let Some(previous) = outputs.last() {
+                for &(o, k) in feedback {
+                    inputs[k] = previous[o].clone();
+                }
+            }
+            outputs.push(session.run(&inputs)?);
+        }
+        Ok(outputs)
+    }
+
     fn source(&self, path: PathBuf) -> ModelSource {
         ModelSource {
             path,
             inputs: self.bound.clone(),
         }
     }
+}
+
+/// `--feedback OUT=IN` pairs as (output, input) indices of a session; an unknown name is an
+/// error naming the option and the names there are.
+pub fn feedback_pairs(
+    session: &dyn Session,
+    feedback: &[(String, String)],
+) -> Result<Vec<(usize, usize)>> {
+    let names = |infos: &[TensorInfo]| {
+        infos
+            .iter()
+            .map(|i| i.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    feedback
+        .iter()
+        .map(|(output, input)| {
+            let missing = |what: &str, name: &str, infos: &[TensorInfo]| {
+                Error::Run(format!(
+                    "--feedback {output}={input}: the model has no {what} '{name}' (its {what}s: {})",
+                    names(infos)
+                ))
+            };
+            let o = session
+                .outputs()
+                .iter()
+                .position(|i| &i.name == output)
+                .ok_or_else(|| missing("output", output, session.outputs()))?;
+            let k = session
+                .inputs()
+                .iter()
+                .position(|i| &i.name == input)
+                .ok_or_else(|| missing("input", input, session.inputs()))?;
+            Ok((o, k))
+        })
+        .collect()
+}
+
+/// Each fed-back output of a first inference must fit the input it feeds.
+fn check_feedback(
+    session: &dyn Session,
+    feedback: &[(String, String)],
+    pairs: &[(usize, usize)],
+    outputs: &[Tensor],
+) -> Result<()> {
+    for ((output, input), &(o, k)) in feedback.iter().zip(pairs) {
+        let info = &session.inputs()[k];
+        let fed = &outputs[o];
+        if fed.dtype() != info.dtype || fed.shape() != info.shape.as_slice() {
+            return Err(Error::Run(format!(
+                "--feedback {output}={input}: output '{output}' is {} {}, input '{input}' takes {} {}",
+                fed.dtype(),
+                format_shape(fed.shape()),
+                info.dtype,
+                format_shape(&info.shape)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A backend and one of its devices.
@@ -176,6 +349,7 @@ impl<'a> Sweep<'a> {
             String::new(),
         );
         cell.inputs = model.bound.clone();
+        model.record_input_data(self.settings.seed, &mut cell);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             self.measure(model, target, threads, &mut cell)
         }));
@@ -215,14 +389,14 @@ impl<'a> Sweep<'a> {
         let warmup = WarmUp::for_extra_session(&settings.warmup);
         let stop = StopRule::for_extra_session(&settings.stop);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let inputs = model.inputs(settings.seed, 0);
             let mut session =
                 target
                     .backend
                     .load(&model.source(model.path.clone()), &target.device, &options)?;
-            let prepared = session.prepare_inputs(&inputs)?;
-            measure::warm_up(session.as_mut(), &prepared, &warmup)?;
-            let timed = measure::timed_loop_prepared(session.as_mut(), &prepared, &stop);
+            let pairs = feedback_pairs(session.as_ref(), &settings.feedback)?;
+            let mut feed = model.feed(session.as_mut(), settings.seed, pairs)?;
+            measure::warm_up(session.as_mut(), feed.first(), &warmup)?;
+            let timed = measure::timed_loop_prepared(session.as_mut(), &mut feed, &stop);
             // The cell's first session recorded the engine's warnings; a further one repeats them.
             session.engine_warnings();
             timed
@@ -283,15 +457,17 @@ impl<'a> Sweep<'a> {
         for (info, tensor) in session.inputs().iter().zip(&inputs) {
             check_input(info, tensor)?;
         }
+        let pairs = feedback_pairs(session.as_ref(), &settings.feedback)?;
         let t = Instant::now();
         let first = session.run(&inputs)?;
         cell.first_inference_ms = Some(ms(t.elapsed()));
         reject_non_finite(session.outputs(), &first)?;
+        check_feedback(session.as_ref(), &settings.feedback, &pairs, &first)?;
 
         // Converted once, outside every timed inference (see `Session::timed_window`).
-        let prepared = session.prepare_inputs(&inputs)?;
+        let mut feed = model.feed(session.as_mut(), settings.seed, pairs.clone())?;
         let (iterations, duration) =
-            measure::warm_up(session.as_mut(), &prepared, &settings.warmup)?;
+            measure::warm_up(session.as_mut(), feed.first(), &settings.warmup)?;
         cell.warmup = Some(Warmup {
             iterations,
             duration_ms: ms(duration),
@@ -300,12 +476,12 @@ impl<'a> Sweep<'a> {
         let energy_window = energy::open(self.energy.as_deref(), cell);
         let cpu_before = process_cpu_time();
         let discarded_before = session.discarded_device_times();
-        let m = measure::timed_loop_prepared(session.as_mut(), &prepared, &settings.stop)?;
+        let m = measure::timed_loop_prepared(session.as_mut(), &mut feed, &settings.stop)?;
         let discarded = session.discarded_device_times() - discarded_before;
         let cpu_after = process_cpu_time();
         if let Some(window) = energy_window {
             let device = (target.device.kind, target.device.name.as_str());
-            window.close(session.as_mut(), &prepared, &m, device, cell)?;
+            window.close(session.as_mut(), feed.first(), &m, device, cell)?;
         }
         let n = m.samples_ms.len();
         cell.latency_ms = stats::summarize(&m.samples_ms);
@@ -340,9 +516,20 @@ impl<'a> Sweep<'a> {
             "latency_ms".into(),
             format!(
                 "measured: host monotonic clock (std::time::Instant) around each timed inference \
-                 (Session::run_prepared on inputs the session converted once before warm-up); what \
+                 (Session::run_prepared on inputs the session converted {}); what \
                  one timed inference holds on {}: {}; percentiles by linear interpolation (type 7); \
                  median CI95 by exact percentile bootstrap{}",
+                if settings.feedback.is_empty() {
+                    "once before warm-up".to_string()
+                } else {
+                    let pairs: Vec<String> =
+                        settings.feedback.iter().map(|(o, i)| format!("{o}={i}")).collect();
+                    format!(
+                        "between inferences with the clocks paused, --feedback {} carrying each \
+                         inference's outputs into the next",
+                        pairs.join(",")
+                    )
+                },
                 target.label(),
                 session.timed_window(),
                 if settings.operator_times {
@@ -419,16 +606,27 @@ impl<'a> Sweep<'a> {
                     outputs: reference,
                     label,
                 }) => {
-                    let actual = (0..reference.len())
-                        .map(|i| session.run(&model.inputs(settings.seed, i as u64)))
-                        .collect::<Result<Vec<_>>>()?;
+                    let actual = model.run_chain(
+                        session.as_mut(),
+                        settings.seed,
+                        &pairs,
+                        reference.len(),
+                    )?;
                     for outputs in &actual {
                         reject_non_finite(session.outputs(), outputs)?;
                     }
                     let names: Vec<String> =
                         session.outputs().iter().map(|o| o.name.clone()).collect();
                     let mut a = accuracy::compare(&label, &names, &reference, &actual)?;
-                    let samples = format!("{} seeded input samples", reference.len());
+                    let samples = format!(
+                        "{} {} input samples",
+                        reference.len(),
+                        if model.real.is_some() {
+                            "real held-out"
+                        } else {
+                            "seeded"
+                        }
+                    );
                     if let Some(decoding) = &model.decoding {
                         let t = Instant::now();
                         a.task = task::compare(decoding, &names, &reference, &actual)?;
@@ -497,9 +695,13 @@ impl<'a> Sweep<'a> {
                     &target.device,
                     &options,
                 )?;
-                (0..settings.accuracy_samples)
-                    .map(|i| session.run(&model.inputs(settings.seed, i as u64)))
-                    .collect()
+                let pairs = feedback_pairs(session.as_ref(), &settings.feedback)?;
+                model.run_chain(
+                    session.as_mut(),
+                    settings.seed,
+                    &pairs,
+                    settings.accuracy_samples,
+                )
             })();
             match outputs {
                 Ok(outputs) => {

@@ -84,8 +84,83 @@ pub fn timed_loop(
     inputs: &[Tensor],
     rule: &StopRule,
 ) -> Result<Measurement> {
-    let prepared = session.prepare_inputs(inputs)?;
-    timed_loop_prepared(session, &prepared, rule)
+    let mut feed = Feed::one(session.prepare_inputs(inputs)?);
+    timed_loop_prepared(session, &mut feed, rule)
+}
+
+/// What the timed loop's inferences run on: samples prepared once and run in turn; with
+/// `--feedback`, the outputs of each inference fed back as inputs of the next.
+pub struct Feed {
+    /// Prepared inputs, inference `n` runs `samples[n % len]`; with feedback only the next
+    /// inference's.
+    samples: Vec<PreparedInputs>,
+    feedback: Option<Feedback>,
+}
+
+struct Feedback {
+    /// The samples' host inputs, run in turn.
+    host: Vec<Vec<Tensor>>,
+    /// (output, input) indices.
+    pairs: Vec<(usize, usize)>,
+}
+
+impl Feed {
+    pub fn one(prepared: PreparedInputs) -> Feed {
+        Feed {
+            samples: vec![prepared],
+            feedback: None,
+        }
+    }
+
+    /// Every sample prepared once, run in turn.
+    pub fn cycled(session: &mut dyn Session, samples: &[Vec<Tensor>]) -> Result<Feed> {
+        Ok(Feed {
+            samples: samples
+                .iter()
+                .map(|s| session.prepare_inputs(s))
+                .collect::<Result<_>>()?,
+            feedback: None,
+        })
+    }
+
+    /// Inference `n + 1` runs sample `n + 1` with output `o` of inference `n` as its input `i`
+    /// for each `(o, i)` of `pairs`; its inputs are prepared between the two with the loop's
+    /// clocks paused.
+    pub fn with_feedback(
+        session: &mut dyn Session,
+        samples: Vec<Vec<Tensor>>,
+        pairs: Vec<(usize, usize)>,
+    ) -> Result<Feed> {
+        Ok(Feed {
+            samples: vec![session.prepare_inputs(&samples[0])?],
+            feedback: Some(Feedback {
+                host: samples,
+                pairs,
+            }),
+        })
+    }
+
+    /// The first inference's inputs (warm-up and energy windows run on them).
+    pub fn first(&self) -> &PreparedInputs {
+        &self.samples[0]
+    }
+
+    fn current(&self, n: usize) -> &PreparedInputs {
+        &self.samples[n % self.samples.len()]
+    }
+
+    /// After inference `n`: with feedback, prepares inference `n + 1`'s inputs from `outputs`.
+    fn advance(&mut self, session: &mut dyn Session, n: usize, outputs: Vec<Tensor>) -> Result<()> {
+        let Some(feedback) = &self.feedback else {
+            return Ok(());
+        };
+        let mut next = feedback.host[(n + 1) % feedback.host.len()].clone();
+        for &(o, i) in &feedback.pairs {
+            next[i] = outputs[o].clone();
+        }
+        self.samples[0] = session.prepare_inputs(&next)?;
+        Ok(())
+    }
 }
 
 /// Samples the loop reserves room for up front; it grows them (outside its clocks) past that.
@@ -97,7 +172,7 @@ const RESERVED_SAMPLES: usize = 4096;
 /// checks are left out of the loop's wall time (see [`Bookkeeping`]).
 pub fn timed_loop_prepared(
     session: &mut dyn Session,
-    inputs: &PreparedInputs,
+    feed: &mut Feed,
     rule: &StopRule,
 ) -> Result<Measurement> {
     let mut samples_ms = Vec::with_capacity(RESERVED_SAMPLES);
@@ -107,10 +182,16 @@ pub fn timed_loop_prepared(
     let start = Instant::now();
     let mut next_check = start + rule.min_duration;
     let stop_reason = loop {
+        let n = samples_ms.len();
+        let inputs = feed.current(n);
         let t0 = Instant::now();
         let outputs = session.run_prepared(inputs)?;
         let elapsed = t0.elapsed();
-        drop(outputs);
+        if feed.feedback.is_some() {
+            bookkeeping.exclude(|| feed.advance(session, n, outputs))?;
+        } else {
+            drop(outputs);
+        }
         record(&mut samples_ms, elapsed, &mut bookkeeping);
         if let Some(device) = session.last_device_time() {
             record(&mut device_samples_ms, device, &mut bookkeeping);

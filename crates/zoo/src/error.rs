@@ -47,6 +47,21 @@ pub enum ZooError {
         expected: String,
         actual: String,
     },
+    #[error(
+        "{path} in {file} is not the data file in the catalog: sha256 expected {expected}, got {actual}; no samples were built"
+    )]
+    DataHash {
+        file: String,
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("zoo:{model}: cannot build its real samples from {source_name}: {cause}")]
+    Samples {
+        model: String,
+        source_name: String,
+        cause: String,
+    },
     #[error("{}: {cause}", path.display())]
     Io { path: PathBuf, cause: String },
 }

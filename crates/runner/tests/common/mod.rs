@@ -39,6 +39,7 @@ pub fn model(name: &str, bound: Vec<TensorInfo>) -> ModelUnderTest {
         specs: Vec::new(),
         bound,
         fixed_inputs: Default::default(),
+        real: None,
         reference: path,
         decoding: None,
     }
