@@ -5,15 +5,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 use chipbench_core::spec::check_input;
-use chipbench_core::{PreparedInputs, Session, SessionOptions, stats};
+use chipbench_core::{Session, SessionOptions, stats};
 
-use crate::measure::{self, StopRule};
+use crate::measure::{self, Feed, StopRule};
 use crate::{ModelUnderTest, Target, panic_message};
 
 /// A warm session and its prepared inputs.
 pub struct HeldSession {
     session: Box<dyn Session>,
-    inputs: PreparedInputs,
+    feed: Feed,
     /// Monotonic clock, the load alone.
     pub load_ms: f64,
     /// The threads the engine runs with.
@@ -56,7 +56,7 @@ impl HeldSession {
             let threads = session.threads();
             Ok(HeldSession {
                 session,
-                inputs,
+                feed: Feed::one(inputs),
                 load_ms,
                 threads,
             })
@@ -72,8 +72,8 @@ impl HeldSession {
             target_relative_ci: 0.0,
             check_interval: window,
         };
-        let (session, inputs) = (self.session.as_mut(), &self.inputs);
-        let m = guarded(|| measure::timed_loop_prepared(session, inputs, &rule))?;
+        let (session, feed) = (self.session.as_mut(), &mut self.feed);
+        let m = guarded(|| measure::timed_loop_prepared(session, feed, &rule))?;
         let latency = stats::summarize(&m.samples_ms).ok_or("no timed inference")?;
         Ok(Window {
             p50_ms: latency.p50,
