@@ -286,5 +286,8 @@ pub fn partial_run(
         projections: None,
         // The device's checks went down with the connection; comparisons then go without.
         speed_checks: Vec::new(),
+        hosts: Vec::new(),
+        shard: None,
+        fleet: None,
     })
 }

@@ -123,6 +123,9 @@ pub fn run_with(run_id: &str, cells: Vec<CellResult>) -> RunResult {
         idle_baseline: None,
         projections: None,
         speed_checks: Vec::new(),
+        hosts: Vec::new(),
+        shard: None,
+        fleet: None,
     }
 }
 
