@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use chipbench_core::result::Status;
 use chipbench_harness::Unavailable;
 use chipbench_harness::plan::{PlannedCell, Work};
 use chipbench_harness::shard::{self, FleetPlan, Route, ShardChoice, ShardCounts, short};
@@ -210,27 +211,46 @@ impl Node {
         })
     }
 
-    /// This host's work: its shard's cells, those it cannot run here recorded as skipped.
+    /// This host's work: its shard's cells, those it cannot run here recorded as skipped with
+    /// the reason (and the route that sent them here).
     pub fn select<'a>(&self, here: Vec<Work<'a>>, unavailable: &[Unavailable]) -> Vec<Work<'a>> {
         let host = match &self.label {
             Some(l) => format!("this host (label '{l}')"),
             None => "this host".to_string(),
         };
-        self.plan
-            .select(here, self.pool.as_deref(), self.choice.index, |cell| {
-                let (name, device) = (&cell.backend.name, &cell.backend.device);
-                let reason = unavailable
-                    .iter()
-                    .find(|u| u.label == format!("{name}:{device}") || u.label == *name)
-                    .map_or_else(
-                        || format!("{name}:{device} is not available on {host}"),
-                        |u| format!("{name}:{device} is not available on {host}: {}", u.reason),
-                    );
-                match &self.pool {
-                    Some(route) => format!("routed to '{route}', but {reason}"),
-                    None => reason,
+        let unavailable_here = |cell: &PlannedCell| {
+            let (name, device) = (&cell.backend.name, &cell.backend.device);
+            let reason = unavailable
+                .iter()
+                .find(|u| u.label == format!("{name}:{device}") || u.label == *name)
+                .map_or_else(String::new, |u| format!(": {}", u.reason));
+            format!("{name}:{device} is not available on {host}{reason}")
+        };
+        let mut work = self.plan.select(
+            here,
+            self.pool.as_deref(),
+            self.choice.index,
+            unavailable_here,
+        );
+        if let Some(route) = &self.pool {
+            for w in work.iter_mut().filter(|w| w.measure.is_none()) {
+                let here = unavailable_here(&w.cell);
+                if let Some(n) = w
+                    .cell
+                    .not_run
+                    .as_mut()
+                    .filter(|n| n.status == Status::Skipped)
+                {
+                    let reason = if n.reason.contains(&host) {
+                        &n.reason
+                    } else {
+                        &here
+                    };
+                    n.reason = format!("routed to '{route}', but {reason}");
                 }
-            })
+            }
+        }
+        work
     }
 
     /// `shard 1/4 of plan 3fa9...: 12 cells (from SLURM_ARRAY_TASK_ID)`.
