@@ -727,3 +727,144 @@ fn a_slurm_job_array_measures_the_shards_that_merge_into_the_plan() {
             .all(|c| c["status"] == "ok")
     );
 }
+
+/// The fleet report of two hosts (two shards of different labels: tract cells on `alpha`, ONNX
+/// Runtime's on `beta`): one table per model comparing them, with the catalog class, the price
+/// given for `alpha`, speedups naming the host and device, in Markdown and in HTML that headless
+/// Chromium renders with its charts and without a console message.
+#[test]
+fn the_fleet_report_of_two_labelled_hosts_compares_them_in_markdown_and_html() {
+    if !common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.json");
+    let mut options = vec![
+        "-m",
+        "mlp",
+        "-m",
+        "resnet-mini",
+        "-b",
+        "tract",
+        "-b",
+        "ort",
+        "--on",
+        "alpha=tract",
+        "--on",
+        "beta=ort",
+    ];
+    options.extend_from_slice(&FAST);
+    plan(&path, &options);
+    for label in ["alpha", "beta"] {
+        let run = shard(
+            &path,
+            &dir.path().join(label),
+            &["--host-label", label],
+            &[],
+        );
+        assert_eq!(run["shard"]["pool"], label);
+    }
+    let fleet = dir.path().join("fleet");
+    let o = merge(&[
+        s(&dir.path().join("alpha")),
+        s(&dir.path().join("beta")),
+        "-o",
+        s(&fleet),
+    ]);
+    assert!(o.status.success(), "{}", printed(&o));
+
+    let o = chipbench(&["report", s(&fleet), "--price", "alpha=1.5"]);
+    assert!(o.status.success(), "{}", printed(&o));
+    let md = String::from_utf8_lossy(&o.stdout);
+    let section = &md[md.find("## Fleet: 2 hosts").expect("the fleet section")..];
+    for model in ["mlp", "resnet-mini"] {
+        let table = &section[section
+            .find(&format!("### {model} fp32 single-stream"))
+            .unwrap()..];
+        let rows: Vec<&str> = table
+            .lines()
+            .skip(4)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert_eq!(rows.len(), 2, "{table}");
+        let alpha = rows
+            .iter()
+            .find(|r| r.starts_with("| alpha | tract:cpu"))
+            .unwrap();
+        let beta = rows
+            .iter()
+            .find(|r| r.starts_with("| beta | ort:cpu"))
+            .unwrap();
+        assert!(
+            alpha.contains("general-purpose") && beta.contains("general-purpose"),
+            "{table}"
+        );
+        // A price for alpha only: inferences per dollar there, none for beta.
+        let per_dollar = |row: &str| row.split(" | ").nth(6).unwrap().to_string();
+        assert!(per_dollar(alpha).contains('e'), "{alpha}");
+        assert_eq!(per_dollar(beta), "-");
+        // One of the two is the slowest, the other's speedup names it.
+        let named = rows
+            .iter()
+            .filter(|r| r.contains("x vs alpha tract:cpu") || r.contains("x vs beta ort:cpu"))
+            .count();
+        assert_eq!(named, 1, "{table}");
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.contains("1.00x (the slowest)"))
+                .count(),
+            1
+        );
+    }
+    let o = chipbench(&["report", s(&fleet), "--price", "gamma=1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", printed(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("no host of these runs is labelled 'gamma' (fleet hosts: alpha, beta)")
+    );
+
+    let page = dir.path().join("fleet.html");
+    let o = chipbench(&[
+        "report",
+        s(&fleet),
+        "-f",
+        "html",
+        "-o",
+        s(&page),
+        "--price",
+        "alpha=1.5",
+    ]);
+    assert!(o.status.success(), "{}", printed(&o));
+    let Some(browser) = common::chromium() else {
+        let reason = "chromium is not installed (Debian: apt-get install chromium)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{reason}, and CI requires the browser test");
+        }
+        eprintln!("skipping the browser check: {reason}");
+        return;
+    };
+    let (dom, log) = common::headless(
+        &browser,
+        &dir.path().join("profile"),
+        &["--dump-dom"],
+        &page,
+    );
+    let fleet_html = &dom[dom
+        .find("<section id=\"fleet\">")
+        .expect("the fleet section")..];
+    let fleet_html = &fleet_html[..fleet_html.find("</section>").unwrap()];
+    assert_eq!(
+        fleet_html.matches("<table class=\"fleet\">").count(),
+        2,
+        "a table per model"
+    );
+    assert_eq!(
+        fleet_html.matches("<svg").count(),
+        2,
+        "a throughput chart per model"
+    );
+    assert!(fleet_html.contains("alpha") && fleet_html.contains("beta"));
+    assert!(fleet_html.contains("x vs "), "named speedups");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+}

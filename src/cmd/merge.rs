@@ -69,7 +69,8 @@ pub fn run(args: MergeArgs) -> anyhow::Result<Outcome> {
     let run_json = args.out.join("run.json");
     write_atomically(&run_json, &serde_json::to_vec_pretty(&run)?)?;
     plan.write(&args.out.join(FLEET_PLAN_FILE))?;
-    let markdown = chipbench_report::markdown::render(&run);
+    let fleet = crate::cmd::report::fleet_context(std::slice::from_ref(&run), &[])?;
+    let markdown = chipbench_report::markdown::render_with(&run, &fleet);
     write_atomically(&args.out.join("report.md"), markdown.as_bytes())?;
 
     let fleet = run

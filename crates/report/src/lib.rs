@@ -7,6 +7,7 @@ pub mod edge;
 pub mod error;
 pub mod export;
 pub mod figures;
+pub mod fleet;
 pub mod gate;
 pub mod history;
 pub mod markdown;
