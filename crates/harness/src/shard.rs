@@ -700,7 +700,7 @@ mod tests {
             }
         };
         let none = env(&[]);
-        let chosen = choose(Some("1/3"), None, 3, &none).unwrap();
+        let chosen = choose(Some("1/3"), None, 3, none).unwrap();
         assert_eq!(
             (chosen.index, chosen.count, chosen.source),
             (1, 3, "--shard")
@@ -713,35 +713,35 @@ mod tests {
         let chosen = choose(None, None, 2, slurm).unwrap();
         assert_eq!((chosen.index, chosen.source), (1, "SLURM_ARRAY_TASK_ID"));
         let k8s = env(&[("JOB_COMPLETION_INDEX", "2")]);
-        let chosen = choose(None, Some(4), 4, &k8s).unwrap();
+        let chosen = choose(None, Some(4), 4, k8s).unwrap();
         assert_eq!((chosen.index, chosen.source), (2, "JOB_COMPLETION_INDEX"));
         assert!(
-            choose(None, None, 4, &k8s)
+            choose(None, None, 4, k8s)
                 .unwrap_err()
                 .0
                 .contains("--shards N")
         );
-        assert_eq!(choose(None, None, 1, &none).unwrap().source, "plan");
+        assert_eq!(choose(None, None, 1, none).unwrap().source, "plan");
         assert!(
-            choose(None, None, 2, &none)
+            choose(None, None, 2, none)
                 .unwrap_err()
                 .0
                 .contains("--shard K/2")
         );
         assert!(
-            choose(Some("0/3"), None, 2, &none)
+            choose(Some("0/3"), None, 2, none)
                 .unwrap_err()
                 .0
                 .contains("into 2 shards")
         );
         assert!(
-            choose(Some("2/2"), None, 2, &none)
+            choose(Some("2/2"), None, 2, none)
                 .unwrap_err()
                 .0
                 .contains("below N")
         );
         assert!(
-            choose(Some("x"), None, 2, &none)
+            choose(Some("x"), None, 2, none)
                 .unwrap_err()
                 .0
                 .contains("expected K/N")
