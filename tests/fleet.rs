@@ -350,8 +350,24 @@ fn a_routed_cell_a_host_cannot_run_is_recorded_as_skipped_with_the_reason() {
         s(&fleet),
     ]);
     assert!(o.status.success(), "{}", printed(&o));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("1 cells were delivered without figures (skipped or failed; reasons in report.md): mlp fp32 on ort:cuda"),
+        "{said}"
+    );
     let run = read(&fleet.join("run.json"));
     assert_eq!(run["fleet"]["missing"], Value::Array(vec![]));
+    // Routing belongs to the plan: a plain bench refuses it.
+    let o = chipbench(&[
+        "bench",
+        "-m",
+        "mlp",
+        "--on",
+        "h100=ort:cuda",
+        "--no-history",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", printed(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("give them to `chipbench plan`"));
     let labels: Vec<&str> = run["hosts"]
         .as_array()
         .unwrap()

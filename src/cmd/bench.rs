@@ -269,6 +269,17 @@ fn measure(
         }
         None => (args, None),
     };
+    if node.is_none()
+        && planning.is_none()
+        && !(args.fleet.on.is_empty() && args.fleet.shards.is_empty())
+    {
+        return Err(UsageError(
+            "--on and --shards split a plan: give them to `chipbench plan`, then measure its \
+             shards with `bench --plan`"
+                .into(),
+        )
+        .into());
+    }
     let mut settings = settings(&args);
     settings.backend_settings = backend_settings(&args.set)?;
     let started = SystemTime::now();

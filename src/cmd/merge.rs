@@ -88,6 +88,24 @@ pub fn run(args: MergeArgs) -> anyhow::Result<Outcome> {
             run.hosts.len(),
             run_json.display()
         );
+        let not_measured: Vec<String> = run
+            .cells
+            .iter()
+            .filter(|c| c.status != chipbench_core::result::Status::Ok)
+            .map(|c| {
+                format!(
+                    "{} {} on {}:{}",
+                    c.model.name, c.model.variant, c.backend.name, c.backend.device
+                )
+            })
+            .collect();
+        if !not_measured.is_empty() {
+            println!(
+                "{} cells were delivered without figures (skipped or failed; reasons in report.md): {}",
+                not_measured.len(),
+                not_measured.join(", ")
+            );
+        }
         if !fleet.replaced.is_empty() {
             println!(
                 "{} cells delivered twice: kept from the run that finished last",
