@@ -145,7 +145,7 @@ pub struct BenchArgs {
     #[arg(long = "set", value_name = "KEY=VALUE", long_help = set_help())]
     set: Vec<String>,
     #[command(flatten)]
-    pub fleet: crate::cmd::plan::FleetArgs,
+    pub fleet: crate::cmd::fleet::FleetArgs,
 }
 
 /// `--set` in `--help`: every backend key with its values.
@@ -251,7 +251,7 @@ fn measure(
     // A shard of a fleet plan runs the plan's options.
     let (args, node) = match &args.fleet.plan {
         Some(path) => {
-            let node = crate::cmd::plan::Node::prepare(path, &args.fleet)?;
+            let node = crate::cmd::fleet::Node::prepare(path, &args.fleet)?;
             let words = ["chipbench", "bench"]
                 .into_iter()
                 .map(String::from)
@@ -363,7 +363,7 @@ fn measure(
     if let Some(output) = planning {
         let cells = work.into_iter().map(|w| w.cell).collect();
         let threads_fixed = !args.threads.is_empty();
-        return crate::cmd::plan::write(
+        return crate::cmd::fleet::write(
             cells,
             argv,
             &args.fleet,

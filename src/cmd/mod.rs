@@ -6,6 +6,7 @@ pub mod bench;
 pub mod compare;
 pub mod completions;
 pub mod devices;
+pub mod fleet;
 pub mod follow;
 pub mod history;
 pub mod man;
