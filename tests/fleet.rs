@@ -416,6 +416,10 @@ fn a_user_model_is_found_under_models_dir_and_checked_by_hash() {
     );
 
     std::fs::copy(root.join("models/mlp.onnx"), here.join("net.onnx")).unwrap();
+    // What to measure is the plan's: a shard's own -m is refused.
+    let o = chipbench(&["bench", "--plan", s(&path), "-m", "mlp", "--no-history"]);
+    assert_eq!(o.status.code(), Some(2), "{}", printed(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--model with --plan: the plan says"));
     let run = shard(
         &path,
         &dir.path().join("good"),

@@ -198,7 +198,22 @@ impl BenchArgs {
 
     /// The options of one shard of a fleet plan: the plan's (`self`), with what belongs to this
     /// host from its own command line (`now`): where results go, its engines, suite and models.
-    fn for_shard(mut self, now: BenchArgs) -> BenchArgs {
+    fn for_shard(mut self, now: BenchArgs) -> Result<BenchArgs, UsageError> {
+        // What to measure is the plan's alone: every shard must measure the same cells.
+        let theirs = [
+            ("--model", !now.models.is_empty()),
+            ("--backend", !now.backends.is_empty()),
+            ("--threads", !now.threads.is_empty()),
+            ("--variant", !now.variants.is_empty()),
+            ("--set", !now.set.is_empty()),
+            ("--quick", now.quick),
+        ];
+        if let Some((option, _)) = theirs.iter().find(|(_, given)| *given) {
+            return Err(UsageError(format!(
+                "{option} with --plan: the plan says what every shard measures; give it to \
+                 `chipbench plan`"
+            )));
+        }
         self.models = self
             .models
             .into_iter()
@@ -216,7 +231,7 @@ impl BenchArgs {
         self.ceilings = now.ceilings;
         self.resume = now.resume;
         self.fleet = now.fleet;
-        self
+        Ok(self)
     }
 }
 
@@ -265,7 +280,7 @@ fn measure(
             let crate::Command::Bench(planned) = cli.command else {
                 unreachable!("the words start with `bench`")
             };
-            ((*planned).for_shard(args), Some(node))
+            ((*planned).for_shard(args)?, Some(node))
         }
         None => (args, None),
     };
