@@ -149,6 +149,16 @@ fn record_hosts(args: &MergeArgs, run: &RunResult) -> anyhow::Result<()> {
         if history.contains(&host.id)? {
             continue;
         }
+        if host.interrupted {
+            // As `bench` does: a stopped run is not a point of the history.
+            eprintln!(
+                "not recorded in {}: run {} ({}) was interrupted",
+                args.history_db.display(),
+                host.id,
+                host.label
+            );
+            continue;
+        }
         let cells = run
             .cells
             .iter()

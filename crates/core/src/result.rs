@@ -85,6 +85,8 @@ pub struct FleetHost {
     pub shard: Option<ShardRecord>,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// The shard run was stopped before all its cells were measured.
+    pub interrupted: bool,
     pub tool_version: String,
     /// The shard run's own idle power and speed checks, which belong to its host.
     pub idle_baseline: Option<IdleBaseline>,

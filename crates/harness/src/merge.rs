@@ -145,7 +145,8 @@ pub fn merge(
             tool_version: env!("CARGO_PKG_VERSION").into(),
             started_at,
             finished_at,
-            interrupted: false,
+            // Some planned cells were not measured because a shard was stopped.
+            interrupted: hosts.iter().any(|h| h.interrupted),
             host: hosts[0].host.clone(),
             config,
             cells,
@@ -188,6 +189,7 @@ fn hosts(runs: &[ShardRun]) -> Vec<FleetHost> {
             shard: run.shard.clone(),
             started_at: run.started_at.clone(),
             finished_at: run.finished_at.clone(),
+            interrupted: run.interrupted,
             tool_version: run.tool_version.clone(),
             idle_baseline: run.idle_baseline.clone(),
             speed_checks: run.speed_checks.clone(),
@@ -359,8 +361,12 @@ mod tests {
     #[test]
     fn missing_cells_are_listed_by_id() {
         let plan = plan(3);
-        let runs = vec![shard(&plan, 0, 2, T), shard(&plan, 2, 2, T)];
+        // Shard 2 was stopped after its cells; shard 1 never ran.
+        let mut stopped = shard(&plan, 2, 2, T);
+        stopped.run.interrupted = true;
+        let runs = vec![shard(&plan, 0, 2, T), stopped];
         let merged = merge(&plan, runs, false, "fleet".into()).unwrap().run;
+        assert!(merged.interrupted && merged.hosts[1].interrupted && !merged.hosts[0].interrupted);
         let missing: Vec<&str> = plan
             .shard_cells(None, 1)
             .map(|c| c.cell.id.as_str())

@@ -355,6 +355,7 @@ mod tests {
             shard: None,
             started_at: run.started_at.clone(),
             finished_at: None,
+            interrupted: false,
             tool_version: "0".into(),
             idle_baseline: None,
             speed_checks: Vec::new(),
