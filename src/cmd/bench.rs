@@ -198,7 +198,7 @@ impl BenchArgs {
 
     /// The options of one shard of a fleet plan: the plan's (`self`), with what belongs to this
     /// host from its own command line (`now`): where results go, its engines, suite and models.
-    fn for_shard(mut self, now: BenchArgs) -> Result<BenchArgs, UsageError> {
+    fn for_shard(mut self: Box<Self>, now: BenchArgs) -> Result<BenchArgs, UsageError> {
         // What to measure is the plan's alone: every shard must measure the same cells.
         let theirs = [
             ("--model", !now.models.is_empty()),
@@ -231,7 +231,7 @@ impl BenchArgs {
         self.ceilings = now.ceilings;
         self.resume = now.resume;
         self.fleet = now.fleet;
-        Ok(self)
+        Ok(*self)
     }
 }
 
@@ -267,20 +267,8 @@ fn measure(
     let (args, node) = match &args.fleet.plan {
         Some(path) => {
             let node = crate::cmd::fleet::Node::prepare(path, &args.fleet)?;
-            let words = ["chipbench", "bench"]
-                .into_iter()
-                .map(String::from)
-                .chain(node.plan.argv.iter().cloned());
-            let cli = <crate::Cli as clap::Parser>::try_parse_from(words).map_err(|e| {
-                UsageError(format!(
-                    "{}: its options no longer parse: {e}",
-                    path.display()
-                ))
-            })?;
-            let crate::Command::Bench(planned) = cli.command else {
-                unreachable!("the words start with `bench`")
-            };
-            ((*planned).for_shard(args)?, Some(node))
+            let planned = parse_options(&node.plan.argv, path)?;
+            (planned.for_shard(args)?, Some(node))
         }
         None => (args, None),
     };
@@ -659,21 +647,26 @@ fn progress_bar(total: u64, visible: bool) -> ProgressBar {
 
 /// The options of a resumed run: the plan's, writing into `dir`, printing as `now` asks.
 fn resume_args(plan: &Plan, dir: &std::path::Path, now: &BenchArgs) -> anyhow::Result<BenchArgs> {
+    let args = parse_options(&plan.argv, &dir.join(plan::PLAN_FILE))?;
+    Ok(args.for_resume(dir, now))
+}
+
+/// The `bench` options kept in `file` (a run's plan.json, a fleet plan).
+fn parse_options(argv: &[String], file: &std::path::Path) -> Result<Box<BenchArgs>, UsageError> {
     let words = ["chipbench", "bench"]
         .into_iter()
         .map(String::from)
-        .chain(plan.argv.iter().cloned());
+        .chain(argv.iter().cloned());
     let cli = <crate::Cli as clap::Parser>::try_parse_from(words).map_err(|e| {
         UsageError(format!(
-            "{}/{}: its options no longer parse: {e}",
-            dir.display(),
-            plan::PLAN_FILE
+            "{}: its options no longer parse: {e}",
+            file.display()
         ))
     })?;
     let crate::Command::Bench(args) = cli.command else {
         unreachable!("the words start with `bench`")
     };
-    Ok(args.for_resume(dir, now))
+    Ok(args)
 }
 
 /// The progress bar, and the host's roofline bound added to each measured cell.
