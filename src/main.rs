@@ -50,6 +50,12 @@ fn cli_command() -> clap::Command {
 enum Command {
     /// Benchmark models on backends (default: the built-in suite on every available backend).
     Bench(Box<cmd::bench::BenchArgs>),
+    /// Plan a fleet run: the cells of the bench options, with the models' hashes, split into
+    /// shards that machines measure with `bench --plan` (Slurm arrays, Kubernetes Indexed Jobs,
+    /// CI matrices).
+    Plan(Box<cmd::plan::PlanArgs>),
+    /// Merge the shard runs of one plan into one fleet run (each cell keeps its host).
+    Merge(cmd::merge::MergeArgs),
     /// List the built-in model suite, or regenerate it.
     Models(cmd::models::ModelsArgs),
     /// List the backends, their devices, or why they are unavailable.
@@ -140,6 +146,8 @@ fn main() -> ExitCode {
     cache::set_given(cli.cache_dir);
     let result = std::panic::catch_unwind(|| match cli.command {
         Command::Bench(args) => cmd::bench::run(*args),
+        Command::Plan(args) => cmd::plan::run(*args),
+        Command::Merge(args) => cmd::merge::run(args),
         Command::Models(args) => cmd::models::run(args),
         Command::Backends(args) => cmd::backends::run(args),
         Command::Optimize(args) => cmd::optimize::run(args),

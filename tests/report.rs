@@ -3,7 +3,6 @@
 //! history database (recording, listing, trends, corrupt and locked files).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use chipbench_core::result::RunResult;
 use serde_json::Value;
 
 mod common;
-use common::{chipbench, printed};
+use common::{chipbench, chromium, headless, printed};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -153,52 +152,6 @@ fn a_bad_output_path_fails_before_reading_the_runs() {
     );
     let o = chipbench(&["report", "x", "--format", "pdf"]);
     assert_eq!(o.status.code(), Some(2));
-}
-
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// Runs headless Chromium on the page with a time limit; returns (stdout, stderr). Output goes
-/// through files: a dumped DOM overflows a pipe nobody reads until the browser exits.
-fn headless(browser: &Path, profile: &Path, extra: &[&str], page: &Path) -> (String, String) {
-    let (out_path, err_path) = (
-        profile.with_extension("stdout"),
-        profile.with_extension("stderr"),
-    );
-    let mut child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--enable-logging=stderr",
-            "--v=0",
-            &format!("--user-data-dir={}", profile.display()),
-            "--window-size=1400,3000",
-        ])
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("chromium starts");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(90) {
-            child.kill().ok();
-            panic!("chromium did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
-    (read(&out_path), read(&err_path))
 }
 
 /// The HTML report in a real browser: it renders (a non-blank screenshot), holds the expected

@@ -150,6 +150,8 @@ pub struct BenchArgs {
     /// A backend setting, KEY=VALUE (repeatable); see --help for the keys.
     #[arg(long = "set", value_name = "KEY=VALUE", long_help = set_help())]
     set: Vec<String>,
+    #[command(flatten)]
+    pub fleet: crate::cmd::fleet::FleetArgs,
 }
 
 /// `--set` in `--help`: every backend key with its values.
@@ -199,6 +201,53 @@ impl BenchArgs {
         self.quiet |= now.quiet;
         *self
     }
+
+    /// The options of one shard of a fleet plan: the plan's (`self`), with what belongs to this
+    /// host from its own command line (`now`): where results go, its engines, suite and models.
+    fn for_shard(mut self: Box<Self>, now: BenchArgs) -> Result<BenchArgs, UsageError> {
+        // What to measure is the plan's alone: every shard must measure the same cells.
+        let theirs = [
+            ("--model", !now.models.is_empty()),
+            ("--backend", !now.backends.is_empty()),
+            ("--threads", !now.threads.is_empty()),
+            ("--variant", !now.variants.is_empty()),
+            ("--set", !now.set.is_empty()),
+            ("--quick", now.quick),
+        ];
+        if let Some((option, _)) = theirs.iter().find(|(_, given)| *given) {
+            return Err(UsageError(format!(
+                "{option} with --plan: the plan says what every shard measures; give it to \
+                 `chipbench plan`"
+            )));
+        }
+        self.models = self
+            .models
+            .into_iter()
+            .map(|m| now.fleet.relocate(m))
+            .collect();
+        self.out = now.out;
+        self.json = now.json;
+        self.quiet = now.quiet;
+        self.export = now.export;
+        self.no_history = now.no_history;
+        self.history_db = now.history_db;
+        self.suite = now.suite;
+        self.engines = now.engines;
+        self.variant_cache = now.variant_cache;
+        self.ceilings = now.ceilings;
+        self.resume = now.resume;
+        self.fleet = now.fleet;
+        Ok(*self)
+    }
+}
+
+/// `chipbench plan`: the cells these options give, written to `output` as a fleet plan.
+pub fn plan(
+    args: BenchArgs,
+    argv: Vec<String>,
+    output: &std::path::Path,
+) -> anyhow::Result<Outcome> {
+    measure(args, argv, None, Some(output))
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
@@ -206,18 +255,40 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         Some(dir) => {
             let resumed = Resumed::load(dir).map_err(|e| UsageError(e.to_string()))?;
             let args = resume_args(&resumed.plan, dir, &args)?;
-            measure(args, resumed.plan.argv.clone(), Some(resumed))
+            measure(args, resumed.plan.argv.clone(), Some(resumed), None)
         }
         // The options after `bench`, which plan.json keeps for --resume.
-        None => measure(args, std::env::args().skip(2).collect(), None),
+        None => measure(args, std::env::args().skip(2).collect(), None, None),
     }
 }
 
+/// Measures the cells of `args`; with `planning`, writes them there as a fleet plan instead.
 fn measure(
     args: BenchArgs,
     argv: Vec<String>,
     mut resumed: Option<Resumed>,
+    planning: Option<&std::path::Path>,
 ) -> anyhow::Result<Outcome> {
+    // A shard of a fleet plan runs the plan's options.
+    let (args, node) = match &args.fleet.plan {
+        Some(path) => {
+            let node = crate::cmd::fleet::Node::prepare(path, &args.fleet)?;
+            let planned = parse_options(&node.plan.argv, path)?;
+            (planned.for_shard(args)?, Some(node))
+        }
+        None => (args, None),
+    };
+    if node.is_none()
+        && planning.is_none()
+        && !(args.fleet.on.is_empty() && args.fleet.shards.is_empty())
+    {
+        return Err(UsageError(
+            "--on and --shards split a plan: give them to `chipbench plan`, then measure its \
+             shards with `bench --plan`"
+                .into(),
+        )
+        .into());
+    }
     let mut settings = settings(&args);
     settings.backend_settings = backend_settings(&args.set)?;
     let started = SystemTime::now();
@@ -238,7 +309,10 @@ fn measure(
         energy: None,
     };
     let edge = crate::edge::Emulation::prepare(&args.edge, &context, args.cell_timeout)?;
-    let threads: Vec<Option<usize>> = if args.threads.is_empty() {
+    let threads: Vec<Option<usize>> = if args.threads.is_empty() && planning.is_some() {
+        // Each host of a fleet uses its own cores.
+        vec![None]
+    } else if args.threads.is_empty() {
         vec![Some(edge.as_ref().map_or(
             host.physical_cores.unwrap_or(host.logical_cores),
             |e| e.threads(),
@@ -265,6 +339,11 @@ fn measure(
     }
     let suite_dir = models::suite_dir(args.suite.as_deref())?;
     let prepared = models::resolve(&suite_dir, &args.models, &request)?;
+    if let Some(node) = &node {
+        node.plan
+            .check_models(prepared.iter().map(|m| m.record()))
+            .map_err(|e| UsageError(e.to_string()))?;
+    }
     let recipes = crate::cmd::optimize::parse_variants(&args.variants)?;
     let derive_options = args.calibration.options()?;
     let cache = crate::cmd::optimize::variant_cache(args.variant_cache.as_deref());
@@ -297,6 +376,29 @@ fn measure(
     let unavailable: &[Unavailable] = if report_skips { &skipped } else { &[] };
     let with_ort = targets.iter().any(|t| t.backend.name() == "ort");
     let references = targets::references(&registry, with_ort).map_err(anyhow::Error::msg)?;
+    let work = plan::plan(&prepared, &threads, &targets, unavailable, &scenarios);
+    if let Some(output) = planning {
+        let cells = work.into_iter().map(|w| w.cell).collect();
+        let threads_fixed = !args.threads.is_empty();
+        return crate::cmd::fleet::write(
+            cells,
+            argv,
+            &args.fleet,
+            threads_fixed,
+            output,
+            !args.quiet,
+        );
+    }
+    let work = match &node {
+        Some(node) => {
+            let work = node.select(work, &skipped);
+            if !args.quiet {
+                eprintln!("{}", node.describe(work.len()));
+            }
+            work
+        }
+        None => work,
+    };
 
     let out = args
         .out
@@ -314,7 +416,13 @@ fn measure(
         quick: args.quick,
         edge_profile: edge.as_ref().map(|e| e.record()),
     };
-    let work = plan::plan(&prepared, &threads, &targets, unavailable, &scenarios);
+    if let Some(node) = &node {
+        node.plan.write(
+            &journal
+                .dir()
+                .join(chipbench_harness::shard::FLEET_PLAN_FILE),
+        )?;
+    }
     match &resumed {
         Some(r) => r.check(&work).map_err(|e| UsageError(e.to_string()))?,
         None => Plan {
@@ -405,6 +513,12 @@ fn measure(
         projections,
         speed_checks,
         peaks,
+        hosts: Vec::new(),
+        shard: node.as_ref().map(|n| {
+            n.choice
+                .record(&n.plan, n.pool.as_deref(), n.label.as_deref())
+        }),
+        fleet: None,
     };
     let run_json = finish(&run, &journal, args.json, talk)?;
     for path in exports.write(std::slice::from_ref(&run))? {
@@ -564,21 +678,26 @@ fn progress_bar(total: u64, visible: bool) -> ProgressBar {
 
 /// The options of a resumed run: the plan's, writing into `dir`, printing as `now` asks.
 fn resume_args(plan: &Plan, dir: &std::path::Path, now: &BenchArgs) -> anyhow::Result<BenchArgs> {
+    let args = parse_options(&plan.argv, &dir.join(plan::PLAN_FILE))?;
+    Ok(args.for_resume(dir, now))
+}
+
+/// The `bench` options kept in `file` (a run's plan.json, a fleet plan).
+fn parse_options(argv: &[String], file: &std::path::Path) -> Result<Box<BenchArgs>, UsageError> {
     let words = ["chipbench", "bench"]
         .into_iter()
         .map(String::from)
-        .chain(plan.argv.iter().cloned());
+        .chain(argv.iter().cloned());
     let cli = <crate::Cli as clap::Parser>::try_parse_from(words).map_err(|e| {
         UsageError(format!(
-            "{}/{}: its options no longer parse: {e}",
-            dir.display(),
-            plan::PLAN_FILE
+            "{}: its options no longer parse: {e}",
+            file.display()
         ))
     })?;
     let crate::Command::Bench(args) = cli.command else {
         unreachable!("the words start with `bench`")
     };
-    Ok(args.for_resume(dir, now))
+    Ok(args)
 }
 
 /// The progress bar, and the host's roofline bound added to each measured cell.

@@ -95,3 +95,56 @@ pub fn backend_available(backend: &str, require: &str) -> bool {
     eprintln!("skipped: {backend} is unavailable here: {reason}");
     false
 }
+
+/// Headless Chromium, where it is installed.
+pub fn chromium() -> Option<std::path::PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// Runs headless Chromium on the page with a time limit; returns (stdout, stderr). Output goes
+/// through files: a dumped DOM overflows a pipe nobody reads until the browser exits.
+pub fn headless(
+    browser: &std::path::Path,
+    profile: &std::path::Path,
+    extra: &[&str],
+    page: &std::path::Path,
+) -> (String, String) {
+    let (out_path, err_path) = (
+        profile.with_extension("stdout"),
+        profile.with_extension("stderr"),
+    );
+    let mut child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            &format!("--user-data-dir={}", profile.display()),
+            "--window-size=1400,3000",
+        ])
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("chromium starts");
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(90) {
+            child.kill().ok();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let read =
+        |p: &std::path::Path| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+    (read(&out_path), read(&err_path))
+}

@@ -1,4 +1,4 @@
-//! The result schema (`chipbench.run/1`): what `run.json` and `cells.jsonl` hold.
+//! The result schema (`chipbench.run/2`): what `run.json` and `cells.jsonl` hold.
 //!
 //! Field names are a public contract; `schema/run.schema.json` in this crate describes them and a
 //! test validates real output against it. Every figure has a provenance entry saying how it was
@@ -13,7 +13,12 @@ use crate::{DeviceKind, NodePlacement, OperatorTime, TensorInfo};
 mod peak;
 pub use peak::PeakQps;
 
-pub const SCHEMA: &str = "chipbench.run/1";
+/// The version this build writes. Version 2 added `hosts`: a fleet run merged from the shards of
+/// one plan holds cells of many hosts, each cell naming its own.
+pub const SCHEMA: &str = "chipbench.run/2";
+
+/// Every version this build reads: a version 1 run is a version 2 run with one host.
+pub const READABLE_SCHEMAS: [&str; 2] = ["chipbench.run/1", SCHEMA];
 
 /// The JSON Schema of `run.json`.
 pub const RUN_JSON_SCHEMA: &str = include_str!("../schema/run.schema.json");
@@ -46,6 +51,63 @@ pub struct RunResult {
     /// What each `--find-peak` search found; its probes are among `cells`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peaks: Vec<PeakQps>,
+    /// The hosts of a fleet run (`chipbench merge`), one per shard run, which each cell names in
+    /// its `host`; empty for a run of one host, whose cells all ran on `host` (then `host` of a
+    /// fleet run is its first shard's).
+    #[serde(default)]
+    pub hosts: Vec<FleetHost>,
+    /// The part of a fleet plan this run measured (`bench --plan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+    /// How the shards of a fleet run were merged, and the planned cells none delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetRecord>,
+}
+
+/// Which shard of which plan a run measured, and where that choice came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// The plan's id (the SHA-256 of its cells, split and routes).
+    pub plan_id: String,
+    /// Counted from 0.
+    pub index: usize,
+    pub count: usize,
+    /// The routing label whose cells this shard measured; `None`: the unrouted cells.
+    pub pool: Option<String>,
+    /// This host's label (`--host-label`, `CHIPBENCH_HOST_LABEL`).
+    pub host_label: Option<String>,
+    /// `--shard`, `SLURM_ARRAY_TASK_ID`, `JOB_COMPLETION_INDEX` or `plan` (a plan of one shard).
+    pub source: String,
+}
+
+/// One host of a fleet run: a shard run merged into it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetHost {
+    /// What the cells' `host` names: the shard run's id.
+    pub id: String,
+    /// The host label the shard ran with, or else its hostname.
+    pub label: String,
+    pub host: Host,
+    pub shard: Option<ShardRecord>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// The shard run was stopped before all its cells were measured.
+    pub interrupted: bool,
+    pub tool_version: String,
+    /// The shard run's own idle power and speed checks, which belong to its host.
+    pub idle_baseline: Option<IdleBaseline>,
+    pub speed_checks: Vec<SpeedCheck>,
+}
+
+/// How a fleet run was put together.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FleetRecord {
+    pub plan_id: String,
+    pub planned_cells: usize,
+    /// Planned cells that no shard delivered, by cell id.
+    pub missing: Vec<String>,
+    /// Cells two shards delivered, kept from the newest run (`merge --prefer newest`).
+    pub replaced: Vec<String>,
 }
 
 /// The machine a run was measured on.
@@ -320,6 +382,9 @@ pub struct CellResult {
     /// `false`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
+    /// In a fleet run, the id of the entry of `hosts` that measured the cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// How each figure above was obtained, keyed by field name.
     pub provenance: BTreeMap<String, String>,
 }
@@ -778,6 +843,7 @@ impl CellResult {
             scenario_run: None,
             warnings: Vec::new(),
             resumed: false,
+            host: None,
             provenance: BTreeMap::new(),
         }
     }

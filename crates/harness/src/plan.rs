@@ -132,7 +132,7 @@ pub fn ids_of(cells: &[CellResult]) -> Vec<String> {
 }
 
 /// Gives repeated ids their `#n` suffix, in order.
-fn number_repeats<'c>(ids: impl Iterator<Item = &'c mut String>) {
+pub(crate) fn number_repeats<'c>(ids: impl Iterator<Item = &'c mut String>) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for id in ids {
         let n = seen.entry(id.clone()).or_default();

@@ -288,5 +288,8 @@ pub fn partial_run(
         speed_checks: Vec::new(),
         // So did its peak searches' records (their probes arrived as cells).
         peaks: Vec::new(),
+        hosts: Vec::new(),
+        shard: None,
+        fleet: None,
     })
 }

@@ -7,6 +7,7 @@ pub mod edge;
 pub mod error;
 pub mod export;
 pub mod figures;
+pub mod fleet;
 pub mod gate;
 pub mod history;
 pub mod markdown;
@@ -35,13 +36,11 @@ pub fn load_run(path: &std::path::Path) -> Result<chipbench_core::result::RunRes
         .get("schema")
         .and_then(|s| s.as_str())
         .unwrap_or("none");
-    if schema != chipbench_core::result::SCHEMA {
+    let readable = chipbench_core::result::READABLE_SCHEMAS;
+    if !readable.contains(&schema) {
         return Err(ReportError::NotARun {
             path: file,
-            reason: format!(
-                "schema '{schema}', expected '{}'",
-                chipbench_core::result::SCHEMA
-            ),
+            reason: format!("schema '{schema}', expected one of {}", readable.join(", ")),
         });
     }
     serde_json::from_value(value).map_err(|e| ReportError::NotARun {
@@ -340,6 +339,13 @@ mod tests {
             err.contains("not a chipbench run: schema 'something/2'"),
             "{err}"
         );
+        // A version 1 run (before fleets: no `hosts`) still loads, as a run of one host.
+        let mut v1 = serde_json::to_value(&run).unwrap();
+        v1["schema"] = "chipbench.run/1".into();
+        v1.as_object_mut().unwrap().remove("hosts");
+        std::fs::write(&other, v1.to_string()).unwrap();
+        let old = load_run(&other).unwrap();
+        assert!(old.hosts.is_empty() && old.cells == run.cells);
         std::fs::write(&other, "{").unwrap();
         assert!(
             load_run(&other)

@@ -5,6 +5,12 @@ use chipbench_core::result::RunResult;
 use crate::{HEADER, LEGEND, NUMERIC, footnotes, format_bytes, rows};
 
 pub fn render(run: &RunResult) -> String {
+    render_with(run, &crate::fleet::FleetContext::default())
+}
+
+/// [`render`], with the fleet table of a merged run drawn with what `fleet` knows of its devices
+/// and prices.
+pub fn render_with(run: &RunResult, fleet: &crate::fleet::FleetContext) -> String {
     let h = &run.host;
     let mut out = format!("# chipbench run `{}`\n\n", run.run_id);
     out.push_str(&format!(
@@ -25,6 +31,13 @@ pub fn render(run: &RunResult) -> String {
     ));
     if let Some(line) = crate::host_speed_line(run) {
         out.push_str(&format!("{line}\n\n"));
+    }
+    if !run.hosts.is_empty() {
+        out.push_str(&format!(
+            "A fleet run of {} hosts (the host above is its first shard's; each cell's is in the \
+             fleet table below).\n\n",
+            run.hosts.len()
+        ));
     }
     out.push_str(&format!("| {} |\n", HEADER.join(" | ")));
     let align: Vec<&str> = NUMERIC
@@ -70,6 +83,7 @@ pub fn render(run: &RunResult) -> String {
     task_section(run, &mut out);
     placement_section(run, &mut out);
     profile_section(run, &mut out);
+    out.push_str(&crate::fleet::markdown(run, fleet));
     out.push_str(&format!("\n_{LEGEND}_\n"));
     out
 }

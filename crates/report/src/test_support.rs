@@ -125,6 +125,9 @@ pub fn run_with(run_id: &str, cells: Vec<CellResult>) -> RunResult {
         projections: None,
         speed_checks: Vec::new(),
         peaks: Vec::new(),
+        hosts: Vec::new(),
+        shard: None,
+        fleet: None,
     }
 }
 

@@ -333,6 +333,12 @@ fn reference_p50(run: &RunResult, cell: &CellResult) -> Option<f64> {
 
 /// Renders the page; also what `chipbench report --format html` writes.
 pub fn page(runs: &[RunResult]) -> Result<String> {
+    page_with(runs, &crate::fleet::FleetContext::default())
+}
+
+/// [`page`], with the fleet section of a merged run drawn with what `fleet` knows of its devices
+/// and prices.
+pub fn page_with(runs: &[RunResult], fleet: &crate::fleet::FleetContext) -> Result<String> {
     let (charts, notes) = charts(runs)?;
     let mut html =
         String::from("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
@@ -341,6 +347,9 @@ pub fn page(runs: &[RunResult]) -> Result<String> {
     html.push_str("</style>\n</head>\n<body>\n<h1>chipbench report</h1>\n");
     html.push_str(&runs_section(runs));
     html.push_str(&table_section(runs));
+    for run in runs {
+        html.push_str(&crate::fleet::html(run, fleet)?);
+    }
     html.push_str("<h2>Charts</h2>\n");
     for chart in &charts {
         html.push_str(&format!(

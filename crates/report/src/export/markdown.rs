@@ -13,16 +13,21 @@ pub struct MarkdownExporter;
 
 impl Exporter for MarkdownExporter {
     fn serialize(&self, runs: &[RunResult]) -> Result<Vec<u8>> {
-        let mut out = String::new();
-        for (i, run) in runs.iter().enumerate() {
-            if i > 0 {
-                out.push_str("\n---\n\n");
-            }
-            out.push_str(&crate::markdown::render(run));
-            out.push_str(&provenance_section(run));
-        }
-        Ok(out.into_bytes())
+        Ok(render(runs, &crate::fleet::FleetContext::default()).into_bytes())
     }
+}
+
+/// Every run's table and provenance, a fleet run's fleet table drawn with `fleet`.
+pub(crate) fn render(runs: &[RunResult], fleet: &crate::fleet::FleetContext) -> String {
+    let mut out = String::new();
+    for (i, run) in runs.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\n---\n\n");
+        }
+        out.push_str(&crate::markdown::render_with(run, fleet));
+        out.push_str(&provenance_section(run));
+    }
+    out
 }
 
 /// "How each figure was obtained": the distinct provenance texts of each group in the run.

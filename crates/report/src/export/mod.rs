@@ -72,6 +72,20 @@ impl ExportFormat {
     }
 }
 
+/// `format`'s bytes, the fleet section of Markdown and HTML drawn with what `fleet` knows of the
+/// devices (the chip catalog, which the command line reads) and the hosts' prices.
+pub fn serialize_with(
+    format: ExportFormat,
+    runs: &[RunResult],
+    fleet: &crate::fleet::FleetContext,
+) -> Result<Vec<u8>> {
+    match format {
+        ExportFormat::Markdown => Ok(markdown::render(runs, fleet).into_bytes()),
+        ExportFormat::Html => Ok(html::page_with(runs, fleet)?.into_bytes()),
+        other => other.exporter().serialize(runs),
+    }
+}
+
 impl FromStr for ExportFormat {
     type Err = ReportError;
 
@@ -111,9 +125,18 @@ impl ExportManager {
 
     /// Writes every output; returns the paths written.
     pub fn write(self, runs: &[RunResult]) -> Result<Vec<PathBuf>> {
+        self.write_with(runs, &crate::fleet::FleetContext::default())
+    }
+
+    /// [`ExportManager::write`], fleet sections drawn with `fleet` (see [`serialize_with`]).
+    pub fn write_with(
+        self,
+        runs: &[RunResult],
+        fleet: &crate::fleet::FleetContext,
+    ) -> Result<Vec<PathBuf>> {
         let mut written = Vec::new();
         for (format, path, mut file) in self.targets {
-            let bytes = format.exporter().serialize(runs)?;
+            let bytes = serialize_with(format, runs, fleet)?;
             file.write_all(&bytes)
                 .and_then(|_| file.sync_all())
                 .map_err(|e| ReportError::io(&path, e))?;
