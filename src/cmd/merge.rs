@@ -181,6 +181,8 @@ fn record_hosts(args: &MergeArgs, run: &RunResult) -> anyhow::Result<()> {
             cells,
             idle_baseline: host.idle_baseline.clone(),
             speed_checks: host.speed_checks.clone(),
+            // The history keeps cells; a search's probes are among them.
+            peaks: Vec::new(),
             hosts: Vec::new(),
             shard: host.shard.clone(),
             fleet: None,

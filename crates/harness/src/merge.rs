@@ -38,6 +38,8 @@ pub fn merge(
         return Err(MergeError("no runs to merge".into()));
     };
     let mut notes = Vec::new();
+    // Each shard's --find-peak searches; their probes are among its cells.
+    let peaks: Vec<_> = runs.iter().flat_map(|r| r.run.peaks.clone()).collect();
     for r in &runs {
         let Some(shard) = &r.run.shard else {
             return Err(MergeError(format!(
@@ -154,6 +156,7 @@ pub fn merge(
             idle_baseline: None,
             projections: None,
             speed_checks: Vec::new(),
+            peaks,
             hosts,
             shard: None,
             fleet: Some(FleetRecord {
