@@ -113,6 +113,7 @@ fn shard_json(plan: &FleetPlan, k: usize) -> String {
         idle_baseline: None,
         projections: None,
         speed_checks: Vec::new(),
+        peaks: Vec::new(),
         hosts: Vec::new(),
         shard: Some(ShardRecord {
             plan_id: plan.id.clone(),

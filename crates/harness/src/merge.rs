@@ -294,6 +294,7 @@ mod tests {
                 idle_baseline: None,
                 projections: None,
                 speed_checks: Vec::new(),
+                peaks: Vec::new(),
                 hosts: Vec::new(),
                 shard: Some(ShardRecord {
                     plan_id: plan.id.clone(),
