@@ -373,3 +373,82 @@ fn a_dropped_connection_keeps_the_finished_cells_and_fails_the_rest() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The ssh runner measures shards of a fleet plan: the plan and its own model file travel to the
+/// device (the file checked there by the plan's SHA-256), each shard comes back as a run of its
+/// own, and `merge` makes one fleet run with every planned cell once.
+#[test]
+fn a_plan_is_measured_shard_by_shard_over_ssh_and_merged() {
+    let Some(sshd) = Sshd::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    // A user model (a copy of the suite's mlp under another name) beside a suite model.
+    let own = work.path().join("mine").join("digits.onnx");
+    std::fs::create_dir_all(own.parent().unwrap()).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/mlp.onnx"),
+        &own,
+    )
+    .unwrap();
+    let plan = work.path().join("plan.json");
+    let o = chipbench()
+        .args(["plan", "-o"])
+        .arg(&plan)
+        .args([
+            "--quick",
+            "-b",
+            "tract",
+            "--threads",
+            "1",
+            "--accuracy-samples",
+            "0",
+        ])
+        .args(["--dim", "batch=1", "-m", "resnet-mini", "-m"])
+        .arg(&own)
+        .args(["--shards", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", describe(&o));
+    let mut runs = Vec::new();
+    for k in 0..2 {
+        let shard_work = work.path().join(format!("shard{k}"));
+        let shard = format!("{k}/2");
+        let o = chipbench()
+            .args(remote_args(
+                &sshd,
+                &shard_work,
+                &["--quiet"],
+                &["--plan", plan.to_str().unwrap(), "--shard", &shard],
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "shard {k}: {}", describe(&o));
+        let run_json = shard_work.join("local/run.json");
+        let run: Value = serde_json::from_slice(&std::fs::read(&run_json).unwrap()).unwrap();
+        validate(&run);
+        assert_eq!(run["shard"]["index"], k);
+        for c in run["cells"].as_array().unwrap() {
+            assert_eq!(c["status"], "ok", "{}", c["error"]);
+        }
+        runs.push(run_json);
+    }
+    let merged = work.path().join("fleet");
+    let o = chipbench()
+        .args(["merge", "--no-history", "-o"])
+        .arg(&merged)
+        .args(&runs)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let fleet: Value =
+        serde_json::from_slice(&std::fs::read(merged.join("run.json")).unwrap()).unwrap();
+    validate(&fleet);
+    let mut models: Vec<&str> = fleet["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["model"]["name"].as_str().unwrap())
+        .collect();
+    models.sort();
+    assert_eq!(models, ["digits", "resnet-mini"], "every planned cell once");
+    assert_eq!(fleet["fleet"]["missing"].as_array().unwrap().len(), 0);
+}

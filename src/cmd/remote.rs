@@ -15,6 +15,7 @@ use chipbench_harness::journal::Journal;
 use chipbench_harness::journal::JournalError;
 use chipbench_harness::protocol::Message;
 use chipbench_harness::remote::{self, Received};
+use chipbench_harness::shard::FleetPlan;
 use chipbench_harness::ssh::{self, SshTarget};
 use chipbench_optimize::suite::Suite;
 use chipbench_runner::measure::INTERRUPTED;
@@ -83,7 +84,7 @@ pub struct RemoteArgs {
 }
 
 /// Bench options that `remote` sets itself, or that name local files it does not copy.
-const OWN_OPTIONS: [(&str, &str); 10] = [
+const OWN_OPTIONS: [(&str, &str); 11] = [
     (
         "out",
         "--out: give it to chipbench remote (the local output folder)",
@@ -117,6 +118,10 @@ const OWN_OPTIONS: [(&str, &str); 10] = [
     (
         "edge_profile",
         "--edge-profile emulates a device on a host; on the device itself, leave it out",
+    ),
+    (
+        "models_dir",
+        "--models-dir: chipbench remote copies a plan's model files to the device itself",
     ),
 ];
 
@@ -203,7 +208,41 @@ impl Forwarded {
         if let Some(e) = failure {
             return Err(e.into());
         }
-        if matches.get_many::<String>("models").is_none() {
+        let mut args = args;
+        // A shard of a fleet plan (`--plan`, copied above like any file): its suite models go
+        // into the device's models/, its other files into one folder the device's bench finds
+        // them in by file name (--models-dir); bench checks each by the plan's SHA-256 there.
+        let plan = matches.get_one::<PathBuf>("plan");
+        if let Some(path) = plan {
+            let plan = FleetPlan::load(path).map_err(|e| UsageError(e.to_string()))?;
+            let mut own_files = false;
+            for model in &plan.models {
+                let file = Path::new(&model.path);
+                let in_suite = suite
+                    .model(&model.name)
+                    .is_some_and(|m| Path::new(&m.file).file_name() == file.file_name())
+                    && add_suite_model(&model.name);
+                if in_suite {
+                    continue;
+                }
+                let (Some(name), true) = (file.file_name(), file.is_file()) else {
+                    return Err(UsageError(format!(
+                        "{}: the plan's model {} is not here to copy to the device",
+                        model.path, model.name
+                    ))
+                    .into());
+                };
+                files.push((
+                    file.to_path_buf(),
+                    format!("{PLAN_MODELS}/{}", name.to_string_lossy()),
+                ));
+                own_files = true;
+            }
+            if own_files {
+                args.extend(["--models-dir".to_string(), PLAN_MODELS.to_string()]);
+            }
+        }
+        if plan.is_none() && matches.get_many::<String>("models").is_none() {
             for m in &suite.models {
                 add_suite_model(&m.name);
             }
@@ -234,11 +273,15 @@ impl Forwarded {
 }
 
 /// The options whose values are local files, and how they are spelled.
-const FILE_OPTIONS: [(&str, &str, Option<char>); 3] = [
+const FILE_OPTIONS: [(&str, &str, Option<char>); 4] = [
     ("models", "--model", Some('m')),
     ("input_files", "--input-file", None),
     ("calibration", "--calibration", None),
+    ("plan", "--plan", None),
 ];
+
+/// Where a plan's own model files go in the device's run folder.
+const PLAN_MODELS: &str = "files/plan-models";
 
 /// `tokens` with the value of every file option replaced by `rename(id, value)`.
 fn rewrite(tokens: &[String], mut rename: impl FnMut(&str, &str) -> String) -> Vec<String> {
