@@ -133,6 +133,8 @@ struct Forwarded {
     /// Other local files and where they go in the device's run folder.
     files: Vec<(PathBuf, String)>,
     suite_toml: PathBuf,
+    /// The fleet plan the device measures a shard of (`--plan`).
+    plan: Option<PathBuf>,
 }
 
 impl Forwarded {
@@ -268,6 +270,7 @@ impl Forwarded {
             suite_models,
             files,
             suite_toml: suite_dir.join("suite.toml"),
+            plan: plan.cloned(),
         })
     }
 }
@@ -370,8 +373,15 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
     }
 
     let base = ssh::quote(&args.remote_dir);
-    let file_dirs: String = (0..forwarded.files.len())
-        .map(|i| format!(" \"$d/files/{i}\""))
+    let mut file_dirs: Vec<&str> = forwarded
+        .files
+        .iter()
+        .filter_map(|(_, remote)| remote.rsplit_once('/').map(|(dir, _)| dir))
+        .collect();
+    file_dirs.dedup();
+    let file_dirs: String = file_dirs
+        .iter()
+        .map(|dir| format!(" \"$d/{dir}\""))
         .collect();
     let dir = device.exec(
         &format!(
@@ -492,6 +502,13 @@ pub fn run(args: RemoteArgs) -> anyhow::Result<Outcome> {
         ),
     );
     let run_json = crate::cmd::bench::finish(&run, &journal, args.json, talk)?;
+    if let Some(plan) = &forwarded.plan {
+        // Beside the run, as `bench --plan` keeps it, for `merge`.
+        let kept = journal
+            .dir()
+            .join(chipbench_harness::shard::FLEET_PLAN_FILE);
+        std::fs::copy(plan, &kept).with_context(|| format!("cannot write {}", kept.display()))?;
+    }
     if complete {
         crate::cmd::history::record_after_bench(history, &run, &run_json)?;
     } else if !args.no_history {
