@@ -58,6 +58,8 @@ pub struct NotRun {
 }
 
 /// A model ready to measure, or one that cannot be (its cells fail with the reason).
+// A run holds one per model, a handful: boxing the larger variant would save nothing that counts.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 pub enum Prepared {
     Ready(ModelUnderTest),
