@@ -179,6 +179,7 @@ DECODERS = ("top-k", "ctc-greedy", "threshold")
 
 def task_metrics():
     """scripts/check-task-accuracy.py as a module (its name has dashes)."""
+    sys.dont_write_bytecode = True  # no __pycache__ left in scripts/
     spec = importlib.util.spec_from_file_location(
         "check_task_accuracy", os.path.join(ROOT, "scripts", "check-task-accuracy.py"))
     module = importlib.util.module_from_spec(spec)
@@ -292,7 +293,7 @@ def zoo_main(args):
     for name in names:
         entry = catalog[name]
         decoding = entry["decoding"]
-        folder = os.path.join(root, "zoo", name)
+        folder = os.path.abspath(os.path.join(root, "zoo", name))
         src = os.path.join(folder, "model.onnx")
         real_npz = os.path.join(folder, "calibration.npz")
         calib, held = split(real_npz), split(os.path.join(folder, "held-out.npz"))
@@ -328,13 +329,15 @@ def zoo_main(args):
                 ort_notes.append(f"opset {opset} kept: {failure(e)}")
         pre = os.path.join(work, f"{name}.pre.onnx")
         try:
-            quant_pre_process(base, pre)
+            with contextlib.chdir(work):  # where it leaves sym_shape_infer_temp.onnx on failure
+                quant_pre_process(base, pre)
         except Exception as e:
             # Symbolic shape inference is the step that gives up on some graphs; the rest of the
             # pre-processing (ONNX shape inference, graph optimization) still helps.
             reason = failure(e)
             try:
-                quant_pre_process(base, pre, skip_symbolic_shape=True)
+                with contextlib.chdir(work):
+                    quant_pre_process(base, pre, skip_symbolic_shape=True)
                 ort_notes.append(f"quant_pre_process without symbolic shapes ({reason})")
             except Exception as e:  # quantize as is: the pre-processing is advised, not required
                 pre = base
