@@ -227,14 +227,14 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
         if let Some(decoding) = &model.decoding {
             a.task = task::compare(decoding, &names, &reference, &actual)?;
         }
+        let inputs = match &model.real {
+            Some(real) => format!("real held-out inputs of {}", real.source),
+            None => format!("seeded inputs, seed {}", args.seed),
+        };
         println!(
-            "accuracy against fp32 (measured: both on tract, {} {}): cosine {:.6}, top-1 agreement {}, \
+            "accuracy against fp32 (measured: both on tract, {} {inputs}): cosine {:.6}, top-1 agreement {}, \
              max abs error {:.3e}, mean relative error {:.3e}",
             samples.len(),
-            match &model.real {
-                Some(real) => format!("real held-out inputs of {}", real.source),
-                None => format!("seeded inputs, seed {}", args.seed),
-            },
             a.cosine,
             a.top1_agreement
                 .map_or("n/a (no class-score output)".into(), |t| format!(
@@ -245,7 +245,7 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
             a.mean_rel_err
         );
         if model.decoding.is_some() {
-            print_task_accuracy(a.task.as_ref());
+            print_task_accuracy(a.task.as_ref(), &inputs);
         }
         if let Some(path) = &args.dump_outputs {
             let stored = |outputs: &[Vec<Tensor>]| -> Vec<Vec<StoredTensor>> {
@@ -273,8 +273,8 @@ pub fn run(args: OptimizeArgs) -> anyhow::Result<Outcome> {
 }
 
 /// What the model decides (class, text, boxes, yes/no) with the variant against fp32, by the
-/// decoding the zoo catalog names for it.
-fn print_task_accuracy(task: Option<&TaskAccuracy>) {
+/// decoding the zoo catalog names for it, on the `inputs` the accuracy line names.
+fn print_task_accuracy(task: Option<&TaskAccuracy>, inputs: &str) {
     let Some(t) = task else {
         println!(
             "task accuracy: none (the model's outputs are features, not decisions; see cosine)"
@@ -287,7 +287,7 @@ fn print_task_accuracy(task: Option<&TaskAccuracy>) {
         .map(|(name, v)| format!("{name} {v}"))
         .collect();
     println!(
-        "task accuracy against fp32 ({}, measured: both on tract, the same {} seeded inputs): {}",
+        "task accuracy against fp32 ({}, measured: both on tract, the same {} {inputs}): {}",
         t.decoding,
         t.samples,
         figures.join(", ")
