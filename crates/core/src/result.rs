@@ -10,8 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DeviceKind, NodePlacement, OperatorTime, TensorInfo};
 
+mod fleet;
 mod peak;
+mod scenario;
+pub use fleet::{FleetHost, FleetRecord, ShardRecord};
 pub use peak::PeakQps;
+pub use scenario::{LatencyVerdict, ScenarioRun, Throughput};
 
 /// The version this build writes. Version 2 added `hosts`: a fleet run merged from the shards of
 /// one plan holds cells of many hosts, each cell naming its own.
@@ -62,52 +66,6 @@ pub struct RunResult {
     /// How the shards of a fleet run were merged, and the planned cells none delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetRecord>,
-}
-
-/// Which shard of which plan a run measured, and where that choice came from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ShardRecord {
-    /// The plan's id (the SHA-256 of its cells, split and routes).
-    pub plan_id: String,
-    /// Counted from 0.
-    pub index: usize,
-    pub count: usize,
-    /// The routing label whose cells this shard measured; `None`: the unrouted cells.
-    pub pool: Option<String>,
-    /// This host's label (`--host-label`, `CHIPBENCH_HOST_LABEL`).
-    pub host_label: Option<String>,
-    /// `--shard`, `SLURM_ARRAY_TASK_ID`, `JOB_COMPLETION_INDEX` or `plan` (a plan of one shard).
-    pub source: String,
-}
-
-/// One host of a fleet run: a shard run merged into it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FleetHost {
-    /// What the cells' `host` names: the shard run's id.
-    pub id: String,
-    /// The host label the shard ran with, or else its hostname.
-    pub label: String,
-    pub host: Host,
-    pub shard: Option<ShardRecord>,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    /// The shard run was stopped before all its cells were measured.
-    pub interrupted: bool,
-    pub tool_version: String,
-    /// The shard run's own idle power and speed checks, which belong to its host.
-    pub idle_baseline: Option<IdleBaseline>,
-    pub speed_checks: Vec<SpeedCheck>,
-}
-
-/// How a fleet run was put together.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FleetRecord {
-    pub plan_id: String,
-    pub planned_cells: usize,
-    /// Planned cells that no shard delivered, by cell id.
-    pub missing: Vec<String>,
-    /// Cells two shards delivered, kept from the newest run (`merge --prefer newest`).
-    pub replaced: Vec<String>,
 }
 
 /// The machine a run was measured on.
@@ -398,85 +356,6 @@ impl CellResult {
             None => self.scenario.clone(),
         }
     }
-}
-
-/// A cell driven by the load generator (offline, server, multi-stream): queries of `batch`-sized
-/// pieces of work served by `concurrency` workers, every time read from the monotonic clock
-/// relative to the start of the run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ScenarioRun {
-    /// Samples per inference (the model's bound batch dimension; 1 when it has none).
-    pub batch: usize,
-    /// Inferences in flight at once (workers).
-    pub concurrency: usize,
-    /// `per-worker` (each worker loaded a session of its own) or `shared` (one session, run
-    /// concurrently where the engine allows it).
-    pub sessions: String,
-    /// Why `sessions` is what it is, in the terms of the engine's API; `None` in runs written
-    /// before chipbench recorded it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sessions_reason: Option<String>,
-    /// Resident memory the sessions added: peak RSS of the cell's process minus RSS before the
-    /// first load; `None` where it could not be read.
-    pub sessions_memory_bytes: Option<u64>,
-    /// `all-at-once` (offline), `poisson` (server), `fixed-interval` or `after-previous`
-    /// (multi-stream).
-    pub arrivals: String,
-    /// The Poisson arrival rate asked for (server).
-    pub target_qps: Option<f64>,
-    /// Seed of the arrival process (server).
-    pub seed: Option<u64>,
-    /// Samples in one query (multi-stream: `--samples-per-query` x batch; otherwise the batch).
-    pub samples_per_query: usize,
-    pub queries: u64,
-    pub samples: u64,
-    /// From the first query's issue to the last query's end.
-    pub duration_s: f64,
-    pub throughput: Throughput,
-    /// Query latency from the query's scheduled arrival to the end of its last inference, so
-    /// that time spent queued behind a stall is counted (no coordinated omission).
-    pub query_latency_ms: LatencyStats,
-    /// Time from the scheduled arrival until a worker picked the query up.
-    pub queue_wait_ms: LatencyStats,
-    /// How late the load generator issued each query after its scheduled arrival, microseconds.
-    pub issue_lateness_us: LatencyStats,
-    /// The generator could not keep to its schedule: its p99 lateness exceeded the mean gap
-    /// between arrivals (server) or 1 ms.
-    pub generator_behind: bool,
-    /// Whether the query latency met `--latency-bound` (server).
-    #[serde(default)]
-    pub verdict: Option<LatencyVerdict>,
-}
-
-/// Samples per second of a scenario's run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Throughput {
-    /// Samples completed / (last end - first issue).
-    pub samples_per_s: f64,
-    /// 95 % confidence interval (Student's t) of the mean over `windows`; equal to the figure
-    /// when fewer than two windows completed anything.
-    pub ci95: [f64; 2],
-    /// Length of each window.
-    pub window_s: f64,
-    /// Samples per second completed in each consecutive window of the run.
-    pub windows: Vec<f64>,
-}
-
-/// MLPerf's early-stopping verdict on a latency bound: with `over_bound` of `queries` above
-/// `bound_ms`, the bound holds (VALID) only if a one-sided binomial test at `confidence` says
-/// the true `percentile` is within it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LatencyVerdict {
-    pub valid: bool,
-    /// As a fraction (0.99 for p99).
-    pub percentile: f64,
-    pub bound_ms: f64,
-    pub confidence: f64,
-    pub queries: u64,
-    pub over_bound: u64,
-    /// The most queries over the bound that `queries` allow for the bound to hold; `None` when
-    /// even none would not (too few queries).
-    pub allowed_over_bound: Option<u64>,
 }
 
 /// Energy of a cell, from a window of many inferences.
