@@ -60,8 +60,14 @@ fn a_against_itself_never_regresses_and_a_slower_b_does() {
     let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
     let quick = ["--rounds", "10", "--processes", "5", "--window", "50ms"];
 
+    // At alpha 0.001 an unchanged pair of sides comes out regressed in well under 1 run in 1000
+    // (the t test holds its level over process pairs; see gate::paired's tests).
     let (code, run, stderr) = ab(
-        &[&["--a-model", a, "--b-model", a][..], &quick].concat(),
+        &[
+            &["--a-model", a, "--b-model", a, "--alpha", "0.001"][..],
+            &quick,
+        ]
+        .concat(),
         &tmp.path().join("aa"),
     );
     let c = cell(&run);
@@ -158,4 +164,51 @@ fn bad_options_are_usage_errors() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+/// `--duet`: both sides at once, each pinned to half of the CPUs (one each on a 2-CPU host);
+/// every round pairs the same time slice. A host with one CPU cannot split and refuses.
+#[test]
+fn a_duet_runs_both_sides_at_once_on_cpus_of_their_own() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let args = [
+        "-m",
+        "mlp",
+        "--duet",
+        "--rounds",
+        "5",
+        "--processes",
+        "5",
+        "--window",
+        "30ms",
+    ];
+    if cpus < 2 {
+        let o = Command::new(env!("CARGO_BIN_EXE_chipbench"))
+            .arg("ab")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        return;
+    }
+    let (code, run, stderr) = ab(&args, &tmp.path().join("duet"));
+    assert_ne!(code, 2, "{stderr}");
+    assert_eq!(run["settings"]["duet"], true);
+    let c = cell(&run);
+    assert!(c["error"].is_null(), "{c}");
+    let rounds = c["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 5);
+    assert!(
+        rounds
+            .iter()
+            .all(|r| r["a_ms"].as_f64().unwrap() > 0.0 && r["b_ms"].as_f64().unwrap() > 0.0)
+    );
+    assert!(
+        c["provenance"]["rounds"]
+            .as_str()
+            .unwrap()
+            .contains("at the same time")
+    );
 }
