@@ -426,5 +426,18 @@ fn render(run: &AbRun) -> String {
             }
         }
     }
+    text += &format!(
+        "B/A: measured, each side's median latency over a window of {} per round (monotonic \
+         clock), {} rounds over {} pairs of fresh processes{}; derived, exp(mean ln(B/A)) over the \
+         process pairs, 95 % CI by Student's t, p by the t test, Holm-adjusted over the cells.\n",
+        humantime::format_duration(Duration::from_secs_f64(run.settings.window_s)),
+        run.settings.rounds,
+        run.settings.processes,
+        if run.settings.duet {
+            ", both sides at once on CPUs of their own"
+        } else {
+            ""
+        }
+    );
     text
 }
