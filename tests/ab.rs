@@ -151,6 +151,14 @@ fn bad_options_are_usage_errors() {
         (vec!["--rounds", "6", "--processes", "8"], "--rounds 6"),
         (vec!["--a-bin", "/no/such/chipbench"], "/no/such/chipbench"),
         (vec!["--a-ort-lib", "/no/such/lib.so"], "/no/such/lib.so"),
+        (vec!["--b-set", "ort.opt_level=fastest"], "ort.opt_level"),
+        (vec!["--a-set", "threads"], "expected KEY=VALUE"),
+        (vec!["--b-variant", "int7"], "--variant"),
+        (
+            vec!["--b-variant", "prune-unstructured:0.1..0.3"],
+            "one recipe each",
+        ),
+        (vec!["--b-threads", "0"], "--threads"),
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_chipbench"))
             .arg("ab")
@@ -211,4 +219,63 @@ fn a_duet_runs_both_sides_at_once_on_cpus_of_their_own() {
             .unwrap()
             .contains("at the same time")
     );
+}
+
+/// Sides that differ in variant, threads and backend settings: side B's model is the variant
+/// chipbench derived (a file of its own in the variant cache), and each side's record says what
+/// its session ran with.
+#[test]
+fn sides_differ_by_variant_threads_and_backend_settings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("variants");
+    let args = [
+        "-m",
+        "mlp",
+        "--b-variant",
+        "fp16",
+        "--variant-cache",
+        cache.to_str().unwrap(),
+        "--set",
+        "ort.spinning=on",
+        "--b-set",
+        "ort.spinning=off",
+        "--b-threads",
+        "2",
+        "--rounds",
+        "5",
+        "--processes",
+        "5",
+        "--window",
+        "20ms",
+    ];
+    let (code, run, stderr) = ab(&args, &tmp.path().join("sides"));
+    assert_ne!(code, 2, "{stderr}");
+    let c = cell(&run);
+    assert!(c["error"].is_null(), "{c}");
+    assert!(c["verdict"]["verdict"].is_string(), "{c}");
+    let (a, b) = (&c["a"], &c["b"]);
+    assert_eq!(a["variant"], "fp32");
+    assert_eq!(b["variant"], "fp16");
+    assert!(
+        a["path"].as_str().unwrap().ends_with("models/mlp.onnx"),
+        "{a}"
+    );
+    let derived = Path::new(b["path"].as_str().unwrap());
+    assert!(derived.starts_with(&cache) && derived.is_file(), "{b}");
+    assert_eq!(
+        (a["threads"].as_u64(), b["threads"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(
+        a["settings"]["ort.spinning"], "on",
+        "--set reaches both sides"
+    );
+    assert_eq!(
+        b["settings"]["ort.spinning"], "off",
+        "--b-set overrides it on B"
+    );
+    for round in c["rounds"].as_array().unwrap() {
+        assert!(round["a_inferences"].as_u64().unwrap() > 0, "{round}");
+        assert!(round["b_inferences"].as_u64().unwrap() > 0, "{round}");
+    }
 }

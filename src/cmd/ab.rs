@@ -58,9 +58,38 @@ pub struct AbArgs {
     /// Side B's ONNX Runtime library.
     #[arg(long, value_name = "PATH")]
     b_ort_lib: Option<PathBuf>,
+    /// Side A's model variant, derived from its model as `bench --variant` does (fp16,
+    /// int8-static, prune-2:4, chains...): the question "is the int8 variant faster?"
+    /// [default: fp32, the file as given].
+    #[arg(long, value_name = "RECIPE")]
+    a_variant: Option<String>,
+    /// Side B's model variant (see --a-variant).
+    #[arg(long, value_name = "RECIPE")]
+    b_variant: Option<String>,
+    #[command(flatten)]
+    calibration: crate::cmd::optimize::CalibrationArgs,
+    /// Folder of derived variants (as `bench --variant-cache`).
+    #[arg(long, value_name = "DIR")]
+    variant_cache: Option<PathBuf>,
+    /// A backend setting of both sides, KEY=VALUE (repeatable; the keys of `bench --set`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// A backend setting of side A only, over --set (repeatable): the question "does
+    /// ort.opt_level=basic cost anything?".
+    #[arg(long = "a-set", value_name = "KEY=VALUE")]
+    a_set: Vec<String>,
+    /// A backend setting of side B only (see --a-set).
+    #[arg(long = "b-set", value_name = "KEY=VALUE")]
+    b_set: Vec<String>,
     /// Threads of each side's session [default: 1].
     #[arg(long, default_value_t = 1, value_name = "N")]
     threads: usize,
+    /// Side A's threads, over --threads.
+    #[arg(long, value_name = "N")]
+    a_threads: Option<usize>,
+    /// Side B's threads, over --threads.
+    #[arg(long, value_name = "N")]
+    b_threads: Option<usize>,
     /// Rounds per model and backend; each times both sides once.
     #[arg(long, default_value_t = 30, value_name = "N")]
     rounds: usize,
@@ -122,13 +151,36 @@ pub fn run(args: AbArgs) -> anyhow::Result<Outcome> {
         ))
         .into());
     }
-    if args.threads == 0 {
+    let threads = [
+        args.a_threads.unwrap_or(args.threads),
+        args.b_threads.unwrap_or(args.threads),
+    ];
+    if threads.contains(&0) {
         return Err(UsageError("--threads must be at least 1".into()).into());
+    }
+    let side_settings = |own: &[String]| {
+        let both = crate::cmd::bench::backend_settings(&args.set)?;
+        let mut settings = both;
+        settings.extend(crate::cmd::bench::backend_settings(own)?);
+        Ok::<_, UsageError>(settings)
+    };
+    let backend_settings = [side_settings(&args.a_set)?, side_settings(&args.b_set)?];
+    let recipes = [&args.a_variant, &args.b_variant].map(|text| {
+        let texts: Vec<String> = text.iter().cloned().collect();
+        crate::cmd::optimize::parse_variants(&texts)
+    });
+    let [a_recipes, b_recipes] = recipes;
+    let recipes = [a_recipes?, b_recipes?];
+    if recipes.iter().any(|r| r.len() != 1) {
+        return Err(UsageError(
+            "--a-variant and --b-variant take one recipe each, not a sweep".into(),
+        )
+        .into());
     }
     if !(args.alpha > 0.0 && args.alpha < 1.0) {
         return Err(UsageError(format!("--alpha {} must lie between 0 and 1", args.alpha)).into());
     }
-    let cpus = duet_cpus(&args)?;
+    let cpus = duet_cpus(args.duet, threads)?;
     let bin = |given: &Option<PathBuf>| -> anyhow::Result<PathBuf> {
         match given {
             Some(path) if path.is_file() => Ok(paired::absolute(path)),
@@ -149,31 +201,46 @@ pub fn run(args: AbArgs) -> anyhow::Result<Outcome> {
 
     let request = args.inputs.request()?;
     let default_suite = models::suite_dir(args.suite.as_deref())?;
-    let resolve =
-        |suite: &Option<PathBuf>, names: &[String]| -> anyhow::Result<Vec<ModelUnderTest>> {
-            let suite = suite.as_deref().unwrap_or(&default_suite);
-            models::resolve(suite, names, &request)?
-                .into_iter()
-                .map(|p| match p {
-                    Prepared::Ready(m) => Ok(m),
-                    Prepared::Broken { record, error } => {
-                        Err(UsageError(format!("{}: {error}", record.path)).into())
-                    }
-                })
-                .collect()
-        };
+    let derive_options = args.calibration.options()?;
+    let cache = crate::cmd::optimize::variant_cache(args.variant_cache.as_deref());
+    let resolve = |side: usize,
+                   suite: &Option<PathBuf>,
+                   names: &[String]|
+     -> anyhow::Result<Vec<ModelUnderTest>> {
+        let suite = suite.as_deref().unwrap_or(&default_suite);
+        let prepared = models::resolve(suite, names, &request)?;
+        crate::cmd::optimize::expand(
+            prepared,
+            &recipes[side],
+            &derive_options,
+            &cache,
+            !args.json,
+        )
+        .into_iter()
+        .map(|p| match p {
+            Prepared::Ready(m) => Ok(m),
+            // A variant that could not be derived has no file: name the model instead.
+            Prepared::Broken { record, error } if record.path.is_empty() => {
+                Err(UsageError(format!("{} ({}): {error}", record.name, record.variant)).into())
+            }
+            Prepared::Broken { record, error } => {
+                Err(UsageError(format!("{}: {error}", record.path)).into())
+            }
+        })
+        .collect()
+    };
     // Each cell's two models: --a-model against --b-model, or each --model (the suite by
     // default) as each side's suite has it.
     let pairs: Vec<[ModelUnderTest; 2]> = match (&args.a_model, &args.b_model) {
         (Some(a), Some(b)) => {
-            let a = resolve(&args.a_suite, std::slice::from_ref(a))?.remove(0);
-            let b = resolve(&args.b_suite, std::slice::from_ref(b))?.remove(0);
+            let a = resolve(0, &args.a_suite, std::slice::from_ref(a))?.remove(0);
+            let b = resolve(1, &args.b_suite, std::slice::from_ref(b))?.remove(0);
             vec![[a, b]]
         }
         _ => {
             let (a, b) = (
-                resolve(&args.a_suite, &args.models)?,
-                resolve(&args.b_suite, &args.models)?,
+                resolve(0, &args.a_suite, &args.models)?,
+                resolve(1, &args.b_suite, &args.models)?,
             );
             let names = |side: &[ModelUnderTest]| -> Vec<String> {
                 side.iter().map(|m| m.record.name.clone()).collect()
@@ -233,12 +300,16 @@ pub fn run(args: AbArgs) -> anyhow::Result<Outcome> {
         scratch: out.clone(),
         cpus,
     };
-    let mut measure = MeasureSettings {
-        seed: args.seed,
-        accuracy_samples: 0,
-        ..MeasureSettings::default()
-    };
-    measure.warmup.min_duration = args.warmup;
+    let measure = backend_settings.map(|backend_settings| {
+        let mut measure = MeasureSettings {
+            seed: args.seed,
+            accuracy_samples: 0,
+            backend_settings,
+            ..MeasureSettings::default()
+        };
+        measure.warmup.min_duration = args.warmup;
+        measure
+    });
     let ort_libs = [&args.a_ort_lib, &args.b_ort_lib];
     let mut cells = Vec::new();
     for pair in &pairs {
@@ -249,7 +320,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<Outcome> {
                     let cell = Cell {
                         model,
                         target,
-                        threads: Some(args.threads),
+                        threads: Some(threads[side]),
                         scenario: None,
                     };
                     let mut context = JobContext::default();
@@ -261,7 +332,7 @@ pub fn run(args: AbArgs) -> anyhow::Result<Outcome> {
                     }
                     SideSpec {
                         bin: bins[side].clone(),
-                        job: Job::new(&cell, &measure, &context),
+                        job: Job::new(&cell, &measure[side], &context),
                         bench_args: bench_args(model),
                     }
                 })
@@ -307,18 +378,18 @@ pub fn run(args: AbArgs) -> anyhow::Result<Outcome> {
 }
 
 /// The CPUs of each side under --duet: the allowed CPUs split in two halves.
-fn duet_cpus(args: &AbArgs) -> anyhow::Result<Option<[Vec<usize>; 2]>> {
-    if !args.duet {
+fn duet_cpus(duet: bool, threads: [usize; 2]) -> anyhow::Result<Option<[Vec<usize>; 2]>> {
+    if !duet {
         return Ok(None);
     }
     let allowed = allowed_cpus().map_err(|e| UsageError(format!("--duet: {e}")))?;
     let half = allowed.len() / 2;
-    if half < args.threads {
+    let most = threads[0].max(threads[1]);
+    if half < most {
         return Err(UsageError(format!(
-            "--duet runs both sides at once on CPUs of their own: {} allowed CPUs give each side {half}, \
-             fewer than --threads {}",
+            "--duet runs both sides at once on CPUs of their own: {} allowed CPUs give each side \
+             {half}, fewer than the {most} threads of a side",
             allowed.len(),
-            args.threads
         ))
         .into());
     }
@@ -348,7 +419,10 @@ fn measure_cell(specs: [&SideSpec; 2], rounds: &Rounds) -> PairedCell {
         SideRecord {
             model: spec.job.model.name.clone(),
             path: spec.job.path.display().to_string(),
+            variant: spec.job.model.variant.clone(),
             backend: spec.job.backend.clone(),
+            threads: spec.job.threads,
+            settings: spec.job.settings.backend_settings.clone(),
             bin: spec.bin.display().to_string(),
             ort_lib: spec.job.engines.get("ort_lib").cloned(),
             mode: mode.into(),
@@ -358,7 +432,6 @@ fn measure_cell(specs: [&SideSpec; 2], rounds: &Rounds) -> PairedCell {
     PairedCell {
         a: record(0),
         b: record(1),
-        threads: specs[0].job.threads,
         rounds: measured.rounds.clone(),
         verdict: None,
         error: measured.error.clone(),
@@ -396,13 +469,41 @@ fn provenance(rounds: &Rounds) -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
+/// A side in the table: its model, with its variant, and its threads and settings where they
+/// differ from the other side's.
+fn side_label(side: &SideRecord, other: &SideRecord) -> String {
+    let mut label = side.model.clone();
+    if side.variant != "fp32" {
+        label += &format!(" {}", side.variant);
+    }
+    if side.threads != other.threads {
+        label += &format!(" threads={}", side.threads.unwrap_or(0));
+    }
+    for (key, value) in &side.settings {
+        if other.settings.get(key) != Some(value) {
+            label += &format!(" {key}={value}");
+        }
+    }
+    label
+}
+
 /// The verdict table.
 fn render(run: &AbRun) -> String {
+    let labels: Vec<[String; 2]> = run
+        .cells
+        .iter()
+        .map(|c| [side_label(&c.a, &c.b), side_label(&c.b, &c.a)])
+        .collect();
+    let width = labels
+        .iter()
+        .flatten()
+        .map(String::len)
+        .fold(22, usize::max);
     let mut text = format!(
-        "{:<22} {:<22} {:<10} {:>7} {:>10} {:>18} {:>9}  verdict\n",
+        "{:<width$} {:<width$} {:<10} {:>7} {:>10} {:>18} {:>9}  verdict\n",
         "A", "B", "backend", "rounds", "B/A", "95 % CI", "p (Holm)"
     );
-    for c in &run.cells {
+    for (c, [a, b]) in run.cells.iter().zip(&labels) {
         let row = match (&c.verdict, &c.error) {
             (Some(v), _) => format!(
                 "{:>7} {:>10} {:>18} {:>9}  {}: {}",
@@ -416,10 +517,7 @@ fn render(run: &AbRun) -> String {
             (None, Some(e)) => format!("{:>7}  failed: {e}", c.rounds.len()),
             (None, None) => String::new(),
         };
-        text += &format!(
-            "{:<22} {:<22} {:<10} {row}\n",
-            c.a.model, c.b.model, c.a.backend
-        );
+        text += &format!("{a:<width$} {b:<width$} {:<10} {row}\n", c.a.backend);
         for side in [&c.a, &c.b] {
             if let Some(why) = &side.mode_reason {
                 text += &format!("  {} ran as whole processes: {why}\n", side.bin);

@@ -172,7 +172,7 @@ fn set_help() -> String {
 
 /// `--set` pairs, with the keys of the backends checked up front so a typo fails in the first
 /// second rather than in every cell.
-fn backend_settings(pairs: &[String]) -> Result<BTreeMap<String, String>, UsageError> {
+pub fn backend_settings(pairs: &[String]) -> Result<BTreeMap<String, String>, UsageError> {
     let mut settings = BTreeMap::new();
     for pair in pairs {
         let (key, value) = pair

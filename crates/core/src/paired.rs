@@ -46,8 +46,16 @@ pub struct SideRecord {
     /// The model's name and the file measured.
     pub model: String,
     pub path: String,
+    /// The model's variant: `fp32` (the file as given) or the recipe chipbench derived it with
+    /// (`--a-variant`/`--b-variant`).
+    pub variant: String,
     /// `backend:device`
     pub backend: String,
+    /// The session's intra-op threads.
+    pub threads: Option<usize>,
+    /// The backend settings (`--set`, `--a-set`, `--b-set`) the side's session ran with.
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
     /// The chipbench binary whose worker measured it.
     pub bin: String,
     /// The ONNX Runtime library it loaded, where the side names one.
@@ -79,7 +87,6 @@ pub struct Round {
 pub struct PairedCell {
     pub a: SideRecord,
     pub b: SideRecord,
-    pub threads: Option<usize>,
     pub rounds: Vec<Round>,
     /// `None` when the cell failed (see `error`).
     #[serde(default)]

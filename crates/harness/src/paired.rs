@@ -294,6 +294,9 @@ fn whole_process(spec: &SideSpec, rounds: &Rounds) -> Result<Timing, String> {
     if let Some(lib) = spec.job.engines.get("ort_lib") {
         command.args(["--ort-lib", lib]);
     }
+    for (key, value) in &spec.job.settings.backend_settings {
+        command.args(["--set", &format!("{key}={value}")]);
+    }
     let end = child::run(command, &[], Some(rounds.timeout))
         .map_err(|e| format!("cannot run {}: {e}", spec.bin.display()))?;
     let _ = std::fs::remove_dir_all(&out);

@@ -201,7 +201,10 @@ mod tests {
         SideRecord {
             model: "mlp".into(),
             path: "mlp.onnx".into(),
+            variant: "fp32".into(),
             backend: "tract:cpu".into(),
+            threads: Some(1),
+            settings: Default::default(),
             bin: "chipbench".into(),
             ort_lib: None,
             mode: "protocol".into(),
@@ -250,7 +253,6 @@ mod tests {
         PairedCell {
             a: side(),
             b: side(),
-            threads: Some(1),
             rounds,
             verdict: None,
             error: None,
