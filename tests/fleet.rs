@@ -416,10 +416,24 @@ fn a_user_model_is_found_under_models_dir_and_checked_by_hash() {
     );
 
     std::fs::copy(root.join("models/mlp.onnx"), here.join("net.onnx")).unwrap();
-    // What to measure is the plan's: a shard's own -m is refused.
-    let o = chipbench(&["bench", "--plan", s(&path), "-m", "mlp", "--no-history"]);
-    assert_eq!(o.status.code(), Some(2), "{}", printed(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--model with --plan: the plan says"));
+    // What to measure is the plan's: a shard's own -m, scenario or timing option is refused,
+    // not silently dropped.
+    for (given, named) in [
+        (vec!["-m", "mlp"], "--model"),
+        (vec!["--scenario", "offline"], "--scenario"),
+        (vec!["--min-duration", "2s"], "--min-duration"),
+        (vec!["--seed", "7"], "--seed"),
+    ] {
+        let mut args = vec!["bench", "--plan", s(&path), "--no-history"];
+        args.extend(&given);
+        let o = chipbench(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", printed(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("{named} with --plan: the plan says")),
+            "{err}"
+        );
+    }
     let run = shard(
         &path,
         &dir.path().join("good"),

@@ -17,6 +17,7 @@ use chipbench_harness::{Executor, FreshProcess, InProcess, Observer, Unavailable
 use chipbench_runner::measure::INTERRUPTED;
 use chipbench_runner::{MeasureSettings, StopRule, Target, WarmUp};
 use clap::Args;
+use clap::parser::ValueSource;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cmd::backends;
@@ -206,18 +207,32 @@ impl BenchArgs {
     /// host from its own command line (`now`): where results go, its engines, suite and models.
     fn for_shard(mut self: Box<Self>, now: BenchArgs) -> Result<BenchArgs, UsageError> {
         // What to measure is the plan's alone: every shard must measure the same cells.
-        let theirs = [
-            ("--model", !now.models.is_empty()),
-            ("--backend", !now.backends.is_empty()),
-            ("--threads", !now.threads.is_empty()),
-            ("--variant", !now.variants.is_empty()),
-            ("--set", !now.set.is_empty()),
-            ("--quick", now.quick),
+        const THIS_HOSTS: [&str; 16] = [
+            "--out",
+            "--json",
+            "--quiet",
+            "--export",
+            "--no-history",
+            "--history-db",
+            "--suite",
+            "--ort-lib",
+            "--variant-cache",
+            "--ceilings",
+            "--resume",
+            "--plan",
+            "--shard",
+            "--shards",
+            "--host-label",
+            "--models-dir",
         ];
-        if let Some((option, _)) = theirs.iter().find(|(_, given)| *given) {
+        if let Some(option) = given_options()
+            .into_iter()
+            .find(|o| !THIS_HOSTS.contains(&o.as_str()))
+        {
             return Err(UsageError(format!(
                 "{option} with --plan: the plan says what every shard measures; give it to \
-                 `chipbench plan`"
+                 `chipbench plan` (a shard's command line takes only {})",
+                THIS_HOSTS.join(", ")
             )));
         }
         self.models = self
@@ -239,6 +254,25 @@ impl BenchArgs {
         self.fleet = now.fleet;
         Ok(*self)
     }
+}
+
+/// The `bench` options given on this process's command line (not defaulted, not from the
+/// environment), as `--long` names.
+fn given_options() -> Vec<String> {
+    let command = crate::cli_command();
+    let Ok(matches) = command.clone().try_get_matches_from(std::env::args_os()) else {
+        return Vec::new();
+    };
+    let (Some(("bench", given)), Some(bench)) =
+        (matches.subcommand(), command.find_subcommand("bench"))
+    else {
+        return Vec::new();
+    };
+    bench
+        .get_arguments()
+        .filter(|arg| given.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+        .collect()
 }
 
 /// `chipbench plan`: the cells these options give, written to `output` as a fleet plan.
