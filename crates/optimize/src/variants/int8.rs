@@ -405,6 +405,10 @@ pub(crate) fn build_dynamic(prepared: &ModelProto, chosen: &[&Layer]) -> ModelPr
     ));
     // One DynamicQuantizeLinear per quantized input value: (quantized, scale, zero point).
     let mut quantized_inputs: HashMap<String, [String; 3]> = HashMap::new();
+    // Each quantized weight by (weight, op, channel axis, Gemm alpha): its int8 initializer,
+    // its scales' initializer and their shape.
+    let mut quantized_weights: HashMap<(String, String, usize, u32), (String, String, Vec<usize>)> =
+        HashMap::new();
     for (i, original) in source.node.iter().enumerate() {
         let Some(layer) = by_node.get(&i) else {
             nodes.push(original.clone());
@@ -430,49 +434,63 @@ pub(crate) fn build_dynamic(prepared: &ModelProto, chosen: &[&Layer]) -> ModelPr
                 outs
             })
             .clone();
-        let (shape, values) =
-            float_weight(&source, &layer.weight).expect("layers have float weights");
-        let q = quantize_per_channel(&shape, &values, layer.channel_axis);
         let op = original.op_type();
-        // MatMulInteger wants B as [K, N]: a Gemm with transB stores [N, K].
-        let (stored_shape, stored): (Vec<usize>, Vec<i8>) =
-            if op == "Gemm" && layer.channel_axis == 0 {
-                let (n, k) = (shape[0], shape[1]);
-                let mut t = vec![0i8; n * k];
-                for r in 0..n {
-                    for c in 0..k {
-                        t[c * n + r] = q.values[r * k + c];
-                    }
-                }
-                (vec![k, n], t)
-            } else {
-                (shape.clone(), q.values.clone())
-            };
         let out = &original.output[0];
-        let w_name = names.fresh(&format!("{}.quantized", layer.weight));
-        initializers.push(TensorProto::from_raw(
-            &w_name,
-            DataType::Int8,
-            &stored_shape,
-            stored.iter().map(|&v| v as u8).collect(),
-        ));
         let alpha = if op == "Gemm" {
             original.attr_f("alpha").unwrap_or(1.0)
         } else {
             1.0
         };
-        let scales: Vec<f32> = q.scales.iter().map(|s| s * alpha).collect();
-        // Per-channel scales broadcast on the channel axis of the output: [M, 1, 1] for a 2-D
-        // Conv's [N, M, H, W], [N] for the last axis of a matrix product.
-        let scale_shape: Vec<usize> = if op == "Conv" {
-            std::iter::once(scales.len())
-                .chain(std::iter::repeat_n(1, shape.len() - 2))
-                .collect()
-        } else {
-            vec![scales.len()]
-        };
-        let ws_name = names.fresh(&format!("{}.scale", layer.weight));
-        initializers.push(TensorProto::from_f32(&ws_name, &scale_shape, &scales));
+        // A weight several layers share (an unrolled recurrent cell reads one matrix per time
+        // step) is stored once: one int8 copy per use made a variant larger than its fp32 source.
+        let key = (
+            layer.weight.clone(),
+            op.to_string(),
+            layer.channel_axis,
+            alpha.to_bits(),
+        );
+        let (w_name, ws_name, scale_shape) = quantized_weights
+            .entry(key)
+            .or_insert_with(|| {
+                let (shape, values) =
+                    float_weight(&source, &layer.weight).expect("layers have float weights");
+                let q = quantize_per_channel(&shape, &values, layer.channel_axis);
+                // MatMulInteger wants B as [K, N]: a Gemm with transB stores [N, K].
+                let (stored_shape, stored): (Vec<usize>, Vec<i8>) =
+                    if op == "Gemm" && layer.channel_axis == 0 {
+                        let (n, k) = (shape[0], shape[1]);
+                        let mut t = vec![0i8; n * k];
+                        for r in 0..n {
+                            for c in 0..k {
+                                t[c * n + r] = q.values[r * k + c];
+                            }
+                        }
+                        (vec![k, n], t)
+                    } else {
+                        (shape.clone(), q.values.clone())
+                    };
+                let w_name = names.fresh(&format!("{}.quantized", layer.weight));
+                initializers.push(TensorProto::from_raw(
+                    &w_name,
+                    DataType::Int8,
+                    &stored_shape,
+                    stored.iter().map(|&v| v as u8).collect(),
+                ));
+                let scales: Vec<f32> = q.scales.iter().map(|s| s * alpha).collect();
+                // Per-channel scales broadcast on the channel axis of the output: [M, 1, 1] for a
+                // 2-D Conv's [N, M, H, W], [N] for the last axis of a matrix product.
+                let scale_shape: Vec<usize> = if op == "Conv" {
+                    std::iter::once(scales.len())
+                        .chain(std::iter::repeat_n(1, shape.len() - 2))
+                        .collect()
+                } else {
+                    vec![scales.len()]
+                };
+                let ws_name = names.fresh(&format!("{}.scale", layer.weight));
+                initializers.push(TensorProto::from_f32(&ws_name, &scale_shape, &scales));
+                (w_name, ws_name, scale_shape)
+            })
+            .clone();
         let int32 = names.fresh(&format!("{out}.int32"));
         let integer_node = names.fresh(&format!(
             "{}.integer",
