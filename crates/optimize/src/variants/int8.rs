@@ -405,10 +405,10 @@ pub(crate) fn build_dynamic(prepared: &ModelProto, chosen: &[&Layer]) -> ModelPr
     ));
     // One DynamicQuantizeLinear per quantized input value: (quantized, scale, zero point).
     let mut quantized_inputs: HashMap<String, [String; 3]> = HashMap::new();
-    // Each quantized weight by (weight, op, channel axis, Gemm alpha): its int8 initializer,
-    // its scales' initializer and their shape.
-    let mut quantized_weights: HashMap<(String, String, usize, u32), (String, String, Vec<usize>)> =
-        HashMap::new();
+    // Each quantized weight by (weight, op, channel axis, Gemm alpha's bits): its int8
+    // initializer, its scales' initializer and their shape.
+    type WeightUse = (String, String, usize, u32);
+    let mut quantized_weights: HashMap<WeightUse, (String, String, Vec<usize>)> = HashMap::new();
     for (i, original) in source.node.iter().enumerate() {
         let Some(layer) = by_node.get(&i) else {
             nodes.push(original.clone());
