@@ -89,60 +89,27 @@ fn devices_reports_the_isa_sensors_and_the_estimate_source() {
 #[test]
 fn achieved_rates_stay_under_the_measured_roofline() {
     let tmp = tempfile::tempdir().unwrap();
-    let ceilings = tmp.path().join("ceilings.json");
-    let c = json(&chipbench(&[
-        "roofline",
-        "--quick",
-        "--threads",
-        "1",
-        "--json",
-        "--out",
-        ceilings.to_str().unwrap(),
-    ]));
-    let cpu = &c["devices"][0];
-    assert_eq!(cpu["threads"], 1);
-    let fp32 = cpu["fp32_gflops"].as_f64().unwrap();
-    let memory = cpu["memory_gbs"].as_f64().unwrap();
-    assert!(fp32 > 0.1 && memory > 0.1, "{cpu}");
-    let levels = cpu["cache_bandwidth"].as_array().unwrap();
-    if let Some(l1) = levels.iter().find(|l| l["level"] == "L1") {
-        assert!(
-            l1["gbs"].as_f64().unwrap() > memory,
-            "L1 is faster than memory: {cpu}"
-        );
-    }
-    assert!(
-        cpu["provenance"]["fp32_gflops"]
-            .as_str()
-            .unwrap()
-            .starts_with("measured:")
-    );
-
     let model = matmul_model(tmp.path());
-    let out = tmp.path().join("run");
-    let o = chipbench(&[
-        "bench",
-        "--quick",
-        "--json",
-        "--quiet",
-        "--no-history",
-        "--backend",
-        "tract",
-        "--threads",
-        "1",
-        "--accuracy-samples",
-        "0",
-        "--model",
-        "mlp",
-        "--model",
-        &model,
-        "--ceilings",
-        ceilings.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let run = json(&o);
+    let mut quick = true;
+    let run = loop {
+        let run = ceilings_then_bench(tmp.path(), &model, quick);
+        // The ceilings are the fastest of many runs, the achieved rate is at the median: only
+        // interference can put it above (10 % allows for measurement noise). The one kind a
+        // fastest-of-many cannot escape is a neighbour busy on the same physical core for the
+        // whole of the ceiling's 200 ms: then a measurement without --quick (1 s per size, one
+        // size more) is taken, and that one must hold.
+        match above_the_bound(&run) {
+            Some(over) if quick => {
+                eprintln!("{over}; measuring the ceilings again without --quick");
+                quick = false;
+            }
+            _ => break run,
+        }
+    };
     validate(&run);
+    if let Some(over) = above_the_bound(&run) {
+        panic!("{over}");
+    }
     let cells = run["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 2);
     for cell in cells {
@@ -151,14 +118,7 @@ fn achieved_rates_stay_under_the_measured_roofline() {
         let bound = r["bound_gflops"]
             .as_f64()
             .unwrap_or_else(|| panic!("no bound: {}", r["ceilings"]));
-        let achieved = r["achieved_gflops"].as_f64().unwrap();
-        // The ceilings are the fastest of many runs, the achieved rate is at the median: only
-        // measurement noise could put it above; 10 % allows for a busy CI machine.
-        assert!(
-            achieved <= bound * 1.10,
-            "{}: achieved {achieved} GFLOP/s above the bound {bound}",
-            cell["model"]["name"]
-        );
+        assert!(bound > 0.0, "{r}");
         assert!(r["ceilings"].as_str().unwrap().starts_with("measured:"));
         let e = &cell["energy"];
         assert!(e["joules_per_inference"].as_f64().unwrap() > 0.0);
@@ -188,6 +148,73 @@ fn achieved_rates_stay_under_the_measured_roofline() {
         (h100["latency_lower_bound_ms"].as_f64().unwrap() - expected_ms).abs() < 1e-9,
         "{h100}"
     );
+}
+
+/// Measures the CPU's ceilings at one thread (checking what they hold), then benches mlp and
+/// `model` bounded by them; the run.
+fn ceilings_then_bench(dir: &Path, model: &str, quick: bool) -> Value {
+    let ceilings = dir.join("ceilings.json");
+    let mut args = vec!["roofline", "--threads", "1", "--json", "--out"];
+    args.push(ceilings.to_str().unwrap());
+    if quick {
+        args.push("--quick");
+    }
+    let c = json(&chipbench(&args));
+    let cpu = &c["devices"][0];
+    assert_eq!(cpu["threads"], 1);
+    let fp32 = cpu["fp32_gflops"].as_f64().unwrap();
+    let memory = cpu["memory_gbs"].as_f64().unwrap();
+    assert!(fp32 > 0.1 && memory > 0.1, "{cpu}");
+    let levels = cpu["cache_bandwidth"].as_array().unwrap();
+    if let Some(l1) = levels.iter().find(|l| l["level"] == "L1") {
+        assert!(
+            l1["gbs"].as_f64().unwrap() > memory,
+            "L1 is faster than memory: {cpu}"
+        );
+    }
+    assert!(
+        cpu["provenance"]["fp32_gflops"]
+            .as_str()
+            .unwrap()
+            .starts_with("measured:")
+    );
+    let out = dir.join("run");
+    let _ = std::fs::remove_dir_all(&out);
+    json(&chipbench(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--quiet",
+        "--no-history",
+        "--backend",
+        "tract",
+        "--threads",
+        "1",
+        "--accuracy-samples",
+        "0",
+        "--model",
+        "mlp",
+        "--model",
+        model,
+        "--ceilings",
+        ceilings.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]))
+}
+
+/// The first cell whose achieved rate lies more than 10 % above its roofline bound, described.
+fn above_the_bound(run: &Value) -> Option<String> {
+    run["cells"].as_array().unwrap().iter().find_map(|cell| {
+        let r = &cell["roofline"];
+        let (bound, achieved) = (r["bound_gflops"].as_f64()?, r["achieved_gflops"].as_f64()?);
+        (achieved > bound * 1.10).then(|| {
+            format!(
+                "{}: achieved {achieved} GFLOP/s above the bound {bound}",
+                cell["model"]["name"]
+            )
+        })
+    })
 }
 
 #[test]
