@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use chipbench_core::{DType, ModelSource, TensorInfo};
+use chipbench_core::{Coverage, DType, ModelSource, Refusal as RefusedOperator, TensorInfo};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::{
     Gather as TractGather, MultiBroadcastTo, Pad, PadMode as TractPadMode, Slice, TypedConcat,
@@ -45,6 +45,50 @@ pub(crate) struct Imported {
 /// Parses, types and lowers `source`. `f16_storage` says whether the device can store f16
 /// (SHADER_F16); without it f16 tensors live as f32 on the device.
 pub(crate) fn import(source: &ModelSource, f16_storage: bool) -> Result<Imported, WgpuError> {
+    match lowering(source, f16_storage)? {
+        Lowering::Done { imported, .. } => Ok(imported),
+        Lowering::Refused { operators, .. } => Err(WgpuError::Unsupported {
+            path: source.path.clone(),
+            ops: operators.iter().map(summary).collect(),
+        }),
+    }
+}
+
+/// What the backend would refuse of `source`: the model lowered as for a device (one that
+/// stores f16), every refused operator with every node that has it.
+pub(crate) fn coverage(source: &ModelSource) -> Result<Coverage, WgpuError> {
+    Ok(match lowering(source, true)? {
+        Lowering::Done { nodes, .. } => Coverage::Supported { nodes: Some(nodes) },
+        Lowering::Refused { nodes, operators } => Coverage::Refused {
+            nodes: Some(nodes),
+            operators,
+        },
+    })
+}
+
+/// "Op in node 'a'" or "Op in 3 nodes, e.g. 'a'", for the one-line error of a refused load.
+fn summary(r: &RefusedOperator) -> String {
+    match r.nodes.as_slice() {
+        [one] => format!("{} in node '{one}'", r.operator),
+        [first, ..] => format!("{} in {} nodes, e.g. '{first}'", r.operator, r.nodes.len()),
+        [] => r.operator.clone(),
+    }
+}
+
+/// A model lowered, or every operator that kept it from being lowered. `nodes`: the operator
+/// nodes of the graph lowering looked at (inputs and constants aside).
+enum Lowering {
+    Done {
+        imported: Imported,
+        nodes: usize,
+    },
+    Refused {
+        nodes: usize,
+        operators: Vec<RefusedOperator>,
+    },
+}
+
+fn lowering(source: &ModelSource, f16_storage: bool) -> Result<Lowering, WgpuError> {
     let path = &source.path;
     let fail = |reason: String| WgpuError::Model {
         path: path.clone(),
@@ -59,23 +103,26 @@ pub(crate) fn import(source: &ModelSource, f16_storage: bool) -> Result<Imported
         .with_ignore_value_info(true)
         .model_for_path(path)
         .map_err(|e| fail(root_cause(&e)))?;
-    let unknown: Vec<String> = model
+    let mut unknown: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in model
         .nodes()
         .iter()
         .filter(|n| n.op_as::<UnimplementedOp>().is_some())
-        .map(|n| {
-            let op = n.op.name();
-            let op = op
-                .trim_start_matches("Unimplemented(")
-                .trim_end_matches(')')
-                .to_string();
-            format!("{op} (node '{}', unknown to tract's ONNX reader)", n.name)
-        })
-        .collect();
+    {
+        let op = n.op.name();
+        let op = op
+            .trim_start_matches("Unimplemented(")
+            .trim_end_matches(')')
+            .to_string();
+        unknown
+            .entry(format!("{op} (unknown to tract's ONNX reader)"))
+            .or_default()
+            .push(n.name.clone());
+    }
     if !unknown.is_empty() {
-        return Err(WgpuError::Unsupported {
-            path: path.clone(),
-            ops: unknown,
+        return Ok(Lowering::Refused {
+            nodes: model.nodes().len(),
+            operators: refusals(unknown),
         });
     }
     let names: Vec<String> = model
@@ -110,18 +157,14 @@ pub(crate) fn import(source: &ModelSource, f16_storage: bool) -> Result<Imported
         .into_typed()
         .and_then(|m| m.into_decluttered())
         .map_err(|e| fail(root_cause(&e)))?;
-    lower(&typed, source, f16_storage).map_err(|e| match e {
-        Failure::Unsupported(ops) => WgpuError::Unsupported {
-            path: path.clone(),
-            ops,
-        },
-        Failure::Model(reason) => fail(reason),
-    })
+    lower(&typed, source, f16_storage).map_err(fail)
 }
 
-enum Failure {
-    Unsupported(Vec<String>),
-    Model(String),
+fn refusals(refused: BTreeMap<String, Vec<String>>) -> Vec<RefusedOperator> {
+    refused
+        .into_iter()
+        .map(|(operator, nodes)| RefusedOperator { operator, nodes })
+        .collect()
 }
 
 /// Why one node cannot be lowered (empty: the operator as a whole is unknown here).
@@ -136,7 +179,7 @@ struct Lowerer {
     node: String,
 }
 
-fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<Imported, Failure> {
+fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<Lowering, String> {
     let mut l = Lowerer {
         program: Program {
             values: Vec::new(),
@@ -150,13 +193,9 @@ fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<
         f16_storage,
         node: String::new(),
     };
-    let input_outlets = model
-        .input_outlets()
-        .map_err(|e| Failure::Model(e.to_string()))?
-        .to_vec();
-    let order = model
-        .eval_order()
-        .map_err(|e| Failure::Model(e.to_string()))?;
+    let input_outlets = model.input_outlets().map_err(|e| e.to_string())?.to_vec();
+    let order = model.eval_order().map_err(|e| e.to_string())?;
+    let mut nodes = 0;
     // Inputs first, in order, including any the outputs do not depend on.
     let sources = input_outlets.iter().map(|o| o.node);
     for id in sources.chain(
@@ -174,6 +213,7 @@ fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<
         } else if node.outputs.len() == 1 && node.outputs[0].fact.konst.is_some() {
             l.constant(node)
         } else {
+            nodes += 1;
             l.operator(node)
         };
         if let Err(reason) = outcome {
@@ -184,37 +224,26 @@ fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<
                 format!("{op} ({reason})")
             };
             l.refused.entry(key).or_default().push(node.name.clone());
+            l.stand_in(node);
         }
     }
     if !l.refused.is_empty() {
-        let ops = l
-            .refused
-            .iter()
-            .map(|(op, nodes)| match nodes.as_slice() {
-                [one] => format!("{op} in node '{one}'"),
-                [first, ..] => format!("{op} in {} nodes, e.g. '{first}'", nodes.len()),
-                [] => op.clone(),
-            })
-            .collect();
-        return Err(Failure::Unsupported(ops));
+        return Ok(Lowering::Refused {
+            nodes,
+            operators: refusals(std::mem::take(&mut l.refused)),
+        });
     }
 
     let mut outputs = Vec::new();
-    let output_outlets = model
-        .output_outlets()
-        .map_err(|e| Failure::Model(e.to_string()))?
-        .to_vec();
+    let output_outlets = model.output_outlets().map_err(|e| e.to_string())?.to_vec();
     for (i, outlet) in output_outlets.iter().enumerate() {
-        let fact = model
-            .outlet_fact(*outlet)
-            .map_err(|e| Failure::Model(e.to_string()))?;
+        let fact = model.outlet_fact(*outlet).map_err(|e| e.to_string())?;
         let name = model
             .outlet_label(*outlet)
             .map(str::to_string)
             .unwrap_or_else(|| model.node(outlet.node).name.clone());
-        let dtype = host_dtype(fact.datum_type).ok_or_else(|| {
-            Failure::Model(format!("output '{name}' has type {:?}", fact.datum_type))
-        })?;
+        let dtype = host_dtype(fact.datum_type)
+            .ok_or_else(|| format!("output '{name}' has type {:?}", fact.datum_type))?;
         let view = l.views[outlet].clone();
         let value = &l.program.values[view.value];
         let stored_whole = view.is_plain_of(value)
@@ -234,10 +263,13 @@ fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<
             shape: view.shape.clone(),
         });
     }
-    Ok(Imported {
-        program: l.program,
-        inputs: source.inputs.clone(),
-        outputs,
+    Ok(Lowering::Done {
+        imported: Imported {
+            program: l.program,
+            inputs: source.inputs.clone(),
+            outputs,
+        },
+        nodes,
     })
 }
 
@@ -269,6 +301,23 @@ impl Lowerer {
             .as_concrete()
             .map(<[usize]>::to_vec)
             .ok_or_else(|| format!("symbolic shape {:?}", fact.shape))
+    }
+
+    /// Placeholder values for the outputs of a refused node, so that lowering goes on and
+    /// reports the operators after it too (the program is never run). Outputs of unknown shape
+    /// stay unbound, and the nodes that read them are not examined.
+    fn stand_in(&mut self, node: &TypedNode) {
+        for (slot, output) in node.outputs.iter().enumerate() {
+            let Ok(shape) = Self::shape_of(&output.fact) else {
+                continue;
+            };
+            let ty = self
+                .elem_type(output.fact.datum_type)
+                .unwrap_or(ElemType::F32);
+            let value = self.program.add_value(shape.clone(), ty, Origin::Computed);
+            self.views
+                .insert(OutletId::new(node.id, slot), View::whole(value, &shape));
+        }
     }
 
     fn view(&self, outlet: OutletId) -> View {
