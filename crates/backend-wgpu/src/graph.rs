@@ -575,6 +575,13 @@ pub(crate) enum Kernel {
         pads: Vec<(usize, usize)>,
         mode: PadMode,
     },
+    /// Resize along one axis: output position `x` of `axis` is the sum over `window` taps `k` of
+    /// `inputs[2][x * window + k] * inputs[0][.., inputs[1][x * window + k], ..]` (tap indices
+    /// as i32, weights as f32, both precomputed from tract's resampling plan).
+    Resample {
+        axis: usize,
+        window: usize,
+    },
 }
 
 /// One kernel launch.
@@ -614,6 +621,7 @@ impl Step {
             Kernel::Gather { .. } => Some("Gather".into()),
             Kernel::Concat { .. } => Some("Concat".into()),
             Kernel::Pad { .. } => Some("Pad".into()),
+            Kernel::Resample { .. } => Some("Resize".into()),
         };
         let mut names: Vec<String> = head.into_iter().collect();
         self.epilogue.op_names(&mut names);

@@ -1,5 +1,5 @@
-//! Element-wise maps, pooling, row-wise reductions and normalisations, and the data-movement
-//! kernels (gather, concat, pad).
+//! Element-wise maps, pooling, row-wise reductions and normalisations, the data-movement
+//! kernels (gather, concat, pad) and resampling.
 
 use std::fmt::Write;
 
@@ -391,5 +391,35 @@ pub(super) fn pad(b: &mut Builder, step: &Step, pads: &[(usize, usize)], mode: &
             let _ = writeln!(body, "  emit(o, {load});");
         }
     }
+    Ok(per_element(total, LANES, &body))
+}
+
+/// One axis of a Resize: every output element sums its window of taps, the tap indices and
+/// weights read from the plan's tables. Taps of weight zero are skipped, as tract skips them (a
+/// non-finite input there stays out of the sum).
+pub(super) fn resample(b: &mut Builder, step: &Step, axis: usize, window: usize) -> Kernel {
+    let (data, taps, weights) = (&step.inputs[0], &step.inputs[1], &step.inputs[2]);
+    let out_shape = b.program.values[step.output].shape.clone();
+    let len_out = out_shape[axis];
+    let post: usize = out_shape[axis + 1..].iter().product();
+    let total: usize = out_shape.iter().product();
+    let at = format!(
+        "{}u + {} + u32(tap) * {}u + {}",
+        data.offset,
+        offset_of(&data.shape[..axis], &data.strides[..axis], "pre"),
+        data.strides[axis],
+        offset_of(&data.shape[axis + 1..], &data.strides[axis + 1..], "post")
+    );
+    let value = b.load(data, &at);
+    let tap = b.load(taps, &format!("{}u + t", taps.offset));
+    let weight = b.load(weights, &format!("{}u + t", weights.offset));
+    let body = format!(
+        "  let post = o % {post}u; let x = (o / {post}u) % {len_out}u; let pre = o / {lp}u;\n  \
+         var acc = 0.0;\n  for (var k = 0u; k < {window}u; k++) {{\n    let t = x * {window}u + k;\n    \
+         let w = {weight};\n    if (w != 0.0) {{ let tap = {tap}; acc += w * {value}; }}\n  }}\n  emit(o, acc);\n",
+        post = post.max(1),
+        len_out = len_out.max(1),
+        lp = (len_out * post).max(1),
+    );
     Ok(per_element(total, LANES, &body))
 }

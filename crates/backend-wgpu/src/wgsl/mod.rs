@@ -40,6 +40,7 @@ pub(crate) fn shader(program: &Program, step: &Step) -> Result<Shader, String> {
         Kernel::Gather { axis } => kernels::gather(&mut b, step, *axis),
         Kernel::Concat { axis } => kernels::concat(&mut b, step, *axis),
         Kernel::Pad { pads, mode } => kernels::pad(&mut b, step, pads, mode),
+        Kernel::Resample { axis, window } => kernels::resample(&mut b, step, *axis, *window),
     }?;
     assemble(b, step, body, workgroups)
 }
@@ -72,7 +73,9 @@ pub(crate) fn acc_scalar(program: &Program, step: &Step) -> Scalar {
     use crate::graph::{Reducer, RowOp};
     match &step.kernel {
         Kernel::Map => Scalar::F32, // no Acc in a map epilogue
-        Kernel::Gemm(_) | Kernel::Conv(_) | Kernel::Pool(_) => Scalar::F32,
+        Kernel::Gemm(_) | Kernel::Conv(_) | Kernel::Pool(_) | Kernel::Resample { .. } => {
+            Scalar::F32
+        }
         Kernel::Rows(r) => match r.op {
             RowOp::Reduce(Reducer::ArgMax { .. } | Reducer::ArgMin { .. }) => Scalar::I32,
             _ => Scalar::F32,
