@@ -174,3 +174,145 @@ fn qdq_convolution_as_int8_static_writes_it() {
     let m = model(g, vec![spec("x", DType::F32, &[1, 6, 9, 11])]);
     assert_matches_tract(&d, &m, 0.999, 0.05);
 }
+
+/// int8-dynamic's form: DynamicQuantizeLinear of the activations, then integer products with
+/// int8 weights (MatMulInteger, ConvInteger with a zero point per output channel), then the f32
+/// rescale. Integer sums here stay far below 2^24, so the i32 products are exact on both sides;
+/// the division `x / scale` of the dynamic quantization may round differently on a GPU (WGSL
+/// allows 2.5 ulp), which can move an activation by one step, hence cosine >= 0.9999 and
+/// max|y - r| / max|r| <= 1e-2.
+#[test]
+fn dynamic_quantization_with_integer_matmul_and_convolution() {
+    let Some(d) = device() else { return };
+    let mut g = GraphBuilder::new("dynamic");
+    g.input("x", DataType::Float, &["1", "5", "7", "9"]);
+    g.node_with_outputs(
+        "DynamicQuantizeLinear",
+        "dql",
+        &["x"],
+        &["xq", "xs", "xz"],
+        vec![],
+    );
+    let int8 = |seed: u64, n: usize| -> Vec<u8> {
+        values(seed, n)
+            .iter()
+            .map(|v| ((v * 127.0).round() as i8) as u8)
+            .collect()
+    };
+    g.initializer(TensorProto::from_raw(
+        "wm",
+        DataType::Int8,
+        &[9, 13],
+        int8(7, 9 * 13),
+    ));
+    g.initializer(TensorProto::from_raw("wm_z", DataType::Int8, &[], vec![3]));
+    g.node("MatMulInteger", "mm", &["xq", "wm", "xz", "wm_z"], vec![]);
+    g.initializer(TensorProto::from_raw(
+        "wc",
+        DataType::Int8,
+        &[4, 5, 3, 3],
+        int8(8, 4 * 5 * 9),
+    ));
+    g.initializer(TensorProto::from_raw(
+        "wc_z",
+        DataType::Int8,
+        &[4],
+        vec![0, 2, (-3i8) as u8, 1],
+    ));
+    g.node(
+        "ConvInteger",
+        "conv",
+        &["xq", "wc", "xz", "wc_z"],
+        vec![A::ints("pads", &[1, 0, 1, 2])],
+    );
+    // Back to f32 as int8-dynamic does: the integer result times both scales.
+    g.initializer(scalar_f32("w_scale", 0.01));
+    g.node("Cast", "mm_f", &["mm"], vec![A::int("to", 1)]);
+    g.node("Mul", "mm_s", &["mm_f", "xs"], vec![]);
+    g.node("Mul", "mm_y", &["mm_s", "w_scale"], vec![]);
+    g.node("Cast", "conv_f", &["conv"], vec![A::int("to", 1)]);
+    g.node("Mul", "conv_y", &["conv_f", "xs"], vec![]);
+    g.output("xq", DataType::Uint8, &["?"]);
+    g.output("xs", DataType::Float, &[]);
+    g.output("xz", DataType::Uint8, &[]);
+    g.output("mm_y", DataType::Float, &["?"]);
+    g.output("conv_y", DataType::Float, &["?"]);
+    let m = model(g, vec![spec("x", DType::F32, &[1, 5, 7, 9])]);
+    assert_matches_tract(&d, &m, 0.9999, 1e-2);
+}
+
+/// QLinearMatMul and QLinearConv: u8 activations and outputs, int8 weights quantized per
+/// output channel, requantized to u8 with the output's scale and zero point. Both sides round
+/// the rescaled sum; the order of the f32 sums may move a value by one step, hence
+/// max|y - r| / max|r| <= 1e-2 on u8 outputs that span most of their range.
+#[test]
+fn qlinear_matmul_and_convolution() {
+    let Some(d) = device() else { return };
+    let mut g = GraphBuilder::new("qlinear");
+    g.input("x", DataType::Float, &["1", "3", "8", "10"]);
+    g.initializer(scalar_f32("s_x", 0.008));
+    g.initializer(scalar_u8("z_x", 127));
+    g.node("QuantizeLinear", "xq", &["x", "s_x", "z_x"], vec![]);
+    let int8 = |seed: u64, n: usize| -> Vec<u8> {
+        values(seed, n)
+            .iter()
+            .map(|v| ((v * 127.0).round() as i8) as u8)
+            .collect()
+    };
+    g.initializer(TensorProto::from_raw(
+        "wm",
+        DataType::Int8,
+        &[10, 6],
+        int8(11, 60),
+    ));
+    g.initializer(TensorProto::from_f32("s_wm", &[], &[0.004]));
+    g.initializer(scalar_i8("z_wm", 0));
+    g.initializer(scalar_f32("s_ym", 0.01));
+    g.initializer(scalar_u8("z_ym", 128));
+    g.node(
+        "QLinearMatMul",
+        "ym",
+        &["xq", "s_x", "z_x", "wm", "s_wm", "z_wm", "s_ym", "z_ym"],
+        vec![],
+    );
+    g.initializer(TensorProto::from_raw(
+        "wc",
+        DataType::Int8,
+        &[5, 3, 3, 3],
+        int8(12, 135),
+    ));
+    g.initializer(TensorProto::from_f32(
+        "s_wc",
+        &[5],
+        &[0.003, 0.005, 0.002, 0.004, 0.006],
+    ));
+    g.initializer(TensorProto::from_raw(
+        "z_wc",
+        DataType::Int8,
+        &[5],
+        vec![0; 5],
+    ));
+    g.initializer(scalar_f32("s_yc", 0.02));
+    g.initializer(scalar_u8("z_yc", 100));
+    g.initializer(TensorProto::from_raw(
+        "b_c",
+        DataType::Int32,
+        &[5],
+        [40i32, -300, 0, 1000, -7]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+    ));
+    g.node(
+        "QLinearConv",
+        "yc",
+        &[
+            "xq", "s_x", "z_x", "wc", "s_wc", "z_wc", "s_yc", "z_yc", "b_c",
+        ],
+        vec![A::ints("pads", &[1, 1, 1, 1]), A::ints("strides", &[2, 1])],
+    );
+    g.output("ym", DataType::Uint8, &["?"]);
+    g.output("yc", DataType::Uint8, &["?"]);
+    let m = model(g, vec![spec("x", DType::F32, &[1, 3, 8, 10])]);
+    assert_matches_tract(&d, &m, 0.999, 1e-2);
+}
