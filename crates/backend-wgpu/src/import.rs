@@ -20,7 +20,7 @@ use tract_onnx::tract_core::ops::cnn::{
 use tract_onnx::tract_core::ops::downsample::Downsample;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::logic::Iff;
+use tract_onnx::tract_core::ops::logic::{IfThenElse, Iff};
 use tract_onnx::tract_core::ops::math::PowConst;
 use tract_onnx::tract_core::ops::nn::resize::{
     AxisPlan, CoordTransformer, Interpolator, NearestUpsample, Resize as CoreResize, cubic_weights,
@@ -163,11 +163,23 @@ fn lowering(source: &ModelSource, f16_storage: bool) -> Result<Lowering, WgpuErr
             reason: "the model needs this input but no shape was bound".into(),
         });
     }
+    // tract 0.23 names every typed If node "If" rather than after the ONNX node; with one If in
+    // the model (tract refuses a model with two), its own name is known.
+    let ifs: Vec<String> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op.name() == "If")
+        .map(|n| n.name.clone())
+        .collect();
     let typed = model
         .into_typed()
         .and_then(|m| m.into_decluttered())
         .map_err(|e| fail(root_cause(&e)))?;
-    lower(&typed, source, f16_storage).map_err(fail)
+    let if_name = match ifs.as_slice() {
+        [one] => Some(one.as_str()),
+        _ => None,
+    };
+    lower(&typed, source, f16_storage, if_name).map_err(fail)
 }
 
 fn refusals(refused: BTreeMap<String, Vec<String>>) -> Vec<RefusedOperator> {
@@ -189,7 +201,12 @@ struct Lowerer {
     node: String,
 }
 
-fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<Lowering, String> {
+fn lower(
+    model: &TypedModel,
+    source: &ModelSource,
+    f16_storage: bool,
+    if_name: Option<&str>,
+) -> Result<Lowering, String> {
     let mut l = Lowerer {
         program: Program {
             values: Vec::new(),
@@ -233,7 +250,11 @@ fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<
             } else {
                 format!("{op} ({reason})")
             };
-            l.refused.entry(key).or_default().push(node.name.clone());
+            let name = match if_name {
+                Some(name) if node.op_is::<IfThenElse>() => name.to_string(),
+                _ => node.name.clone(),
+            };
+            l.refused.entry(key).or_default().push(name);
             l.stand_in(node);
         }
     }
@@ -643,6 +664,10 @@ impl Lowerer {
         } else if let Some(op) = op.downcast_ref::<OnnxResize>() {
             let plans = self.onnx_resize_plans(node, op)?;
             self.resample(node, plans)
+        } else if op.downcast_ref::<IfThenElse>().is_some() {
+            // tract resolves an If whose condition is known once the input shapes are bound; the
+            // ones left choose a branch from the data, which a fixed program of kernels cannot.
+            Err("its condition is known only at run time".into())
         } else if op.name() == "DynamicQuantizeLinearU8" {
             // tract-onnx keeps this operator's type private; its name and facts identify it.
             self.dynamic_quantize(node)
