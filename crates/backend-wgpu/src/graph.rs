@@ -582,6 +582,18 @@ pub(crate) enum Kernel {
         axis: usize,
         window: usize,
     },
+    /// ONNX GatherElements: the output (shaped like `inputs[1]`, the indices) reads
+    /// `inputs[0]` at its own position with the coordinate along `axis` replaced by the index.
+    GatherElements {
+        axis: usize,
+    },
+    /// Running sums of `inputs[0]` along `axis`, from the far end when `reverse`, leaving each
+    /// element itself out when `exclusive`.
+    CumSum {
+        axis: usize,
+        exclusive: bool,
+        reverse: bool,
+    },
 }
 
 /// One kernel launch.
@@ -622,6 +634,8 @@ impl Step {
             Kernel::Concat { .. } => Some("Concat".into()),
             Kernel::Pad { .. } => Some("Pad".into()),
             Kernel::Resample { .. } => Some("Resize".into()),
+            Kernel::GatherElements { .. } => Some("GatherElements".into()),
+            Kernel::CumSum { .. } => Some("CumSum".into()),
         };
         let mut names: Vec<String> = head.into_iter().collect();
         self.epilogue.op_names(&mut names);

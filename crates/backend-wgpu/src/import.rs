@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chipbench_core::{Coverage, DType, ModelSource, Refusal as RefusedOperator, TensorInfo};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::{
-    Gather as TractGather, MultiBroadcastTo, Pad, PadMode as TractPadMode, Slice, TypedConcat,
+    CumSum, Gather as TractGather, GatherElements, MultiBroadcastTo, Pad, PadMode as TractPadMode,
+    Slice, Tile, TypedConcat,
 };
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
@@ -35,6 +36,7 @@ use tract_onnx::tract_core::ops::quant::{
 };
 use tract_onnx::tract_core::ops::source::TypedSource;
 use tract_onnx::tract_core::ops::unimpl::UnimplementedOp;
+use tract_onnx_opl::non_max_suppression::NonMaxSuppression;
 use tract_onnx_opl::resize::{
     AspectRatio, CoordTransform, Nearest as OnnxNearest, Resize as OnnxResize,
 };
@@ -664,6 +666,35 @@ impl Lowerer {
         } else if let Some(op) = op.downcast_ref::<OnnxResize>() {
             let plans = self.onnx_resize_plans(node, op)?;
             self.resample(node, plans)
+        } else if let Some(op) = op.downcast_ref::<Tile>() {
+            let times = op
+                .multipliers
+                .iter()
+                .map(|m| m.to_i64().map(|v| v as usize).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.tile(node, &times)
+        } else if let Some(op) = op.downcast_ref::<GatherElements>() {
+            let kernel = Kernel::GatherElements { axis: op.axis };
+            let inputs = vec![self.view(node.inputs[0]), self.view(node.inputs[1])];
+            self.kernel_node(node, kernel, inputs)
+        } else if let Some(op) = op.downcast_ref::<CumSum>() {
+            if !self.program.values[self.view(node.inputs[0]).value]
+                .ty
+                .is_float()
+                && node.outputs[0].fact.datum_type != DatumType::I32
+                && node.outputs[0].fact.datum_type != DatumType::I64
+            {
+                return Err("element type".into());
+            }
+            let kernel = Kernel::CumSum {
+                axis: op.axis,
+                exclusive: op.exclusive,
+                reverse: op.reverse,
+            };
+            self.kernel_node(node, kernel, vec![self.view(node.inputs[0])])
+        } else if op.downcast_ref::<NonMaxSuppression>().is_some() {
+            // Its output has as many rows as boxes survive: a size only the data decides.
+            Err("its output size depends on the data; run it on the CPU after the model".into())
         } else if op.downcast_ref::<IfThenElse>().is_some() {
             // tract resolves an If whose condition is known once the input shapes are bound; the
             // ones left choose a branch from the data, which a fixed program of kernels cannot.
@@ -829,6 +860,47 @@ impl Lowerer {
         let step = self.step(Kernel::Gather { axis: 0 }, inputs, vec![], Expr::Acc, out);
         self.push(step);
         self.bind(node, out);
+        Ok(())
+    }
+
+    /// A node computed by one kernel from `inputs`, into a new value shaped like its output.
+    fn kernel_node(
+        &mut self,
+        node: &TypedNode,
+        kernel: Kernel,
+        inputs: Vec<View>,
+    ) -> Result<(), Refusal> {
+        let out = self.output_value(node, 0)?;
+        let step = self.step(kernel, inputs, vec![], Expr::Acc, out);
+        self.push(step);
+        self.bind(node, out);
+        Ok(())
+    }
+
+    /// Tile is a copy through a view that repeats each axis `times` over (a new outer axis of
+    /// stride 0 in front of it).
+    fn tile(&mut self, node: &TypedNode, times: &[usize]) -> Result<(), Refusal> {
+        let input = self.view(node.inputs[0]);
+        let out_shape = Self::shape_of(&node.outputs[0].fact)?;
+        let (mut shape, mut strides) = (Vec::new(), Vec::new());
+        for (d, &t) in times.iter().enumerate() {
+            if t > 1 {
+                shape.push(t);
+                strides.push(0);
+            }
+            shape.push(input.shape[d]);
+            strides.push(input.strides[d]);
+        }
+        let repeated = View {
+            value: input.value,
+            offset: input.offset,
+            shape,
+            strides,
+        };
+        let ty = self.elem_type(node.outputs[0].fact.datum_type)?;
+        let copied = self.copy(&repeated, ty);
+        self.views
+            .insert(OutletId::new(node.id, 0), View::whole(copied, &out_shape));
         Ok(())
     }
 

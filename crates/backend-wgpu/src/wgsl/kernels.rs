@@ -1,5 +1,5 @@
 //! Element-wise maps, pooling, row-wise reductions and normalisations, the data-movement
-//! kernels (gather, concat, pad) and resampling.
+//! kernels (gather, gather-elements, concat, pad), running sums and resampling.
 
 use std::fmt::Write;
 
@@ -420,6 +420,75 @@ pub(super) fn resample(b: &mut Builder, step: &Step, axis: usize, window: usize)
         post = post.max(1),
         len_out = len_out.max(1),
         lp = (len_out * post).max(1),
+    );
+    Ok(per_element(total, LANES, &body))
+}
+
+pub(super) fn gather_elements(b: &mut Builder, step: &Step, axis: usize) -> Kernel {
+    let (data, idx) = (&step.inputs[0], &step.inputs[1]);
+    let out_shape = b.program.values[step.output].shape.clone();
+    let total: usize = out_shape.iter().product();
+    let coords = coordinates(&out_shape, "o");
+    let index_load = b.load(idx, &super::flat_index(idx, "o"));
+    let index = if b.ty(idx.value).compute() == Scalar::I32 {
+        index_load
+    } else {
+        format!("i32({index_load})")
+    };
+    let dim = data.shape[axis];
+    let mut terms = vec![format!("{}u", data.offset)];
+    for (d, c) in coords.iter().enumerate() {
+        if d == axis {
+            terms.push(format!("u32(ix) * {}u", data.strides[d]));
+        } else if data.strides[d] != 0 && data.shape[d] > 1 {
+            terms.push(format!("{c} * {}u", data.strides[d]));
+        }
+    }
+    let value = b.load(data, &terms.join(" + "));
+    let body = format!(
+        "  var ix = {index};\n  if (ix < 0) {{ ix += {dim}; }}\n  ix = clamp(ix, 0, {last});\n  emit(o, {value});\n",
+        last = dim.saturating_sub(1),
+    );
+    Ok(per_element(total, LANES, &body))
+}
+
+/// One invocation per output element sums its prefix (or suffix) along the axis: quadratic in
+/// the axis length, with no synchronisation between invocations.
+pub(super) fn cumsum(
+    b: &mut Builder,
+    step: &Step,
+    axis: usize,
+    exclusive: bool,
+    reverse: bool,
+) -> Kernel {
+    let x = &step.inputs[0];
+    let out_shape = b.program.values[step.output].shape.clone();
+    let total: usize = out_shape.iter().product();
+    let len = out_shape[axis];
+    let post: usize = out_shape[axis + 1..].iter().product();
+    let ty = b.ty(x.value).compute();
+    let at = format!(
+        "{}u + {} + j * {}u + {}",
+        x.offset,
+        offset_of(&x.shape[..axis], &x.strides[..axis], "pre"),
+        x.strides[axis],
+        offset_of(&x.shape[axis + 1..], &x.strides[axis + 1..], "post")
+    );
+    let value = b.load(x, &at);
+    let (from, to) = match (reverse, exclusive) {
+        (false, false) => ("0u".to_string(), "i + 1u".to_string()),
+        (false, true) => ("0u".to_string(), "i".to_string()),
+        (true, false) => ("i".to_string(), format!("{len}u")),
+        (true, true) => ("i + 1u".to_string(), format!("{len}u")),
+    };
+    let body = format!(
+        "  let post = o % {post}u; let i = (o / {post}u) % {len}u; let pre = o / {lp}u;\n  \
+         var acc: {t} = {z};\n  for (var j = {from}; j < {to}; j++) {{ acc += {value}; }}\n  emit(o, acc);\n",
+        post = post.max(1),
+        len = len.max(1),
+        lp = (len * post).max(1),
+        t = compute_type(ty),
+        z = zero(ty),
     );
     Ok(per_element(total, LANES, &body))
 }

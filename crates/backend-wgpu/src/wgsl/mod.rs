@@ -41,6 +41,12 @@ pub(crate) fn shader(program: &Program, step: &Step) -> Result<Shader, String> {
         Kernel::Concat { axis } => kernels::concat(&mut b, step, *axis),
         Kernel::Pad { pads, mode } => kernels::pad(&mut b, step, pads, mode),
         Kernel::Resample { axis, window } => kernels::resample(&mut b, step, *axis, *window),
+        Kernel::GatherElements { axis } => kernels::gather_elements(&mut b, step, *axis),
+        Kernel::CumSum {
+            axis,
+            exclusive,
+            reverse,
+        } => kernels::cumsum(&mut b, step, *axis, *exclusive, *reverse),
     }?;
     assemble(b, step, body, workgroups)
 }
@@ -80,9 +86,11 @@ pub(crate) fn acc_scalar(program: &Program, step: &Step) -> Scalar {
             RowOp::Reduce(Reducer::ArgMax { .. } | Reducer::ArgMin { .. }) => Scalar::I32,
             _ => Scalar::F32,
         },
-        Kernel::Gather { .. } | Kernel::Concat { .. } | Kernel::Pad { .. } => {
-            program.values[step.inputs[0].value].ty.compute()
-        }
+        Kernel::Gather { .. }
+        | Kernel::Concat { .. }
+        | Kernel::Pad { .. }
+        | Kernel::GatherElements { .. }
+        | Kernel::CumSum { .. } => program.values[step.inputs[0].value].ty.compute(),
     }
 }
 

@@ -1,0 +1,201 @@
+//! The rest of the common operator set on wgpu against tract on the same seeded inputs: Tile,
+//! CumSum, GatherElements (new kernels or views here) and the operators tract's declutter already
+//! turns into ones the backend runs (2-operand Einsum, Split, Range, Mod, InstanceNormalization,
+//! GroupNormalization, DepthToSpace, SpaceToDepth). Odd sizes throughout; f32 results agree to
+//! cosine >= 0.9999 and max|y - r| / max|r| <= 1e-3, integer results exactly.
+
+mod common;
+
+use chipbench_core::DType;
+use chipbench_optimize::builder::GraphBuilder;
+use chipbench_optimize::onnx::{AttributeProto as A, DataType, TensorProto};
+use common::{assert_matches_tract, device, model, spec};
+
+const COSINE: f64 = 0.9999;
+const REL: f64 = 1e-3;
+
+fn graph() -> GraphBuilder {
+    let mut g = GraphBuilder::new("common");
+    g.input("x", DataType::Float, &["2", "4", "5", "7"]);
+    g
+}
+
+fn outputs(g: &mut GraphBuilder, names: &[&str]) {
+    for n in names {
+        g.output(n, DataType::Float, &["?"]);
+    }
+}
+
+fn x() -> Vec<chipbench_core::InputSpec> {
+    vec![spec("x", DType::F32, &[2, 4, 5, 7])]
+}
+
+#[test]
+fn tile_cumsum_and_gather_elements() {
+    let Some(d) = device() else { return };
+    let mut g = graph();
+    g.ints("reps", &[1, 2, 3, 1]);
+    g.node("Tile", "tile", &["x", "reps"], vec![]);
+    let axis = |g: &mut GraphBuilder, name: &str, a: i64| {
+        g.initializer(TensorProto::from_i64(name, &[], &[a]))
+    };
+    axis(&mut g, "a1", 1);
+    axis(&mut g, "a3", -1);
+    g.node("CumSum", "cumsum", &["x", "a1"], vec![]);
+    g.node(
+        "CumSum",
+        "cumsum_rev_excl",
+        &["x", "a3"],
+        vec![A::int("reverse", 1), A::int("exclusive", 1)],
+    );
+    g.node(
+        "CumSum",
+        "cumsum_excl",
+        &["x", "a1"],
+        vec![A::int("exclusive", 1)],
+    );
+    // Indices in [-5, 5), negatives counted from the end of the axis.
+    let idx: Vec<i64> = (0..2 * 4 * 3 * 7)
+        .map(|i| (i * 7 % 10) as i64 - 5)
+        .collect();
+    g.initializer(TensorProto::from_i64("idx", &[2, 4, 3, 7], &idx));
+    g.node(
+        "GatherElements",
+        "gather_h",
+        &["x", "idx"],
+        vec![A::int("axis", 2)],
+    );
+    let idx0: Vec<i64> = (0..5 * 7).map(|i| (i % 3) as i64 - 1).collect();
+    g.initializer(TensorProto::from_i64("idx0", &[1, 1, 5, 7], &idx0));
+    g.node(
+        "GatherElements",
+        "gather_n",
+        &["x", "idx0"],
+        vec![A::int("axis", 0)],
+    );
+    g.node("Relu", "gather_relu", &["gather_h"], vec![]);
+    outputs(
+        &mut g,
+        &[
+            "tile",
+            "cumsum",
+            "cumsum_rev_excl",
+            "cumsum_excl",
+            "gather_h",
+            "gather_n",
+            "gather_relu",
+        ],
+    );
+    let m = model(g, x());
+    assert_matches_tract(&d, &m, COSINE, REL);
+}
+
+#[test]
+fn operators_tract_lowers_to_the_backends_own() {
+    let Some(d) = device() else { return };
+    let mut g = graph();
+    g.input("x2", DataType::Float, &["2", "4", "5", "7"]);
+    g.node(
+        "Einsum",
+        "einsum",
+        &["x", "x2"],
+        vec![A::string("equation", "bchw,bchv->bcwv")],
+    );
+    g.ints("split", &[1, 3]);
+    g.node_with_outputs(
+        "Split",
+        "split",
+        &["x", "split"],
+        &["split0", "split1"],
+        vec![A::int("axis", 1)],
+    );
+    g.node("Mod", "fmod", &["x", "x2"], vec![A::int("fmod", 1)]);
+    g.weight("scale", &[4], &[0.5, 1.0, -1.5, 2.0]);
+    g.weight("bias", &[4], &[0.1, -0.2, 0.3, 0.0]);
+    g.node(
+        "InstanceNormalization",
+        "instance_norm",
+        &["x", "scale", "bias"],
+        vec![],
+    );
+    g.node(
+        "DepthToSpace",
+        "d2s_dcr",
+        &["x"],
+        vec![A::int("blocksize", 2)],
+    );
+    g.node(
+        "DepthToSpace",
+        "d2s_crd",
+        &["x"],
+        vec![A::int("blocksize", 2), A::string("mode", "CRD")],
+    );
+    g.node(
+        "SpaceToDepth",
+        "s2d",
+        &["d2s_dcr"],
+        vec![A::int("blocksize", 2)],
+    );
+    g.initializer(TensorProto::from_i64("start", &[], &[1]));
+    g.initializer(TensorProto::from_i64("limit", &[], &[22]));
+    g.initializer(TensorProto::from_i64("delta", &[], &[3]));
+    g.node("Range", "range", &["start", "limit", "delta"], vec![]);
+    g.node("Cast", "range_f", &["range"], vec![A::int("to", 1)]);
+    g.node("Add", "with_range", &["split1", "range_f"], vec![]);
+    outputs(
+        &mut g,
+        &[
+            "einsum",
+            "split0",
+            "with_range",
+            "fmod",
+            "instance_norm",
+            "d2s_dcr",
+            "d2s_crd",
+            "s2d",
+        ],
+    );
+    let mut specs = x();
+    specs.push(spec("x2", DType::F32, &[2, 4, 5, 7]));
+    let m = model(g, specs);
+    assert_matches_tract(&d, &m, COSINE, REL);
+}
+
+/// GroupNormalization needs opset 18 (the builder writes 17), so it has a model of its own.
+#[test]
+fn group_normalization() {
+    let Some(d) = device() else { return };
+    let mut g = graph();
+    g.weight("scale", &[2], &[0.5, -1.25]);
+    g.weight("bias", &[2], &[0.25, 0.0]);
+    g.node(
+        "GroupNormalization",
+        "group_norm",
+        &["x", "scale", "bias"],
+        vec![A::int("num_groups", 2)],
+    );
+    outputs(&mut g, &["group_norm"]);
+    let mut proto = g.into_model().expect("a well-formed graph");
+    for o in &mut proto.opset_import {
+        if o.domain().is_empty() {
+            o.version = Some(18);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("group_norm.onnx");
+    chipbench_optimize::model::save(&proto, &path).unwrap();
+    let (actual, expected) = common::run_both(&d, &path, &x(), &m_bound(), None);
+    let agree = common::agreement(&actual[0], &expected[0]);
+    assert!(
+        agree.cosine >= COSINE && agree.max_rel_err <= REL,
+        "{agree:?}"
+    );
+}
+
+fn m_bound() -> Vec<chipbench_core::TensorInfo> {
+    vec![chipbench_core::TensorInfo {
+        name: "x".into(),
+        dtype: DType::F32,
+        shape: vec![2, 4, 5, 7],
+    }]
+}
