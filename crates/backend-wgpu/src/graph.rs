@@ -594,6 +594,14 @@ pub(crate) enum Kernel {
         exclusive: bool,
         reverse: bool,
     },
+    /// The `k` (the output's length along `axis`) largest or smallest elements of `inputs[0]`
+    /// along `axis`, best first, ties in index order: their values, or their indices when
+    /// `indices`.
+    TopK {
+        axis: usize,
+        largest: bool,
+        indices: bool,
+    },
 }
 
 /// One kernel launch.
@@ -636,6 +644,7 @@ impl Step {
             Kernel::Resample { .. } => Some("Resize".into()),
             Kernel::GatherElements { .. } => Some("GatherElements".into()),
             Kernel::CumSum { .. } => Some("CumSum".into()),
+            Kernel::TopK { .. } => Some("TopK".into()),
         };
         let mut names: Vec<String> = head.into_iter().collect();
         self.epilogue.op_names(&mut names);

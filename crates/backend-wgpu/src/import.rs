@@ -10,7 +10,7 @@ use chipbench_core::{Coverage, DType, ModelSource, Refusal as RefusedOperator, T
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::{
     CumSum, Gather as TractGather, GatherElements, MultiBroadcastTo, Pad, PadMode as TractPadMode,
-    Slice, Tile, TypedConcat,
+    Slice, Tile, Topk, TypedConcat,
 };
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
@@ -701,6 +701,22 @@ impl Lowerer {
         } else if op.downcast_ref::<NonMaxSuppression>().is_some() {
             // Its output has as many rows as boxes survive: a size only the data decides.
             Err("its output size depends on the data; run it on the CPU after the model".into())
+        } else if let Some(op) = op.downcast_ref::<Topk>() {
+            let input = self.view(node.inputs[0]);
+            for (slot, indices) in [(0, false), (1, true)] {
+                let out = self.output_value(node, slot)?;
+                let kernel = Kernel::TopK {
+                    axis: op.axis,
+                    largest: op.largest,
+                    indices,
+                };
+                let step = self.step(kernel, vec![input.clone()], vec![], Expr::Acc, out);
+                self.push(step);
+                let shape = self.program.values[out].shape.clone();
+                self.views
+                    .insert(OutletId::new(node.id, slot), View::whole(out, &shape));
+            }
+            Ok(())
         } else if op.downcast_ref::<IfThenElse>().is_some() {
             // tract resolves an If whose condition is known once the input shapes are bound; the
             // ones left choose a branch from the data, which a fixed program of kernels cannot.

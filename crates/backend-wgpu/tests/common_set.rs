@@ -90,6 +90,34 @@ fn tile_cumsum_and_gather_elements() {
     assert_matches_tract(&d, &m, COSINE, REL);
 }
 
+/// Largest and smallest, on the inner and an outer axis, k from 1 to the whole axis; values and
+/// indices (exact).
+#[test]
+fn top_k() {
+    let Some(d) = device() else { return };
+    let mut g = graph();
+    for (name, k, axis, largest) in [
+        ("top3_last", 3, -1, 1),
+        ("bottom2_c", 2, 1, 0),
+        ("top1_h", 1, 2, 1),
+        ("all_w", 7, 3, 0),
+    ] {
+        g.initializer(TensorProto::from_i64(&format!("{name}_k"), &[1], &[k]));
+        let (values, indices) = (format!("{name}_v"), format!("{name}_i"));
+        g.node_with_outputs(
+            "TopK",
+            name,
+            &["x", &format!("{name}_k")],
+            &[&values, &indices],
+            vec![A::int("axis", axis), A::int("largest", largest)],
+        );
+        g.output(&values, DataType::Float, &["?"]);
+        g.output(&indices, DataType::Int64, &["?"]);
+    }
+    let m = model(g, x());
+    assert_matches_tract(&d, &m, 1.0 - 1e-12, 0.0);
+}
+
 #[test]
 fn operators_tract_lowers_to_the_backends_own() {
     let Some(d) = device() else { return };

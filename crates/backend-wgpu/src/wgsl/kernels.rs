@@ -492,3 +492,45 @@ pub(super) fn cumsum(
     );
     Ok(per_element(total, LANES, &body))
 }
+
+/// One invocation per output element: the element of rank `i` along the axis is the one with
+/// exactly `i` elements before it (better, or equal at a lower index), found by counting: quadratic
+/// in the axis length, with no sorting network and no synchronisation.
+pub(super) fn top_k(
+    b: &mut Builder,
+    step: &Step,
+    axis: usize,
+    largest: bool,
+    indices: bool,
+) -> Kernel {
+    let x = &step.inputs[0];
+    let out_shape = b.program.values[step.output].shape.clone();
+    let total: usize = out_shape.iter().product();
+    let k = out_shape[axis];
+    let len = x.shape[axis];
+    let post: usize = out_shape[axis + 1..].iter().product();
+    let ty = b.ty(x.value).compute();
+    let base = format!(
+        "{}u + {} + {}",
+        x.offset,
+        offset_of(&x.shape[..axis], &x.strides[..axis], "pre"),
+        offset_of(&x.shape[axis + 1..], &x.strides[axis + 1..], "post")
+    );
+    let at = |j: &str| format!("base + {j} * {}u", x.strides[axis]);
+    let (ve, vj) = (b.load(x, &at("e")), b.load(x, &at("j")));
+    let better = if largest { ">" } else { "<" };
+    let result = if indices { "i32(e)" } else { "ve" };
+    let body = format!(
+        "  let post = o % {post}u; let i = (o / {post}u) % {k}u; let pre = o / {kp}u;\n  \
+         let base = {base};\n  var found: {t} = {z};\n  \
+         for (var e = 0u; e < {len}u; e++) {{\n    let ve = {ve};\n    var rank = 0u;\n    \
+         for (var j = 0u; j < {len}u; j++) {{ let vj = {vj}; if (vj {better} ve || (vj == ve && j < e)) {{ rank++; }} }}\n    \
+         if (rank == i) {{ found = {result}; }}\n  }}\n  emit(o, found);\n",
+        post = post.max(1),
+        k = k.max(1),
+        kp = (k * post).max(1),
+        t = compute_type(if indices { Scalar::I32 } else { ty }),
+        z = zero(if indices { Scalar::I32 } else { ty }),
+    );
+    Ok(per_element(total, LANES, &body))
+}

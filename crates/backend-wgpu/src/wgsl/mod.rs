@@ -47,6 +47,11 @@ pub(crate) fn shader(program: &Program, step: &Step) -> Result<Shader, String> {
             exclusive,
             reverse,
         } => kernels::cumsum(&mut b, step, *axis, *exclusive, *reverse),
+        Kernel::TopK {
+            axis,
+            largest,
+            indices,
+        } => kernels::top_k(&mut b, step, *axis, *largest, *indices),
     }?;
     assemble(b, step, body, workgroups)
 }
@@ -82,6 +87,8 @@ pub(crate) fn acc_scalar(program: &Program, step: &Step) -> Scalar {
         Kernel::Gemm(_) | Kernel::Conv(_) | Kernel::Pool(_) | Kernel::Resample { .. } => {
             Scalar::F32
         }
+        Kernel::TopK { indices: true, .. } => Scalar::I32,
+        Kernel::TopK { .. } => program.values[step.inputs[0].value].ty.compute(),
         Kernel::Rows(r) => match r.op {
             RowOp::Reduce(Reducer::ArgMax { .. } | Reducer::ArgMin { .. }) => Scalar::I32,
             _ => Scalar::F32,
