@@ -602,6 +602,10 @@ pub(crate) enum Kernel {
         largest: bool,
         indices: bool,
     },
+    /// ONNX ScatterND without reduction: `inputs[0]` with the slices that the index tuples of
+    /// `inputs[1]` (its last axis) point at replaced by those of `inputs[2]`; where tuples repeat,
+    /// the last one wins.
+    ScatterNd,
 }
 
 /// One kernel launch.
@@ -645,6 +649,7 @@ impl Step {
             Kernel::GatherElements { .. } => Some("GatherElements".into()),
             Kernel::CumSum { .. } => Some("CumSum".into()),
             Kernel::TopK { .. } => Some("TopK".into()),
+            Kernel::ScatterNd => Some("ScatterND".into()),
         };
         let mut names: Vec<String> = head.into_iter().collect();
         self.epilogue.op_names(&mut names);

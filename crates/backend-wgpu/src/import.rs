@@ -10,7 +10,7 @@ use chipbench_core::{Coverage, DType, ModelSource, Refusal as RefusedOperator, T
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::{
     CumSum, Gather as TractGather, GatherElements, MultiBroadcastTo, Pad, PadMode as TractPadMode,
-    Slice, Tile, Topk, TypedConcat,
+    ScatterNd, ScatterReduction, Slice, Tile, Topk, TypedConcat,
 };
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
@@ -701,6 +701,12 @@ impl Lowerer {
         } else if op.downcast_ref::<NonMaxSuppression>().is_some() {
             // Its output has as many rows as boxes survive: a size only the data decides.
             Err("its output size depends on the data; run it on the CPU after the model".into())
+        } else if let Some(op) = op.downcast_ref::<ScatterNd>() {
+            if op.reduction != ScatterReduction::None {
+                return Err(format!("reduction {:?}", op.reduction));
+            }
+            let inputs = node.inputs.iter().map(|&i| self.view(i)).collect();
+            self.kernel_node(node, Kernel::ScatterNd, inputs)
         } else if let Some(op) = op.downcast_ref::<Topk>() {
             let input = self.view(node.inputs[0]);
             for (slot, indices) in [(0, false), (1, true)] {

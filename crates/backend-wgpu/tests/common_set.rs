@@ -118,6 +118,40 @@ fn top_k() {
     assert_matches_tract(&d, &m, 1.0 - 1e-12, 0.0);
 }
 
+/// Whole rows, single elements and slices of the middle axes replaced (tract 0.23 refuses
+/// negative indices, so there are none).
+#[test]
+fn scatter_nd() {
+    let Some(d) = device() else { return };
+    let mut g = graph();
+    g.initializer(TensorProto::from_i64("rows", &[2, 1], &[1, 0]));
+    g.weight("row_updates", &[2, 4, 5, 7], &common::values(31, 280));
+    g.node("ScatterND", "whole", &["x", "rows", "row_updates"], vec![]);
+    g.initializer(TensorProto::from_i64(
+        "points",
+        &[3, 4],
+        &[0, 1, 2, 3, 1, 3, 4, 6, 1, 2, 3, 0],
+    ));
+    g.weight("point_updates", &[3], &[10.0, 20.0, 30.0]);
+    g.node(
+        "ScatterND",
+        "points_set",
+        &["x", "points", "point_updates"],
+        vec![],
+    );
+    g.initializer(TensorProto::from_i64("planes", &[2, 2], &[0, 3, 1, 2]));
+    g.weight("plane_updates", &[2, 5, 7], &common::values(32, 70));
+    g.node(
+        "ScatterND",
+        "planes_set",
+        &["x", "planes", "plane_updates"],
+        vec![],
+    );
+    outputs(&mut g, &["whole", "points_set", "planes_set"]);
+    let m = model(g, x());
+    assert_matches_tract(&d, &m, COSINE, REL);
+}
+
 #[test]
 fn operators_tract_lowers_to_the_backends_own() {
     let Some(d) = device() else { return };

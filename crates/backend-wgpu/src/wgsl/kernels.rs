@@ -534,3 +534,57 @@ pub(super) fn top_k(
     );
     Ok(per_element(total, LANES, &body))
 }
+
+/// One invocation per output element: the element of the data, unless an index tuple points at
+/// its slice, in which case the update's element (the last such tuple's).
+pub(super) fn scatter_nd(b: &mut Builder, step: &Step) -> Kernel {
+    let (data, idx, updates) = (&step.inputs[0], &step.inputs[1], &step.inputs[2]);
+    let out_shape = b.program.values[step.output].shape.clone();
+    let total: usize = out_shape.iter().product();
+    let q = *idx.shape.last().unwrap_or(&0);
+    let tuples: usize = idx.shape[..idx.shape.len().saturating_sub(1)]
+        .iter()
+        .product();
+    let inner: usize = out_shape[q..].iter().product();
+    let coords = coordinates(&out_shape, "o");
+    let original = b.load(data, &super::flat_index(data, "o"));
+    let mut matches = Vec::new();
+    for (d, c) in coords.iter().enumerate().take(q) {
+        let at = format!(
+            "{}u + {}",
+            idx.offset,
+            offset_of(&idx.shape, &idx.strides, &format!("(u * {q}u + {d}u)"))
+        );
+        let load = b.load(idx, &at);
+        let index = if b.ty(idx.value).compute() == Scalar::I32 {
+            load
+        } else {
+            format!("i32({load})")
+        };
+        matches.push(format!("wrap({index}, {}) == i32({c})", out_shape[d]));
+    }
+    let update_at = format!(
+        "{}u + {}",
+        updates.offset,
+        offset_of(
+            &updates.shape,
+            &updates.strides,
+            &format!("(u * {}u + o % {}u)", inner.max(1), inner.max(1))
+        )
+    );
+    let update = b.load(updates, &update_at);
+    let ty = b.ty(data.value).compute();
+    let body = format!(
+        "  var v: {t} = {original};\n  for (var u = 0u; u < {tuples}u; u++) {{\n    \
+         if ({cond}) {{ v = {update}; }}\n  }}\n  emit(o, v);\n",
+        t = compute_type(ty),
+        cond = if matches.is_empty() {
+            "true".to_string()
+        } else {
+            matches.join(" && ")
+        },
+    );
+    let helper = "fn wrap(i: i32, n: i32) -> i32 { return select(i, i + n, i < 0); }\n";
+    let (source, groups) = per_element(total, LANES, &body);
+    Ok((format!("{helper}{source}"), groups))
+}

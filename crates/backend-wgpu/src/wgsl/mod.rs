@@ -52,6 +52,7 @@ pub(crate) fn shader(program: &Program, step: &Step) -> Result<Shader, String> {
             largest,
             indices,
         } => kernels::top_k(&mut b, step, *axis, *largest, *indices),
+        Kernel::ScatterNd => kernels::scatter_nd(&mut b, step),
     }?;
     assemble(b, step, body, workgroups)
 }
@@ -97,7 +98,8 @@ pub(crate) fn acc_scalar(program: &Program, step: &Step) -> Scalar {
         | Kernel::Concat { .. }
         | Kernel::Pad { .. }
         | Kernel::GatherElements { .. }
-        | Kernel::CumSum { .. } => program.values[step.inputs[0].value].ty.compute(),
+        | Kernel::CumSum { .. }
+        | Kernel::ScatterNd => program.values[step.inputs[0].value].ty.compute(),
     }
 }
 
