@@ -586,8 +586,11 @@ impl Lowerer {
             self.views.insert(OutletId::new(node.id, 0), view);
             Ok(())
         } else if let Some(op) = op.downcast_ref::<Downsample>() {
-            if op.stride <= 0 {
-                return Err("negative stride".into());
+            if op.stride < 0 {
+                return self.reversed_downsample(node, op);
+            }
+            if op.stride == 0 {
+                return Err("stride 0".into());
             }
             let view = self
                 .view(node.inputs[0])
@@ -1120,6 +1123,32 @@ impl Lowerer {
                 .collect();
         }
         parts.remove(0)
+    }
+
+    /// A Downsample of negative stride (a Slice with a negative step, `x[::-1]`): from the last
+    /// element of the axis back to `modulo`, every `|stride|`-th, as ndarray slices it for tract.
+    /// Strides of views are unsigned, so this is a gather by a constant index list.
+    fn reversed_downsample(&mut self, node: &TypedNode, op: &Downsample) -> Result<(), Refusal> {
+        let input = self.view(node.inputs[0]);
+        let len = input.shape[op.axis];
+        let step = op.stride.unsigned_abs();
+        let picked: Vec<i32> = if op.modulo >= len {
+            Vec::new()
+        } else {
+            (op.modulo..len)
+                .rev()
+                .step_by(step)
+                .map(|i| i as i32)
+                .collect()
+        };
+        let count = picked.len();
+        let indices = self.program.add_value(
+            vec![count],
+            ElemType::I32,
+            Origin::Const(Arc::new(tensor1(&picked))),
+        );
+        let inputs = vec![input, View::whole(indices, &[count])];
+        self.kernel_node(node, Kernel::Gather { axis: op.axis }, inputs)
     }
 
     /// A node computed by one kernel from `inputs`, into a new value shaped like its output.

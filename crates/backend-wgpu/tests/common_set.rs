@@ -90,6 +90,43 @@ fn tile_cumsum_and_gather_elements() {
     assert_matches_tract(&d, &m, COSINE, REL);
 }
 
+/// Slices with negative steps (`x[..., ::-1]`, every other row from the end), which tract turns
+/// into downsampling with a negative stride.
+#[test]
+fn slices_with_negative_steps() {
+    let Some(d) = device() else { return };
+    let mut g = graph();
+    g.ints("rev_starts", &[-1]);
+    g.ints("rev_ends", &[i64::MIN]);
+    g.ints("rev_axes", &[3]);
+    g.ints("rev_steps", &[-1]);
+    g.node(
+        "Slice",
+        "reversed",
+        &["x", "rev_starts", "rev_ends", "rev_axes", "rev_steps"],
+        vec![],
+    );
+    g.ints("odd_starts", &[3]);
+    g.ints("odd_ends", &[-100]);
+    g.ints("odd_axes", &[2]);
+    g.ints("odd_steps", &[-2]);
+    g.node(
+        "Slice",
+        "every_other",
+        &[
+            "reversed",
+            "odd_starts",
+            "odd_ends",
+            "odd_axes",
+            "odd_steps",
+        ],
+        vec![],
+    );
+    outputs(&mut g, &["reversed", "every_other"]);
+    let m = model(g, x());
+    assert_matches_tract(&d, &m, COSINE, REL);
+}
+
 /// Largest and smallest, on the inner and an outer axis, k from 1 to the whole axis; values and
 /// indices (exact).
 #[test]
