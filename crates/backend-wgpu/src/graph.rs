@@ -561,6 +561,10 @@ pub(crate) enum Kernel {
     Map,
     Gemm(Gemm),
     Conv(Conv),
+    /// A transposed convolution (ConvTranspose) with the same geometry fields as [`Conv`]
+    /// (`input_hw` the input's, `pad_before` the padding cut from the full output); the kernel
+    /// view is `[O, I/group, KH, KW]` as for a convolution.
+    Deconv(Conv),
     Pool(Pool),
     Rows(Rows),
     /// `inputs[0]` indexed along `axis` by the values of `inputs[1]`.
@@ -632,6 +636,7 @@ impl Step {
                 Some("DepthwiseConv".into())
             }
             Kernel::Conv(_) => Some("Conv".into()),
+            Kernel::Deconv(_) => Some("ConvTranspose".into()),
             Kernel::Pool(p) => Some(match p.kind {
                 PoolKind::Max => "MaxPool".into(),
                 PoolKind::Sum { .. } => "AveragePool".into(),

@@ -16,7 +16,7 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::change_axes::{AxisOp, InOut};
 use tract_onnx::tract_core::ops::cnn::{
-    Conv as TractConv, KernelFormat, MaxPool, PoolSpec, SumPool,
+    Conv as TractConv, Deconv, KernelFormat, MaxPool, PoolSpec, SumPool,
 };
 use tract_onnx::tract_core::ops::downsample::Downsample;
 use tract_onnx::tract_core::ops::einsum::EinSum;
@@ -485,6 +485,8 @@ impl Lowerer {
             self.einsum(node, op)
         } else if let Some(op) = op.downcast_ref::<TractConv>() {
             self.conv(node, op)
+        } else if let Some(op) = op.downcast_ref::<Deconv>() {
+            self.deconv(node, op)
         } else if let Some(op) = op.downcast_ref::<MaxPool>() {
             if op.with_index_outputs.is_some() {
                 return Err("index output".into());
@@ -1886,6 +1888,114 @@ impl Lowerer {
         let step = self.step(Kernel::Conv(conv), vec![x, w], operands, epilogue, out);
         self.push(step);
         Ok(out)
+    }
+
+    /// ConvTranspose, as tract-onnx hands it over: an OIHW kernel (`[C_out, C_in/group, KH,
+    /// KW]`, regrouped from ONNX's layout), the padding tract's own deconvolution geometry gives,
+    /// and a bias per output channel.
+    fn deconv(&mut self, node: &TypedNode, op: &Deconv) -> Result<(), Refusal> {
+        if op.kernel_format != KernelFormat::OIHW {
+            return Err(format!("{:?} kernel", op.kernel_format));
+        }
+        let spec = &op.pool_spec;
+        let out_shape = Self::shape_of(&node.outputs[0].fact)?;
+        let ty = self.elem_type(node.outputs[0].fact.datum_type)?;
+        if !ty.is_float() {
+            return Err("integer data".into());
+        }
+        let x = nchw(&self.view(node.inputs[0]), spec.data_format)?;
+        let kernel = self.view(node.inputs[1]);
+        let w = if kernel.shape.len() == 3 {
+            kernel.insert_axis(2)
+        } else {
+            kernel
+        };
+        let out = self.output_value(node, 0)?;
+        let o = nchw(&View::whole(out, &out_shape), spec.data_format)?;
+        let two = |v: &[usize]| {
+            if v.len() == 1 {
+                [1, v[0]]
+            } else {
+                [v[0], v[1]]
+            }
+        };
+        let input_hw: Vec<usize> = if spec.kernel_shape.len() == 1 {
+            vec![x.shape[3]]
+        } else {
+            x.shape[2..].to_vec()
+        };
+        let dims = spec
+            .padding
+            .compute_for_deconv(
+                &input_hw,
+                &spec.kernel_shape,
+                &spec.dilations(),
+                &spec.strides(),
+                &op.adjustments,
+            )
+            .map_err(|e| e.to_string())?;
+        let out_hw: Vec<usize> = dims.iter().map(|d| d.deconvoluted).collect();
+        if two(&out_hw) != [o.shape[2], o.shape[3]] {
+            return Err(format!(
+                "output size {out_hw:?} where tract expects {:?}",
+                &o.shape[2..]
+            ));
+        }
+        let pads: Vec<usize> = dims.iter().map(|d| d.pad_before).collect();
+        let geometry = Conv {
+            batch: x.shape[0],
+            groups: op.group,
+            in_channels: x.shape[1],
+            out_channels: o.shape[1],
+            input_hw: [x.shape[2], x.shape[3]],
+            output_hw: [o.shape[2], o.shape[3]],
+            kernel_hw: two(&spec.kernel_shape),
+            strides: two(&spec.strides()),
+            dilations: two(&spec.dilations()),
+            pad_before: if pads.len() == 1 {
+                [0, pads[0]]
+            } else {
+                [pads[0], pads[1]]
+            },
+            out_strides: [o.strides[0], o.strides[1], o.strides[2], o.strides[3]],
+        };
+        let mut operands = Vec::new();
+        let mut epilogue = Expr::Acc;
+        if let Some(&bias) = node.inputs.get(2) {
+            let bias = self.view(bias);
+            let term = match self.literal(&bias, Scalar::F32) {
+                Some(Literal::F32(v)) if v == 0.0 => None,
+                Some(l) => Some(Expr::Lit(l)),
+                None => {
+                    if bias.numel() != geometry.out_channels {
+                        return Err(format!("bias of shape {:?}", bias.shape));
+                    }
+                    let mut strides = vec![0; out_shape.len()];
+                    strides[channel_axis(spec.data_format, out_shape.len())] =
+                        *bias.strides.last().unwrap_or(&0);
+                    operands.push(View {
+                        value: bias.value,
+                        offset: bias.offset,
+                        shape: out_shape.clone(),
+                        strides,
+                    });
+                    Some(Expr::Load(0))
+                }
+            };
+            if let Some(term) = term {
+                epilogue = binary(BinaryOp::Add, Expr::Acc, term);
+            }
+        }
+        let step = self.step(
+            Kernel::Deconv(geometry),
+            vec![x, w],
+            operands,
+            epilogue,
+            out,
+        );
+        self.push(step);
+        self.bind(node, out);
+        Ok(())
     }
 
     fn pool(&mut self, node: &TypedNode, spec: &PoolSpec, kind: PoolKind) -> Result<(), Refusal> {

@@ -1,5 +1,5 @@
-//! The rest of the common operator set on wgpu against tract on the same seeded inputs: Tile,
-//! CumSum, GatherElements (new kernels or views here) and the operators tract's declutter already
+//! The rest of the common operator set on wgpu against tract on the same seeded inputs:
+//! ConvTranspose, Tile, CumSum, GatherElements (new kernels or views here) and the operators tract's declutter already
 //! turns into ones the backend runs (2-operand Einsum, Split, Range, Mod, InstanceNormalization,
 //! GroupNormalization, DepthToSpace, SpaceToDepth). Odd sizes throughout; f32 results agree to
 //! cosine >= 0.9999 and max|y - r| / max|r| <= 1e-3, integer results exactly.
@@ -87,6 +87,62 @@ fn tile_cumsum_and_gather_elements() {
         ],
     );
     let m = model(g, x());
+    assert_matches_tract(&d, &m, COSINE, REL);
+}
+
+/// ConvTranspose as FPN/U-Net decoders use it (stride 2, kernel 2 or 4 with padding 1), and with
+/// groups, dilation, output padding, asymmetric pads and a 1-d one.
+#[test]
+fn transposed_convolutions() {
+    let Some(d) = device() else { return };
+    let mut g = graph();
+    let w = |g: &mut GraphBuilder, name: &str, shape: &[usize], seed: u64| {
+        common::weight(g, name, shape, seed)
+    };
+    let k2 = w(&mut g, "k2", &[4, 3, 2, 2], 41);
+    let b3 = w(&mut g, "b3", &[3], 42);
+    g.node(
+        "ConvTranspose",
+        "up2",
+        &["x", &k2, &b3],
+        vec![A::ints("strides", &[2, 2])],
+    );
+    let k4 = w(&mut g, "k4", &[4, 5, 4, 4], 43);
+    g.node(
+        "ConvTranspose",
+        "up4_pad1",
+        &["x", &k4],
+        vec![A::ints("strides", &[2, 2]), A::ints("pads", &[1, 1, 1, 1])],
+    );
+    let kg = w(&mut g, "kg", &[4, 3, 3, 3], 44);
+    let bg = w(&mut g, "bg", &[6], 45);
+    g.node(
+        "ConvTranspose",
+        "grouped",
+        &["x", &kg, &bg],
+        vec![
+            A::int("group", 2),
+            A::ints("strides", &[3, 2]),
+            A::ints("dilations", &[1, 2]),
+            A::ints("pads", &[0, 1, 2, 0]),
+            A::ints("output_padding", &[1, 1]),
+        ],
+    );
+    outputs(&mut g, &["up2", "up4_pad1", "grouped"]);
+    let m = model(g, x());
+    assert_matches_tract(&d, &m, COSINE, REL);
+
+    let mut g = GraphBuilder::new("deconv1d");
+    g.input("s", DataType::Float, &["2", "4", "9"]);
+    let k1 = common::weight(&mut g, "k1", &[4, 2, 3], 46);
+    g.node(
+        "ConvTranspose",
+        "up1d",
+        &["s", &k1],
+        vec![A::ints("strides", &[2]), A::ints("pads", &[1, 0])],
+    );
+    outputs(&mut g, &["up1d"]);
+    let m = model(g, vec![spec("s", DType::F32, &[2, 4, 9])]);
     assert_matches_tract(&d, &m, COSINE, REL);
 }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{Builder, compute_type, coordinate_terms, coordinates, grid, literal, sum_terms, zero};
-use crate::graph::{PadMode, Pool, PoolKind, Reducer, RowOp, Rows, Scalar, Step, View};
+use crate::graph::{Conv, PadMode, Pool, PoolKind, Reducer, RowOp, Rows, Scalar, Step, View};
 
 type Kernel = Result<(String, [u32; 3]), String>;
 
@@ -587,4 +587,52 @@ pub(super) fn scatter_nd(b: &mut Builder, step: &Step) -> Kernel {
     let helper = "fn wrap(i: i32, n: i32) -> i32 { return select(i, i + n, i < 0); }\n";
     let (source, groups) = per_element(total, LANES, &body);
     Ok((format!("{helper}{source}"), groups))
+}
+
+/// A transposed convolution, one invocation per output element gathering the input pixels
+/// whose stride-spread kernel window covers it: `iy = (oy + pad - ky * dilation) / stride`
+/// where that divides exactly and lands inside the input.
+pub(super) fn deconv(b: &mut Builder, step: &Step, c: &Conv) -> Kernel {
+    let (x, w) = (&step.inputs[0], &step.inputs[1]);
+    let [oh_n, ow_n] = c.output_hw;
+    let [kh, kw] = c.kernel_hw;
+    let [sh, sw] = c.strides;
+    let [dh, dw] = c.dilations;
+    let [ph, pw] = c.pad_before;
+    let [h, wd] = c.input_hw;
+    let [os0, os1, os2, os3] = c.out_strides;
+    let in_per_group = c.in_channels / c.groups;
+    let out_per_group = c.out_channels / c.groups;
+    let total = c.batch * c.out_channels * oh_n * ow_n;
+    let x_load = b.load(
+        x,
+        &format!(
+            "{}u + n_img * {}u + (g * {in_per_group}u + i) * {}u + u32(iy) * {}u + u32(ix) * {}u",
+            x.offset, x.strides[0], x.strides[1], x.strides[2], x.strides[3]
+        ),
+    );
+    let w_load = b.load(
+        w,
+        &format!(
+            "{}u + oc * {}u + i * {}u + ky * {}u + kx * {}u",
+            w.offset, w.strides[0], w.strides[1], w.strides[2], w.strides[3]
+        ),
+    );
+    let body = format!(
+        "  let ox = o % {ow_n}u; let oy = (o / {ow_n}u) % {oh_n}u;\n  \
+         let oc = (o / {ohw}u) % {co}u; let n_img = o / {ohwc}u; let g = oc / {out_per_group}u;\n  \
+         var acc = 0.0;\n  \
+         for (var ky = 0u; ky < {kh}u; ky++) {{\n    \
+         let ty = i32(oy) + {ph} - i32(ky * {dh}u);\n    \
+         if (ty < 0 || ty % {sh} != 0 || ty / {sh} >= {h}) {{ continue; }}\n    let iy = ty / {sh};\n    \
+         for (var kx = 0u; kx < {kw}u; kx++) {{\n      \
+         let tx = i32(ox) + {pw} - i32(kx * {dw}u);\n      \
+         if (tx < 0 || tx % {sw} != 0 || tx / {sw} >= {wd}) {{ continue; }}\n      let ix = tx / {sw};\n      \
+         for (var i = 0u; i < {in_per_group}u; i++) {{ acc += {x_load} * {w_load}; }}\n    }}\n  }}\n  \
+         emit(n_img * {os0}u + oc * {os1}u + oy * {os2}u + ox * {os3}u, acc);\n",
+        ohw = oh_n * ow_n,
+        co = c.out_channels,
+        ohwc = oh_n * ow_n * c.out_channels,
+    );
+    Ok(per_element(total, 64, &body))
 }

@@ -35,6 +35,7 @@ pub(crate) fn shader(program: &Program, step: &Step) -> Result<Shader, String> {
         Kernel::Map => kernels::map(&mut b, step),
         Kernel::Gemm(g) => gemm::gemm(&mut b, step, g),
         Kernel::Conv(c) => gemm::conv(&mut b, step, c),
+        Kernel::Deconv(c) => kernels::deconv(&mut b, step, c),
         Kernel::Pool(p) => kernels::pool(&mut b, step, p),
         Kernel::Rows(r) => kernels::rows(&mut b, step, r),
         Kernel::Gather { axis } => kernels::gather(&mut b, step, *axis),
@@ -85,9 +86,11 @@ pub(crate) fn acc_scalar(program: &Program, step: &Step) -> Scalar {
     use crate::graph::{Reducer, RowOp};
     match &step.kernel {
         Kernel::Map => Scalar::F32, // no Acc in a map epilogue
-        Kernel::Gemm(_) | Kernel::Conv(_) | Kernel::Pool(_) | Kernel::Resample { .. } => {
-            Scalar::F32
-        }
+        Kernel::Gemm(_)
+        | Kernel::Conv(_)
+        | Kernel::Deconv(_)
+        | Kernel::Pool(_)
+        | Kernel::Resample { .. } => Scalar::F32,
         Kernel::TopK { indices: true, .. } => Scalar::I32,
         Kernel::TopK { .. } => program.values[step.inputs[0].value].ty.compute(),
         Kernel::Rows(r) => match r.op {
