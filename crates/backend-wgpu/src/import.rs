@@ -1964,7 +1964,7 @@ impl Lowerer {
         if let Some(&bias) = node.inputs.get(2) {
             let bias = self.view(bias);
             let term = match self.literal(&bias, Scalar::F32) {
-                Some(Literal::F32(v)) if v == 0.0 => None,
+                Some(Literal::F32(0.0)) => None,
                 Some(l) => Some(Expr::Lit(l)),
                 None => {
                     if bias.numel() != geometry.out_channels {
