@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use chipbench_backend_ort::OrtBackend;
 use chipbench_backend_tract::TractBackend;
 use chipbench_backend_wgpu::WgpuBackend;
-use chipbench_core::{Backend, Device};
+use chipbench_core::{Backend, Coverage, Device, ModelSource};
 use chipbench_runner::Target;
 use clap::Args;
 
+use crate::cmd::models::{self, DataChoice, Prepared};
 use crate::{Outcome, UsageError};
 
 #[derive(Args)]
@@ -18,6 +19,24 @@ pub struct BackendsArgs {
     /// Print the list as JSON.
     #[arg(long)]
     json: bool,
+    /// Lists, per model, the operators each backend would refuse: each model is loaded (wgpu:
+    /// lowered, without an adapter) and never run.
+    #[arg(long)]
+    coverage: bool,
+    /// A model for --coverage: a suite name, zoo:NAME or a path to an .onnx file; repeatable
+    /// (default: the built-in suite).
+    #[arg(
+        long = "model",
+        short = 'm',
+        value_name = "NAME|zoo:NAME|PATH",
+        requires = "coverage"
+    )]
+    models: Vec<String>,
+    /// Folder of the built-in suite (default: ./models, else the one generated in the cache).
+    #[arg(long, value_name = "DIR", requires = "coverage")]
+    suite: Option<PathBuf>,
+    #[command(flatten)]
+    inputs: models::InputArgs,
     #[command(flatten)]
     engines: EngineArgs,
 }
@@ -66,6 +85,9 @@ pub fn registry(engines: &EngineArgs) -> Vec<Box<dyn Backend>> {
 
 pub fn run(args: BackendsArgs) -> anyhow::Result<Outcome> {
     let backends = registry(&args.engines);
+    if args.coverage {
+        return coverage(&args, &backends);
+    }
     if args.json {
         let list: Vec<serde_json::Value> = backends
             .iter()
@@ -113,6 +135,98 @@ pub fn run(args: BackendsArgs) -> anyhow::Result<Outcome> {
             println!("  discovery:");
             for step in steps {
                 println!("    {step}");
+            }
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+/// `--coverage`: every model through every backend's [`Backend::coverage`].
+fn coverage(args: &BackendsArgs, backends: &[Box<dyn Backend>]) -> anyhow::Result<Outcome> {
+    let suite_dir = models::suite_dir(args.suite.as_deref())?;
+    let mut request = args.inputs.request()?;
+    // Real samples change nothing about which operators load; random data skips reading them.
+    request.data.get_or_insert(DataChoice::Random);
+    let prepared = models::resolve(&suite_dir, &args.models, &request)?;
+    let mut report = Vec::new();
+    for model in &prepared {
+        let (name, path, found) = match model {
+            Prepared::Ready(m) => {
+                let source = ModelSource {
+                    path: m.path.clone(),
+                    inputs: m.bound.clone(),
+                };
+                let found: Vec<(&str, Coverage)> = backends
+                    .iter()
+                    .map(|b| (b.name(), b.coverage(&source)))
+                    .collect();
+                (&m.record.name, m.path.display().to_string(), Ok(found))
+            }
+            Prepared::Broken { record, error } => {
+                (&record.name, record.path.clone(), Err(error.clone()))
+            }
+        };
+        report.push((name.clone(), path, found));
+    }
+    if args.json {
+        let list: Vec<serde_json::Value> = report
+            .iter()
+            .map(|(name, path, found)| match found {
+                Ok(found) => {
+                    let per_backend: Vec<serde_json::Value> = found
+                        .iter()
+                        .map(|(backend, c)| {
+                            let mut v = serde_json::to_value(c).unwrap_or_default();
+                            v["backend"] = serde_json::json!(backend);
+                            v
+                        })
+                        .collect();
+                    serde_json::json!({"model": name, "path": path, "backends": per_backend})
+                }
+                Err(error) => serde_json::json!({"model": name, "path": path, "error": error}),
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(Outcome::Success);
+    }
+    println!("operators each backend would refuse (each model loaded, never run):");
+    for (name, path, found) in &report {
+        println!("{name} ({path})");
+        let found = match found {
+            Ok(found) => found,
+            Err(error) => {
+                println!("  cannot be prepared: {error}");
+                continue;
+            }
+        };
+        for (backend, c) in found {
+            print!("  {backend:<6} ");
+            match c {
+                Coverage::Supported { nodes: Some(n) } => {
+                    println!("runs every operator ({n} operator nodes)")
+                }
+                Coverage::Supported { nodes: None } => println!("loads"),
+                Coverage::Refused { nodes, operators } => {
+                    let refused: usize = operators.iter().map(|r| r.nodes.len().max(1)).sum();
+                    match nodes {
+                        Some(n) => println!(
+                            "refuses {} operator(s) in {refused} of {n} operator nodes:",
+                            operators.len()
+                        ),
+                        None => println!("refuses:"),
+                    }
+                    for r in operators {
+                        if r.nodes.is_empty() {
+                            println!("           {}", r.operator);
+                        } else {
+                            let nodes: Vec<String> =
+                                r.nodes.iter().map(|n| format!("'{n}'")).collect();
+                            println!("           {}: {}", r.operator, nodes.join(", "));
+                        }
+                    }
+                }
+                Coverage::Failed { reason } => println!("does not load: {reason}"),
+                Coverage::Unavailable { reason } => println!("unavailable: {reason}"),
             }
         }
     }

@@ -561,6 +561,10 @@ pub(crate) enum Kernel {
     Map,
     Gemm(Gemm),
     Conv(Conv),
+    /// A transposed convolution (ConvTranspose) with the same geometry fields as [`Conv`]
+    /// (`input_hw` the input's, `pad_before` the padding cut from the full output); the kernel
+    /// view is `[O, I/group, KH, KW]` as for a convolution.
+    Deconv(Conv),
     Pool(Pool),
     Rows(Rows),
     /// `inputs[0]` indexed along `axis` by the values of `inputs[1]`.
@@ -575,6 +579,37 @@ pub(crate) enum Kernel {
         pads: Vec<(usize, usize)>,
         mode: PadMode,
     },
+    /// Resize along one axis: output position `x` of `axis` is the sum over `window` taps `k` of
+    /// `inputs[2][x * window + k] * inputs[0][.., inputs[1][x * window + k], ..]` (tap indices
+    /// as i32, weights as f32, both precomputed from tract's resampling plan).
+    Resample {
+        axis: usize,
+        window: usize,
+    },
+    /// ONNX GatherElements: the output (shaped like `inputs[1]`, the indices) reads
+    /// `inputs[0]` at its own position with the coordinate along `axis` replaced by the index.
+    GatherElements {
+        axis: usize,
+    },
+    /// Running sums of `inputs[0]` along `axis`, from the far end when `reverse`, leaving each
+    /// element itself out when `exclusive`.
+    CumSum {
+        axis: usize,
+        exclusive: bool,
+        reverse: bool,
+    },
+    /// The `k` (the output's length along `axis`) largest or smallest elements of `inputs[0]`
+    /// along `axis`, best first, ties in index order: their values, or their indices when
+    /// `indices`.
+    TopK {
+        axis: usize,
+        largest: bool,
+        indices: bool,
+    },
+    /// ONNX ScatterND without reduction: `inputs[0]` with the slices that the index tuples of
+    /// `inputs[1]` (its last axis) point at replaced by those of `inputs[2]`; where tuples repeat,
+    /// the last one wins.
+    ScatterNd,
 }
 
 /// One kernel launch.
@@ -601,6 +636,7 @@ impl Step {
                 Some("DepthwiseConv".into())
             }
             Kernel::Conv(_) => Some("Conv".into()),
+            Kernel::Deconv(_) => Some("ConvTranspose".into()),
             Kernel::Pool(p) => Some(match p.kind {
                 PoolKind::Max => "MaxPool".into(),
                 PoolKind::Sum { .. } => "AveragePool".into(),
@@ -614,6 +650,11 @@ impl Step {
             Kernel::Gather { .. } => Some("Gather".into()),
             Kernel::Concat { .. } => Some("Concat".into()),
             Kernel::Pad { .. } => Some("Pad".into()),
+            Kernel::Resample { .. } => Some("Resize".into()),
+            Kernel::GatherElements { .. } => Some("GatherElements".into()),
+            Kernel::CumSum { .. } => Some("CumSum".into()),
+            Kernel::TopK { .. } => Some("TopK".into()),
+            Kernel::ScatterNd => Some("ScatterND".into()),
         };
         let mut names: Vec<String> = head.into_iter().collect();
         self.epilogue.op_names(&mut names);

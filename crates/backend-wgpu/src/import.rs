@@ -6,28 +6,42 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use chipbench_core::{DType, ModelSource, TensorInfo};
+use chipbench_core::{Coverage, DType, ModelSource, Refusal as RefusedOperator, TensorInfo};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::{
-    Gather as TractGather, MultiBroadcastTo, Pad, PadMode as TractPadMode, Slice, TypedConcat,
+    CumSum, Gather as TractGather, GatherElements, MultiBroadcastTo, Pad, PadMode as TractPadMode,
+    ScatterNd, ScatterReduction, Slice, Tile, Topk, TypedConcat,
 };
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
-use tract_onnx::tract_core::ops::change_axes::AxisOp;
+use tract_onnx::tract_core::ops::change_axes::{AxisOp, InOut};
 use tract_onnx::tract_core::ops::cnn::{
-    Conv as TractConv, KernelFormat, MaxPool, PoolSpec, SumPool,
+    Conv as TractConv, Deconv, KernelFormat, MaxPool, PoolSpec, SumPool,
 };
 use tract_onnx::tract_core::ops::downsample::Downsample;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::logic::Iff;
+use tract_onnx::tract_core::ops::logic::{IfThenElse, Iff};
+use tract_onnx::tract_core::ops::lstm_cell::LstmEpilogue;
 use tract_onnx::tract_core::ops::math::PowConst;
+use tract_onnx::tract_core::ops::nn::resize::{
+    AxisPlan, CoordTransformer, Interpolator, NearestUpsample, Resize as CoreResize, cubic_weights,
+    linear_weights, plan_axis, window_size,
+};
 use tract_onnx::tract_core::ops::nn::{
     DataFormat, GeluApproximate, LeakyRelu, Reduce, Reducer as TractReducer, RmsNorm, Softmax,
     SoftmaxKind,
 };
+use tract_onnx::tract_core::ops::quant::{
+    DequantizeLinearF32, LookupTable, QuantizeLinearI8, QuantizeLinearU8,
+};
+use tract_onnx::tract_core::ops::scan::{InputMapping, Scan};
 use tract_onnx::tract_core::ops::source::TypedSource;
 use tract_onnx::tract_core::ops::unimpl::UnimplementedOp;
+use tract_onnx_opl::non_max_suppression::NonMaxSuppression;
+use tract_onnx_opl::resize::{
+    AspectRatio, CoordTransform, Nearest as OnnxNearest, Resize as OnnxResize,
+};
 
 use crate::error::WgpuError;
 use crate::graph::{
@@ -45,6 +59,50 @@ pub(crate) struct Imported {
 /// Parses, types and lowers `source`. `f16_storage` says whether the device can store f16
 /// (SHADER_F16); without it f16 tensors live as f32 on the device.
 pub(crate) fn import(source: &ModelSource, f16_storage: bool) -> Result<Imported, WgpuError> {
+    match lowering(source, f16_storage)? {
+        Lowering::Done { imported, .. } => Ok(imported),
+        Lowering::Refused { operators, .. } => Err(WgpuError::Unsupported {
+            path: source.path.clone(),
+            ops: operators.iter().map(summary).collect(),
+        }),
+    }
+}
+
+/// What the backend would refuse of `source`: the model lowered as for a device (one that
+/// stores f16), every refused operator with every node that has it.
+pub(crate) fn coverage(source: &ModelSource) -> Result<Coverage, WgpuError> {
+    Ok(match lowering(source, true)? {
+        Lowering::Done { nodes, .. } => Coverage::Supported { nodes: Some(nodes) },
+        Lowering::Refused { nodes, operators } => Coverage::Refused {
+            nodes: Some(nodes),
+            operators,
+        },
+    })
+}
+
+/// "Op in node 'a'" or "Op in 3 nodes, e.g. 'a'", for the one-line error of a refused load.
+fn summary(r: &RefusedOperator) -> String {
+    match r.nodes.as_slice() {
+        [one] => format!("{} in node '{one}'", r.operator),
+        [first, ..] => format!("{} in {} nodes, e.g. '{first}'", r.operator, r.nodes.len()),
+        [] => r.operator.clone(),
+    }
+}
+
+/// A model lowered, or every operator that kept it from being lowered. `nodes`: the operator
+/// nodes of the graph lowering looked at (inputs and constants aside).
+enum Lowering {
+    Done {
+        imported: Imported,
+        nodes: usize,
+    },
+    Refused {
+        nodes: usize,
+        operators: Vec<RefusedOperator>,
+    },
+}
+
+fn lowering(source: &ModelSource, f16_storage: bool) -> Result<Lowering, WgpuError> {
     let path = &source.path;
     let fail = |reason: String| WgpuError::Model {
         path: path.clone(),
@@ -59,23 +117,26 @@ pub(crate) fn import(source: &ModelSource, f16_storage: bool) -> Result<Imported
         .with_ignore_value_info(true)
         .model_for_path(path)
         .map_err(|e| fail(root_cause(&e)))?;
-    let unknown: Vec<String> = model
+    let mut unknown: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for n in model
         .nodes()
         .iter()
         .filter(|n| n.op_as::<UnimplementedOp>().is_some())
-        .map(|n| {
-            let op = n.op.name();
-            let op = op
-                .trim_start_matches("Unimplemented(")
-                .trim_end_matches(')')
-                .to_string();
-            format!("{op} (node '{}', unknown to tract's ONNX reader)", n.name)
-        })
-        .collect();
+    {
+        let op = n.op.name();
+        let op = op
+            .trim_start_matches("Unimplemented(")
+            .trim_end_matches(')')
+            .to_string();
+        unknown
+            .entry(format!("{op} (unknown to tract's ONNX reader)"))
+            .or_default()
+            .push(n.name.clone());
+    }
     if !unknown.is_empty() {
-        return Err(WgpuError::Unsupported {
-            path: path.clone(),
-            ops: unknown,
+        return Ok(Lowering::Refused {
+            nodes: model.nodes().len(),
+            operators: refusals(unknown),
         });
     }
     let names: Vec<String> = model
@@ -106,22 +167,30 @@ pub(crate) fn import(source: &ModelSource, f16_storage: bool) -> Result<Imported
             reason: "the model needs this input but no shape was bound".into(),
         });
     }
+    // tract 0.23 names every typed If node "If" rather than after the ONNX node; with one If in
+    // the model (tract refuses a model with two), its own name is known.
+    let ifs: Vec<String> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op.name() == "If")
+        .map(|n| n.name.clone())
+        .collect();
     let typed = model
         .into_typed()
         .and_then(|m| m.into_decluttered())
         .map_err(|e| fail(root_cause(&e)))?;
-    lower(&typed, source, f16_storage).map_err(|e| match e {
-        Failure::Unsupported(ops) => WgpuError::Unsupported {
-            path: path.clone(),
-            ops,
-        },
-        Failure::Model(reason) => fail(reason),
-    })
+    let if_name = match ifs.as_slice() {
+        [one] => Some(one.as_str()),
+        _ => None,
+    };
+    lower(&typed, source, f16_storage, if_name).map_err(fail)
 }
 
-enum Failure {
-    Unsupported(Vec<String>),
-    Model(String),
+fn refusals(refused: BTreeMap<String, Vec<String>>) -> Vec<RefusedOperator> {
+    refused
+        .into_iter()
+        .map(|(operator, nodes)| RefusedOperator { operator, nodes })
+        .collect()
 }
 
 /// Why one node cannot be lowered (empty: the operator as a whole is unknown here).
@@ -136,7 +205,12 @@ struct Lowerer {
     node: String,
 }
 
-fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<Imported, Failure> {
+fn lower(
+    model: &TypedModel,
+    source: &ModelSource,
+    f16_storage: bool,
+    if_name: Option<&str>,
+) -> Result<Lowering, String> {
     let mut l = Lowerer {
         program: Program {
             values: Vec::new(),
@@ -150,13 +224,9 @@ fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<
         f16_storage,
         node: String::new(),
     };
-    let input_outlets = model
-        .input_outlets()
-        .map_err(|e| Failure::Model(e.to_string()))?
-        .to_vec();
-    let order = model
-        .eval_order()
-        .map_err(|e| Failure::Model(e.to_string()))?;
+    let input_outlets = model.input_outlets().map_err(|e| e.to_string())?.to_vec();
+    let order = model.eval_order().map_err(|e| e.to_string())?;
+    let mut nodes = 0;
     // Inputs first, in order, including any the outputs do not depend on.
     let sources = input_outlets.iter().map(|o| o.node);
     for id in sources.chain(
@@ -174,6 +244,7 @@ fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<
         } else if node.outputs.len() == 1 && node.outputs[0].fact.konst.is_some() {
             l.constant(node)
         } else {
+            nodes += 1;
             l.operator(node)
         };
         if let Err(reason) = outcome {
@@ -183,38 +254,31 @@ fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<
             } else {
                 format!("{op} ({reason})")
             };
-            l.refused.entry(key).or_default().push(node.name.clone());
+            let name = match if_name {
+                Some(name) if node.op_is::<IfThenElse>() => name.to_string(),
+                _ => node.name.clone(),
+            };
+            l.refused.entry(key).or_default().push(name);
+            l.stand_in(node);
         }
     }
     if !l.refused.is_empty() {
-        let ops = l
-            .refused
-            .iter()
-            .map(|(op, nodes)| match nodes.as_slice() {
-                [one] => format!("{op} in node '{one}'"),
-                [first, ..] => format!("{op} in {} nodes, e.g. '{first}'", nodes.len()),
-                [] => op.clone(),
-            })
-            .collect();
-        return Err(Failure::Unsupported(ops));
+        return Ok(Lowering::Refused {
+            nodes,
+            operators: refusals(std::mem::take(&mut l.refused)),
+        });
     }
 
     let mut outputs = Vec::new();
-    let output_outlets = model
-        .output_outlets()
-        .map_err(|e| Failure::Model(e.to_string()))?
-        .to_vec();
+    let output_outlets = model.output_outlets().map_err(|e| e.to_string())?.to_vec();
     for (i, outlet) in output_outlets.iter().enumerate() {
-        let fact = model
-            .outlet_fact(*outlet)
-            .map_err(|e| Failure::Model(e.to_string()))?;
+        let fact = model.outlet_fact(*outlet).map_err(|e| e.to_string())?;
         let name = model
             .outlet_label(*outlet)
             .map(str::to_string)
             .unwrap_or_else(|| model.node(outlet.node).name.clone());
-        let dtype = host_dtype(fact.datum_type).ok_or_else(|| {
-            Failure::Model(format!("output '{name}' has type {:?}", fact.datum_type))
-        })?;
+        let dtype = host_dtype(fact.datum_type)
+            .ok_or_else(|| format!("output '{name}' has type {:?}", fact.datum_type))?;
         let view = l.views[outlet].clone();
         let value = &l.program.values[view.value];
         let stored_whole = view.is_plain_of(value)
@@ -234,10 +298,13 @@ fn lower(model: &TypedModel, source: &ModelSource, f16_storage: bool) -> Result<
             shape: view.shape.clone(),
         });
     }
-    Ok(Imported {
-        program: l.program,
-        inputs: source.inputs.clone(),
-        outputs,
+    Ok(Lowering::Done {
+        imported: Imported {
+            program: l.program,
+            inputs: source.inputs.clone(),
+            outputs,
+        },
+        nodes,
     })
 }
 
@@ -269,6 +336,23 @@ impl Lowerer {
             .as_concrete()
             .map(<[usize]>::to_vec)
             .ok_or_else(|| format!("symbolic shape {:?}", fact.shape))
+    }
+
+    /// Placeholder values for the outputs of a refused node, so that lowering goes on and
+    /// reports the operators after it too (the program is never run). Outputs of unknown shape
+    /// stay unbound, and the nodes that read them are not examined.
+    fn stand_in(&mut self, node: &TypedNode) {
+        for (slot, output) in node.outputs.iter().enumerate() {
+            let Ok(shape) = Self::shape_of(&output.fact) else {
+                continue;
+            };
+            let ty = self
+                .elem_type(output.fact.datum_type)
+                .unwrap_or(ElemType::F32);
+            let value = self.program.add_value(shape.clone(), ty, Origin::Computed);
+            self.views
+                .insert(OutletId::new(node.id, slot), View::whole(value, &shape));
+        }
     }
 
     fn view(&self, outlet: OutletId) -> View {
@@ -401,6 +485,8 @@ impl Lowerer {
             self.einsum(node, op)
         } else if let Some(op) = op.downcast_ref::<TractConv>() {
             self.conv(node, op)
+        } else if let Some(op) = op.downcast_ref::<Deconv>() {
+            self.deconv(node, op)
         } else if let Some(op) = op.downcast_ref::<MaxPool>() {
             if op.with_index_outputs.is_some() {
                 return Err("index output".into());
@@ -412,6 +498,34 @@ impl Lowerer {
                 count_include_pad: op.count_include_pad,
             };
             self.pool(node, &op.pool_spec, kind)
+        } else if let Some(op) = op.downcast_ref::<DequantizeLinearF32>() {
+            let (scale, zero_point) = (op.scale, op.zero_point as f32);
+            self.map(node, |operands, l| {
+                let shape = Self::shape_of(&node.outputs[0].fact)?;
+                let x = l.operand(&l.view(node.inputs[0]), &shape, operands)?;
+                let x = Expr::Cast(Scalar::F32, Box::new(x));
+                let centred = binary(BinaryOp::Sub, x, Expr::Lit(Literal::F32(zero_point)));
+                Ok(binary(
+                    BinaryOp::Mul,
+                    centred,
+                    Expr::Lit(Literal::F32(scale)),
+                ))
+            })
+        } else if let Some(q) = op
+            .downcast_ref::<ElementWiseOp>()
+            .and_then(|op| op.0.downcast_ref::<QuantizeLinearU8>())
+        {
+            self.quantize(node, q.scale, q.zero_point as f32, (0.0, 255.0))
+        } else if let Some(q) = op
+            .downcast_ref::<ElementWiseOp>()
+            .and_then(|op| op.0.downcast_ref::<QuantizeLinearI8>())
+        {
+            self.quantize(node, q.scale, q.zero_point as f32, (-128.0, 127.0))
+        } else if let Some(lut) = op
+            .downcast_ref::<ElementWiseOp>()
+            .and_then(|op| op.0.downcast_ref::<LookupTable>())
+        {
+            self.lookup(node, lut.table.table())
         } else if let Some(op) = op.downcast_ref::<ElementWiseOp>() {
             if op.1.is_some() {
                 return Err("quantized".into());
@@ -474,8 +588,11 @@ impl Lowerer {
             self.views.insert(OutletId::new(node.id, 0), view);
             Ok(())
         } else if let Some(op) = op.downcast_ref::<Downsample>() {
-            if op.stride <= 0 {
-                return Err("negative stride".into());
+            if op.stride < 0 {
+                return self.reversed_downsample(node, op);
+            }
+            if op.stride == 0 {
+                return Err("stride 0".into());
             }
             let view = self
                 .view(node.inputs[0])
@@ -548,6 +665,76 @@ impl Lowerer {
             self.push(step);
             self.bind(node, out);
             Ok(())
+        } else if let Some(op) = op.downcast_ref::<NearestUpsample>() {
+            self.nearest_upsample(node, &op.scales)
+        } else if let Some(op) = op.downcast_ref::<CoreResize>() {
+            let plans = self.core_resize_plans(node, op)?;
+            self.resample(node, plans)
+        } else if let Some(op) = op.downcast_ref::<OnnxResize>() {
+            let plans = self.onnx_resize_plans(node, op)?;
+            self.resample(node, plans)
+        } else if let Some(op) = op.downcast_ref::<Tile>() {
+            let times = op
+                .multipliers
+                .iter()
+                .map(|m| m.to_i64().map(|v| v as usize).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.tile(node, &times)
+        } else if let Some(op) = op.downcast_ref::<GatherElements>() {
+            let kernel = Kernel::GatherElements { axis: op.axis };
+            let inputs = vec![self.view(node.inputs[0]), self.view(node.inputs[1])];
+            self.kernel_node(node, kernel, inputs)
+        } else if let Some(op) = op.downcast_ref::<CumSum>() {
+            if !self.program.values[self.view(node.inputs[0]).value]
+                .ty
+                .is_float()
+                && node.outputs[0].fact.datum_type != DatumType::I32
+                && node.outputs[0].fact.datum_type != DatumType::I64
+            {
+                return Err("element type".into());
+            }
+            let kernel = Kernel::CumSum {
+                axis: op.axis,
+                exclusive: op.exclusive,
+                reverse: op.reverse,
+            };
+            self.kernel_node(node, kernel, vec![self.view(node.inputs[0])])
+        } else if let Some(op) = op.downcast_ref::<LstmEpilogue>() {
+            self.lstm_epilogue(node, op.hidden)
+        } else if let Some(op) = op.downcast_ref::<Scan>() {
+            self.scan(node, op)
+        } else if op.downcast_ref::<NonMaxSuppression>().is_some() {
+            // Its output has as many rows as boxes survive: a size only the data decides.
+            Err("its output size depends on the data; run it on the CPU after the model".into())
+        } else if let Some(op) = op.downcast_ref::<ScatterNd>() {
+            if op.reduction != ScatterReduction::None {
+                return Err(format!("reduction {:?}", op.reduction));
+            }
+            let inputs = node.inputs.iter().map(|&i| self.view(i)).collect();
+            self.kernel_node(node, Kernel::ScatterNd, inputs)
+        } else if let Some(op) = op.downcast_ref::<Topk>() {
+            let input = self.view(node.inputs[0]);
+            for (slot, indices) in [(0, false), (1, true)] {
+                let out = self.output_value(node, slot)?;
+                let kernel = Kernel::TopK {
+                    axis: op.axis,
+                    largest: op.largest,
+                    indices,
+                };
+                let step = self.step(kernel, vec![input.clone()], vec![], Expr::Acc, out);
+                self.push(step);
+                let shape = self.program.values[out].shape.clone();
+                self.views
+                    .insert(OutletId::new(node.id, slot), View::whole(out, &shape));
+            }
+            Ok(())
+        } else if op.downcast_ref::<IfThenElse>().is_some() {
+            // tract resolves an If whose condition is known once the input shapes are bound; the
+            // ones left choose a branch from the data, which a fixed program of kernels cannot.
+            Err("its condition is known only at run time".into())
+        } else if op.name() == "DynamicQuantizeLinearU8" {
+            // tract-onnx keeps this operator's type private; its name and facts identify it.
+            self.dynamic_quantize(node)
         } else if op.name() == "Identity" {
             let view = self.view(node.inputs[0]);
             self.views.insert(OutletId::new(node.id, 0), view);
@@ -594,18 +781,760 @@ impl Lowerer {
         Ok(())
     }
 
+    /// tract's QuantizeLinear: `clamp(round_half_even(x * scale) + zero_point, lo, hi)`, where
+    /// `scale` is already the reciprocal of the ONNX scale; integers held as i32.
+    fn quantize(
+        &mut self,
+        node: &TypedNode,
+        scale: f32,
+        zero_point: f32,
+        (lo, hi): (f32, f32),
+    ) -> Result<(), Refusal> {
+        self.map(node, |operands, l| {
+            let shape = Self::shape_of(&node.outputs[0].fact)?;
+            let x = l.operand(&l.view(node.inputs[0]), &shape, operands)?;
+            let x = Expr::Cast(Scalar::F32, Box::new(x));
+            let scaled = binary(BinaryOp::Mul, x, Expr::Lit(Literal::F32(scale)));
+            let rounded = Expr::Unary(UnaryOp::RoundHalfToEven, Box::new(scaled));
+            let shifted = binary(BinaryOp::Add, rounded, Expr::Lit(Literal::F32(zero_point)));
+            let low = binary(BinaryOp::Max, shifted, Expr::Lit(Literal::F32(lo)));
+            let clamped = binary(BinaryOp::Min, low, Expr::Lit(Literal::F32(hi)));
+            Ok(Expr::Cast(Scalar::I32, Box::new(clamped)))
+        })
+    }
+
+    /// ONNX DynamicQuantizeLinear as tract computes it: the range of the whole tensor widened to
+    /// include 0, `scale = (max - min) / 255`, `zero_point = clamp(round_half_even(-min /
+    /// scale), 0, 255)`, then `clamp(round_half_even(x / scale) + zero_point, 0, 255)`. Outputs:
+    /// the quantized tensor, the scale and the zero point.
+    fn dynamic_quantize(&mut self, node: &TypedNode) -> Result<(), Refusal> {
+        if node.outputs.len() != 3 {
+            return Err(format!("{} outputs", node.outputs.len()));
+        }
+        let x = self.view(node.inputs[0]);
+        if !self.program.values[x.value].ty.is_float() {
+            return Err("integer input".into());
+        }
+        let rank = x.shape.len();
+        let zero = || Expr::Lit(Literal::F32(0.0));
+        let scalar = |l: &mut Self, ty| l.program.add_value(vec![], ty, Origin::Computed);
+        let extreme = |l: &mut Self, reducer, widen| {
+            let out = scalar(l, ElemType::F32);
+            let rows = Rows {
+                op: RowOp::Reduce(reducer),
+                kept_rank: 0,
+                out_strides: vec![0; rank],
+            };
+            let widened = binary(widen, Expr::Acc, zero());
+            let step = l.step(Kernel::Rows(rows), vec![x.clone()], vec![], widened, out);
+            l.push(step);
+            View::whole(out, &[])
+        };
+        let min = extreme(self, Reducer::Min, BinaryOp::Min);
+        let max = extreme(self, Reducer::Max, BinaryOp::Max);
+        let clamp_u8 = |e: Expr| {
+            let low = binary(BinaryOp::Max, e, zero());
+            let clamped = binary(BinaryOp::Min, low, Expr::Lit(Literal::F32(255.0)));
+            Expr::Cast(Scalar::I32, Box::new(clamped))
+        };
+        let scale = scalar(self, ElemType::F32);
+        let range = binary(BinaryOp::Sub, Expr::Load(0), Expr::Load(1));
+        let value = binary(BinaryOp::Div, range, Expr::Lit(Literal::F32(255.0)));
+        let step = self.step(Kernel::Map, vec![], vec![max, min.clone()], value, scale);
+        self.push(step);
+        let scale = View::whole(scale, &[]);
+        let zero_point = scalar(self, ElemType::I32);
+        let neg_min = Expr::Unary(UnaryOp::Neg, Box::new(Expr::Load(0)));
+        let ratio = binary(BinaryOp::Div, neg_min, Expr::Load(1));
+        let value = clamp_u8(Expr::Unary(UnaryOp::RoundHalfToEven, Box::new(ratio)));
+        let step = self.step(
+            Kernel::Map,
+            vec![],
+            vec![min, scale.clone()],
+            value,
+            zero_point,
+        );
+        self.push(step);
+        let zero_point = View::whole(zero_point, &[]);
+        let quantized = self.output_value(node, 0)?;
+        let operands = vec![
+            x.clone(),
+            scale.broadcast_to(&x.shape).ok_or("scalar broadcast")?,
+            zero_point
+                .broadcast_to(&x.shape)
+                .ok_or("scalar broadcast")?,
+        ];
+        let ratio = binary(BinaryOp::Div, Expr::Load(0), Expr::Load(1));
+        let rounded = Expr::Unary(UnaryOp::RoundHalfToEven, Box::new(ratio));
+        let zp = Expr::Cast(Scalar::F32, Box::new(Expr::Load(2)));
+        let value = clamp_u8(binary(BinaryOp::Add, rounded, zp));
+        let step = self.step(Kernel::Map, vec![], operands, value, quantized);
+        self.push(step);
+        self.bind(node, quantized);
+        self.views.insert(OutletId::new(node.id, 1), scale);
+        self.views.insert(OutletId::new(node.id, 2), zero_point);
+        Ok(())
+    }
+
+    /// tract's 8-bit lookup table (a dequantize, element-wise operators and a quantize folded
+    /// into 256 entries): a gather from the table by the input's byte.
+    fn lookup(&mut self, node: &TypedNode, table: &[u8]) -> Result<(), Refusal> {
+        let table = match node.outputs[0].fact.datum_type {
+            DatumType::U8 => tensor1(table),
+            DatumType::I8 => tensor1(&table.iter().map(|&b| b as i8).collect::<Vec<_>>()),
+            other => return Err(format!("{other:?} table")),
+        };
+        let entries =
+            self.program
+                .add_value(vec![256], ElemType::I32, Origin::Const(Arc::new(table)));
+        let out = self.output_value(node, 0)?;
+        // Negative i8 inputs wrap to their byte (-1 reads entry 255), as the gather's index does.
+        let inputs = vec![View::whole(entries, &[256]), self.view(node.inputs[0])];
+        let step = self.step(Kernel::Gather { axis: 0 }, inputs, vec![], Expr::Acc, out);
+        self.push(step);
+        self.bind(node, out);
+        Ok(())
+    }
+
+    /// A Scan (what tract makes of LSTM, GRU and RNN) unrolled: its body lowered once per
+    /// iteration, reading its slice of each scanned input and the state the previous iteration
+    /// left; the scanned outputs are laid end to end along their axis. The body's constants are
+    /// lowered once and shared by every iteration.
+    fn scan(&mut self, node: &TypedNode, op: &Scan) -> Result<(), Refusal> {
+        if op.skip != 0 || op.external_state {
+            return Err("skipped iterations or state kept across runs".into());
+        }
+        let body = &op.body;
+        let body_inputs = body.input_outlets().map_err(|e| e.to_string())?.to_vec();
+        let body_outputs = body.output_outlets().map_err(|e| e.to_string())?.to_vec();
+        let outer_inputs: Vec<View> = node.inputs.iter().map(|&i| self.view(i)).collect();
+        let mut iterations = None;
+        for (slot, mapping) in op.input_mapping.iter().enumerate() {
+            if let InputMapping::Scan(info) = mapping {
+                if info.chunk.unsigned_abs() != 1 {
+                    return Err(format!("chunks of {}", info.chunk));
+                }
+                iterations.get_or_insert(outer_inputs[slot].shape[info.axis]);
+            }
+        }
+        let iterations = iterations.ok_or("no scanned input")?;
+        let mut state: Vec<View> = op
+            .input_mapping
+            .iter()
+            .zip(&outer_inputs)
+            .filter(|(m, _)| m.is_state())
+            .map(|(_, v)| v.clone())
+            .collect();
+        // Per outer output slot: the pieces of a scanned output by position, or the last value.
+        let mut pieces: BTreeMap<usize, (usize, Vec<Option<View>>)> = BTreeMap::new();
+        let mut last: BTreeMap<usize, View> = BTreeMap::new();
+        let mut constants: HashMap<usize, View> = HashMap::new();
+        let outer_views = std::mem::take(&mut self.views);
+        let outer_node = std::mem::take(&mut self.node);
+        let order = body.eval_order().map_err(|e| e.to_string());
+        let mut unrolled = || -> Result<(), Refusal> {
+            let order = order.clone()?;
+            for it in 0..iterations {
+                self.views.clear();
+                let mut states = state.iter();
+                for (slot, mapping) in op.input_mapping.iter().enumerate() {
+                    let view = match mapping {
+                        InputMapping::Full => outer_inputs[slot].clone(),
+                        InputMapping::State => states.next().ok_or("state")?.clone(),
+                        InputMapping::Scan(info) => {
+                            let at = if info.chunk > 0 {
+                                it
+                            } else {
+                                iterations - 1 - it
+                            };
+                            outer_inputs[slot].slice(info.axis, at, at + 1)
+                        }
+                    };
+                    // tract's default (zero) initial state of an LSTM is laid out [batch,
+                    // directions, hidden] while its body declares [directions, batch, hidden]:
+                    // the body's shape is taken, in row-major order (all zeros either way).
+                    let fact = body
+                        .outlet_fact(body_inputs[slot])
+                        .map_err(|e| e.to_string())?;
+                    let shape = Self::shape_of(fact)?;
+                    let view = if view.shape == shape {
+                        view
+                    } else {
+                        match view.reshape(&shape) {
+                            Some(v) => v,
+                            None => {
+                                let ty = self.program.values[view.value].ty;
+                                View::whole(self.copy(&view, ty), &shape)
+                            }
+                        }
+                    };
+                    self.views.insert(body_inputs[slot], view);
+                }
+                for &id in &order {
+                    let inner = body.node(id);
+                    if body_inputs.iter().any(|o| o.node == id) {
+                        continue;
+                    }
+                    self.node = format!("{outer_node}/{}", inner.name);
+                    if let Some(view) = constants.get(&id) {
+                        self.views.insert(OutletId::new(id, 0), view.clone());
+                        continue;
+                    }
+                    let is_const =
+                        inner.outputs.len() == 1 && inner.outputs[0].fact.konst.is_some();
+                    let outcome = if is_const {
+                        self.constant(inner)
+                    } else {
+                        self.operator(inner)
+                    };
+                    outcome.map_err(|reason| {
+                        let why = if reason.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", {reason}")
+                        };
+                        format!(
+                            "{} in its body, node '{}'{why}",
+                            inner.op.name(),
+                            inner.name
+                        )
+                    })?;
+                    if is_const {
+                        constants.insert(id, self.views[&OutletId::new(id, 0)].clone());
+                    }
+                }
+                let mut next_state = Vec::new();
+                for (slot, mapping) in op.output_mapping.iter().enumerate() {
+                    let view = self.views[&body_outputs[slot]].clone();
+                    if mapping.state {
+                        next_state.push(view.clone());
+                    }
+                    if let Some((outer, info)) = mapping.scan {
+                        let at = if info.chunk > 0 {
+                            it
+                        } else {
+                            iterations - 1 - it
+                        };
+                        let entry = pieces
+                            .entry(outer)
+                            .or_insert_with(|| (info.axis, vec![None; iterations]));
+                        entry.1[at] = Some(view.clone());
+                    }
+                    if let Some(outer) = mapping.last_value_slot {
+                        last.insert(outer, view);
+                    }
+                }
+                state = next_state;
+            }
+            Ok(())
+        };
+        let outcome = unrolled();
+        self.views = outer_views;
+        self.node = outer_node;
+        outcome?;
+        for (outer, view) in last {
+            self.views.insert(OutletId::new(node.id, outer), view);
+        }
+        for (outer, (axis, parts)) in pieces {
+            let parts: Vec<View> = parts.into_iter().flatten().collect();
+            let ty = self.program.values[parts[0].value].ty;
+            let whole = self.concat_all(parts, axis, ty);
+            self.views.insert(OutletId::new(node.id, outer), whole);
+        }
+        Ok(())
+    }
+
+    /// tract's LSTM cell epilogue, from the gate pre-activations (`[rows, 4 * hidden]`, gates
+    /// in the order i, o, f, c) and the previous cell state: `Ct = σ(f)·C(t-1) + σ(i)·tanh(c)`,
+    /// `Ht = σ(o)·tanh(Ct)`, two element-wise steps over views of the gates.
+    fn lstm_epilogue(&mut self, node: &TypedNode, hidden: usize) -> Result<(), Refusal> {
+        let (preact, c_prev) = (self.view(node.inputs[0]), self.view(node.inputs[1]));
+        let shape = c_prev.shape.clone();
+        let mut rows_shape = shape.clone();
+        *rows_shape.last_mut().ok_or("a scalar state")? = 4 * hidden;
+        let preact = match preact.reshape(&rows_shape) {
+            Some(v) => v,
+            None => {
+                let ty = self.program.values[preact.value].ty;
+                View::whole(self.copy(&preact, ty), &rows_shape)
+            }
+        };
+        let last = shape.len() - 1;
+        let gate = |k: usize| preact.slice(last, k * hidden, (k + 1) * hidden);
+        let (i, o, f, c) = (gate(0), gate(1), gate(2), gate(3));
+        let unary = |op, e| Expr::Unary(op, Box::new(e));
+        let ty = self.elem_type(node.outputs[1].fact.datum_type)?;
+        let cell = self.program.add_value(shape.clone(), ty, Origin::Computed);
+        let kept = binary(
+            BinaryOp::Mul,
+            unary(UnaryOp::Sigmoid, Expr::Load(0)),
+            Expr::Load(1),
+        );
+        let new = binary(
+            BinaryOp::Mul,
+            unary(UnaryOp::Sigmoid, Expr::Load(2)),
+            unary(UnaryOp::Tanh, Expr::Load(3)),
+        );
+        let step = self.step(
+            Kernel::Map,
+            vec![],
+            vec![f, c_prev, i, c],
+            binary(BinaryOp::Add, kept, new),
+            cell,
+        );
+        self.push(step);
+        let cell = View::whole(cell, &shape);
+        let out = self.program.add_value(shape.clone(), ty, Origin::Computed);
+        let value = binary(
+            BinaryOp::Mul,
+            unary(UnaryOp::Sigmoid, Expr::Load(0)),
+            unary(UnaryOp::Tanh, Expr::Load(1)),
+        );
+        let step = self.step(Kernel::Map, vec![], vec![o, cell.clone()], value, out);
+        self.push(step);
+        self.views
+            .insert(OutletId::new(node.id, 0), View::whole(out, &shape));
+        self.views.insert(OutletId::new(node.id, 1), cell);
+        Ok(())
+    }
+
+    /// Views laid end to end along `axis`, a few at a time (each concatenation binds every
+    /// piece, and adapters bind few buffers per kernel).
+    fn concat_all(&mut self, mut parts: Vec<View>, axis: usize, ty: ElemType) -> View {
+        const FAN_IN: usize = 6;
+        while parts.len() > 1 {
+            parts = parts
+                .chunks(FAN_IN)
+                .map(|group| {
+                    if group.len() == 1 {
+                        return group[0].clone();
+                    }
+                    let mut shape = group[0].shape.clone();
+                    shape[axis] = group.iter().map(|v| v.shape[axis]).sum();
+                    let out = self.program.add_value(shape.clone(), ty, Origin::Computed);
+                    let step = self.step(
+                        Kernel::Concat { axis },
+                        group.to_vec(),
+                        vec![],
+                        Expr::Acc,
+                        out,
+                    );
+                    self.push(step);
+                    View::whole(out, &shape)
+                })
+                .collect();
+        }
+        parts.remove(0)
+    }
+
+    /// A Downsample of negative stride (a Slice with a negative step, `x[::-1]`): from the last
+    /// element of the axis back to `modulo`, every `|stride|`-th, as ndarray slices it for tract.
+    /// Strides of views are unsigned, so this is a gather by a constant index list.
+    fn reversed_downsample(&mut self, node: &TypedNode, op: &Downsample) -> Result<(), Refusal> {
+        let input = self.view(node.inputs[0]);
+        let len = input.shape[op.axis];
+        let step = op.stride.unsigned_abs();
+        let picked: Vec<i32> = if op.modulo >= len {
+            Vec::new()
+        } else {
+            (op.modulo..len)
+                .rev()
+                .step_by(step)
+                .map(|i| i as i32)
+                .collect()
+        };
+        let count = picked.len();
+        let indices = self.program.add_value(
+            vec![count],
+            ElemType::I32,
+            Origin::Const(Arc::new(tensor1(&picked))),
+        );
+        let inputs = vec![input, View::whole(indices, &[count])];
+        self.kernel_node(node, Kernel::Gather { axis: op.axis }, inputs)
+    }
+
+    /// A node computed by one kernel from `inputs`, into a new value shaped like its output.
+    fn kernel_node(
+        &mut self,
+        node: &TypedNode,
+        kernel: Kernel,
+        inputs: Vec<View>,
+    ) -> Result<(), Refusal> {
+        let out = self.output_value(node, 0)?;
+        let step = self.step(kernel, inputs, vec![], Expr::Acc, out);
+        self.push(step);
+        self.bind(node, out);
+        Ok(())
+    }
+
+    /// Tile is a copy through a view that repeats each axis `times` over (a new outer axis of
+    /// stride 0 in front of it).
+    fn tile(&mut self, node: &TypedNode, times: &[usize]) -> Result<(), Refusal> {
+        let input = self.view(node.inputs[0]);
+        let out_shape = Self::shape_of(&node.outputs[0].fact)?;
+        let (mut shape, mut strides) = (Vec::new(), Vec::new());
+        for (d, &t) in times.iter().enumerate() {
+            if t > 1 {
+                shape.push(t);
+                strides.push(0);
+            }
+            shape.push(input.shape[d]);
+            strides.push(input.strides[d]);
+        }
+        let repeated = View {
+            value: input.value,
+            offset: input.offset,
+            shape,
+            strides,
+        };
+        let ty = self.elem_type(node.outputs[0].fact.datum_type)?;
+        let copied = self.copy(&repeated, ty);
+        self.views
+            .insert(OutletId::new(node.id, 0), View::whole(copied, &out_shape));
+        Ok(())
+    }
+
+    /// The constant a node input reads, when it is one.
+    fn constant_input(&self, node: &TypedNode, slot: usize) -> Option<Arc<Tensor>> {
+        let view = self.views.get(node.inputs.get(slot)?)?;
+        match &self.program.values[view.value].origin {
+            Origin::Const(t) if view.is_plain_of(&self.program.values[view.value]) => {
+                Some(t.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Integer nearest upsampling (`out[.., i, ..] = in[.., i / s, ..]`) is a copy through a
+    /// view that repeats each element `s` times (stride 0 on a new inner axis).
+    fn nearest_upsample(&mut self, node: &TypedNode, scales: &[usize]) -> Result<(), Refusal> {
+        let input = self.view(node.inputs[0]);
+        let out_shape = Self::shape_of(&node.outputs[0].fact)?;
+        let (mut shape, mut strides) = (Vec::new(), Vec::new());
+        for (d, &s) in scales.iter().enumerate() {
+            shape.push(input.shape[d]);
+            strides.push(input.strides[d]);
+            if s > 1 {
+                shape.push(s);
+                strides.push(0);
+            }
+        }
+        let repeated = View {
+            value: input.value,
+            offset: input.offset,
+            shape,
+            strides,
+        };
+        let ty = self.elem_type(node.outputs[0].fact.datum_type)?;
+        let copied = self.copy(&repeated, ty);
+        self.views
+            .insert(OutletId::new(node.id, 0), View::whole(copied, &out_shape));
+        Ok(())
+    }
+
+    /// tract-core's Resize: its own plan per axis, with the scales its evaluation uses (the
+    /// constant scales input, else output over input length).
+    fn core_resize_plans(
+        &self,
+        node: &TypedNode,
+        op: &CoreResize,
+    ) -> Result<Vec<(usize, AxisPlan)>, Refusal> {
+        let input = self.view(node.inputs[0]);
+        let out_shape = Self::shape_of(&node.outputs[0].fact)?;
+        let rank = input.shape.len();
+        let scales: Vec<f32> = match op
+            .optional_scales_input
+            .and_then(|ix| self.constant_input(node, ix))
+            .filter(|t| t.len() == rank)
+        {
+            Some(t) => tensor_values::<f32>(&t)?,
+            None => ratios(&input.shape, &out_shape),
+        };
+        Ok((0..rank)
+            .filter(|&a| !(input.shape[a] == out_shape[a] && scales[a] == 1.0))
+            .map(|a| (a, op.plan_axis(scales[a], input.shape[a], out_shape[a])))
+            .collect())
+    }
+
+    /// The ONNX Resize tract keeps outside its core (round_prefer_floor and ceil nearest
+    /// modes, antialiasing, exclude_outside, cubic coefficients, aspect-ratio policies): the plan
+    /// as its evaluation builds it, from tract's own plan and weight functions.
+    fn onnx_resize_plans(
+        &self,
+        node: &TypedNode,
+        op: &OnnxResize,
+    ) -> Result<Vec<(usize, AxisPlan)>, Refusal> {
+        let CoordTransform::Plain(transformer) = &op.coord_transformer else {
+            return Err("tf_crop_and_resize".into());
+        };
+        let input = self.view(node.inputs[0]);
+        let out_shape = Self::shape_of(&node.outputs[0].fact)?;
+        let rank = input.shape.len();
+        let axes = op.resized_axes(rank).map_err(|e| e.to_string())?;
+        let mut scales = vec![1.0f32; rank];
+        let given = op
+            .optional_scales_input
+            .and_then(|ix| self.constant_input(node, ix))
+            .filter(|t| t.len() == axes.len());
+        if let Some(t) = given {
+            for (&a, s) in axes.iter().zip(tensor_values::<f32>(&t)?) {
+                scales[a] = s;
+            }
+        } else if op.keep_aspect_ratio_policy != AspectRatio::Stretch {
+            let sizes = op
+                .optional_sizes_input
+                .and_then(|ix| self.constant_input(node, ix))
+                .ok_or("sizes computed at run time")?;
+            let sizes = tensor_values::<i64>(&sizes)?;
+            let each = axes
+                .iter()
+                .zip(&sizes)
+                .map(|(&a, &size)| size as f32 / input.shape[a] as f32);
+            let scale = if op.keep_aspect_ratio_policy == AspectRatio::NotLarger {
+                each.fold(f32::INFINITY, f32::min)
+            } else {
+                each.fold(f32::NEG_INFINITY, f32::max)
+            };
+            for &a in &axes {
+                scales[a] = scale;
+            }
+        } else {
+            let all = ratios(&input.shape, &out_shape);
+            for &a in &axes {
+                scales[a] = all[a];
+            }
+        }
+        let mut plans = Vec::new();
+        for a in 0..rank {
+            let (len_in, len_out, scale) = (input.shape[a], out_shape[a], scales[a]);
+            if len_in == len_out && scale == 1.0 {
+                continue;
+            }
+            let window = window_size(&op.interpolator, op.antialias, scale);
+            let t: &CoordTransformer = transformer;
+            let coord = |x| Some(t.transform(x, scale, len_in, len_out));
+            let (exclude, antialias, coeff) =
+                (op.exclude_outside, op.antialias, op.cubic_coeff_a());
+            let plan = match op.interpolator {
+                Interpolator::Linear => {
+                    plan_axis(len_in, len_out, window, exclude, coord, |r, w| {
+                        linear_weights(r, scale, antialias, w)
+                    })
+                }
+                Interpolator::Cubic => {
+                    plan_axis(len_in, len_out, window, exclude, coord, |r, w| {
+                        cubic_weights(r, scale, coeff, antialias, w)
+                    })
+                }
+                Interpolator::Nearest => {
+                    plan_axis(len_in, len_out, window, exclude, coord, |r, w| {
+                        let right = r == 1.0
+                            || match op.nearest {
+                                OnnxNearest::Floor => false,
+                                OnnxNearest::Ceil => true,
+                                OnnxNearest::RoundPreferFloor => r > 0.5,
+                                OnnxNearest::RoundPreferCeil => r >= 0.5,
+                            };
+                        w[0] = !right as u8 as f32;
+                        w[1] = right as u8 as f32;
+                    })
+                }
+            };
+            plans.push((a, plan));
+        }
+        Ok(plans)
+    }
+
+    /// One [`Kernel::Resample`] step per resized axis, in axis order as tract evaluates them;
+    /// intermediates in f32, the last step in the node's own type.
+    fn resample(&mut self, node: &TypedNode, plans: Vec<(usize, AxisPlan)>) -> Result<(), Refusal> {
+        let mut current = self.view(node.inputs[0]);
+        if !self.program.values[current.value].ty.is_float() {
+            return Err("integer data".into());
+        }
+        let out_ty = self.elem_type(node.outputs[0].fact.datum_type)?;
+        let count = plans.len();
+        for (i, (axis, plan)) in plans.into_iter().enumerate() {
+            if plan.extrapolated.contains(&true) {
+                return Err("extrapolation".into());
+            }
+            let mut shape = current.shape.clone();
+            shape[axis] = plan.extrapolated.len();
+            let ty = if i + 1 == count {
+                out_ty
+            } else {
+                ElemType::F32
+            };
+            let out = self.program.add_value(shape.clone(), ty, Origin::Computed);
+            let taps: Vec<i32> = plan.indices.iter().map(|&t| t as i32).collect();
+            let table = |t: Tensor, l: &mut Self, ty| {
+                let len = t.len();
+                let id = l
+                    .program
+                    .add_value(vec![len], ty, Origin::Const(Arc::new(t)));
+                View::whole(id, &[len])
+            };
+            let taps = table(tensor1(&taps), self, ElemType::I32);
+            let weights = table(tensor1(&plan.weights), self, ElemType::F32);
+            let step = self.step(
+                Kernel::Resample {
+                    axis,
+                    window: plan.window,
+                },
+                vec![current, taps, weights],
+                vec![],
+                Expr::Acc,
+                out,
+            );
+            self.push(step);
+            current = View::whole(out, &shape);
+        }
+        if count == 0 {
+            let ty = self.program.values[current.value].ty;
+            let copied = self.copy(&current, ty);
+            current = View::whole(copied, &current.shape);
+        }
+        self.views.insert(OutletId::new(node.id, 0), current);
+        Ok(())
+    }
+
     fn einsum(&mut self, node: &TypedNode, op: &EinSum) -> Result<(), Refusal> {
         if op.q_params.is_some() {
-            return Err("quantized".into());
+            return self.quantized_einsum(node, op);
         }
         if node.inputs.len() != 2 {
             return Err(format!("{} operands", node.inputs.len()));
         }
         let out_shape = Self::shape_of(&node.outputs[0].fact)?;
-        if !self.elem_type(node.outputs[0].fact.datum_type)?.is_float() {
+        let ty = self.elem_type(node.outputs[0].fact.datum_type)?;
+        if !ty.is_float() {
             return Err("integer matrix product".into());
         }
         let (a, b) = (self.view(node.inputs[0]), self.view(node.inputs[1]));
+        let out = self.matmul(op, &a, &b, &out_shape, ty)?;
+        self.bind(node, out);
+        Ok(())
+    }
+
+    /// tract's quantized product (MatMulInteger, QLinearMatMul, the integer matmuls of
+    /// int8-dynamic), computed as tract's reference evaluation does: each operand dequantized to
+    /// f32 (`scale * (x - zero_point)`), an f32 product, then `round((c + bias * a_scale *
+    /// b_scale) / c_scale + c0)`, clamped to the output type. Integer products summed in f32 are
+    /// exact while the sums stay below 2^24 in magnitude.
+    fn quantized_einsum(&mut self, node: &TypedNode, op: &EinSum) -> Result<(), Refusal> {
+        let [a, b, bias, a0, a_scale, b0, b_scale, c0, c_scale] = node.inputs[..] else {
+            return Err(format!("{} inputs", node.inputs.len()));
+        };
+        let out_shape = Self::shape_of(&node.outputs[0].fact)?;
+        let dequantized =
+            |l: &mut Self, slot: usize, data: OutletId, zero: OutletId, scale: OutletId| {
+                let x = l.view(data);
+                let zero = l.quant_param(op, zero, slot + 3, InOut::In(slot), &x.shape)?;
+                let scale = l.quant_param(op, scale, slot + 4, InOut::In(slot), &x.shape)?;
+                let mut operands = vec![x.clone()];
+                let centred = binary(
+                    BinaryOp::Sub,
+                    Expr::Cast(Scalar::F32, Box::new(Expr::Load(0))),
+                    l.param_expr(zero, &mut operands),
+                );
+                let value = binary(BinaryOp::Mul, l.param_expr(scale, &mut operands), centred);
+                let out = l
+                    .program
+                    .add_value(x.shape.clone(), ElemType::F32, Origin::Computed);
+                let step = l.step(Kernel::Map, vec![], operands, value, out);
+                l.push(step);
+                Ok::<View, Refusal>(View::whole(out, &x.shape))
+            };
+        let a_f = dequantized(self, 0, a, a0, a_scale)?;
+        let b_f = dequantized(self, 1, b, b0, b_scale)?;
+        let product = self.matmul(op, &a_f, &b_f, &out_shape, ElemType::F32)?;
+        let mut operands = vec![View::whole(product, &out_shape)];
+        let mut param = |l: &mut Self, outlet, slot| {
+            let v = l.quant_param(op, outlet, slot, InOut::Out(0), &out_shape)?;
+            Ok::<Expr, Refusal>(l.param_expr(v, &mut operands))
+        };
+        let bias = param(self, bias, 2)?;
+        let (a_s, b_s) = (param(self, a_scale, 4)?, param(self, b_scale, 6)?);
+        let (c0, c_s) = (param(self, c0, 7)?, param(self, c_scale, 8)?);
+        let scaled_bias = binary(BinaryOp::Mul, binary(BinaryOp::Mul, bias, a_s), b_s);
+        let c = binary(BinaryOp::Add, Expr::Load(0), scaled_bias);
+        let c = binary(BinaryOp::Add, binary(BinaryOp::Div, c, c_s), c0);
+        let value =
+            self.requantized(node, Expr::Unary(UnaryOp::Round, Box::new(c)), op.q_params)?;
+        let out = self.output_value(node, 0)?;
+        let step = self.step(Kernel::Map, vec![], operands, value, out);
+        self.push(step);
+        self.bind(node, out);
+        Ok(())
+    }
+
+    /// A quantization parameter of a quantized product as a view shaped like `shape` (the data
+    /// it applies to at interface `data`): a scalar broadcast, or a vector along the axis the
+    /// product's axes mapping links it to.
+    fn quant_param(
+        &self,
+        op: &EinSum,
+        outlet: OutletId,
+        slot: usize,
+        data: InOut,
+        shape: &[usize],
+    ) -> Result<View, Refusal> {
+        let v = self.view(outlet);
+        if v.numel() == 1 {
+            return Ok(View {
+                value: v.value,
+                offset: v.offset,
+                shape: shape.to_vec(),
+                strides: vec![0; shape.len()],
+            });
+        }
+        let axis = op
+            .axes
+            .axis((InOut::In(slot), 0))
+            .map_err(|e| e.to_string())?;
+        let pos = *axis
+            .interface(data)
+            .first()
+            .ok_or("a per-axis parameter on an axis the operand lacks")?;
+        if shape[pos] != v.numel() {
+            return Err(format!(
+                "parameter of {} values on an axis of {}",
+                v.numel(),
+                shape[pos]
+            ));
+        }
+        let mut strides = vec![0; shape.len()];
+        strides[pos] = *v.strides.last().unwrap_or(&1);
+        Ok(View {
+            value: v.value,
+            offset: v.offset,
+            shape: shape.to_vec(),
+            strides,
+        })
+    }
+
+    /// A quantization parameter in an expression, as f32: a literal where it is a uniform
+    /// constant, else a new operand.
+    fn param_expr(&self, view: View, operands: &mut Vec<View>) -> Expr {
+        let ty = self.program.values[view.value].ty.compute();
+        if let Some(lit) = self.literal(&view, ty) {
+            return Expr::Cast(Scalar::F32, Box::new(Expr::Lit(lit)));
+        }
+        operands.push(view);
+        Expr::Cast(Scalar::F32, Box::new(Expr::Load(operands.len() - 1)))
+    }
+
+    /// `C = A·B` over the axes of an EinSum of two operands, into a new value of `out_shape`.
+    fn matmul(
+        &mut self,
+        op: &EinSum,
+        a: &View,
+        b: &View,
+        out_shape: &[usize],
+        ty: ElemType,
+    ) -> Result<ValueId, Refusal> {
+        let (a, b) = (a.clone(), b.clone());
+        let out_shape = out_shape.to_vec();
         let mut roles: [Vec<GemmAxis>; 4] = Default::default(); // batch, m, n, k
         for axis in op.axes.iter_all_axes() {
             let (pa, pb, po) = (&axis.inputs[0], &axis.inputs[1], &axis.outputs[0]);
@@ -655,9 +1584,10 @@ impl Lowerer {
 
         let out_view = View::whole(usize::MAX, &out_shape);
         let merged_out = [&batch, &m, &n].map(|g| merge(&out_view, g, |x| x.out));
-        let ty = self.elem_type(node.outputs[0].fact.datum_type)?;
         if let [Some(cb), Some(cm), Some(cn)] = merged_out {
-            let out = self.output_value(node, 0)?;
+            let out = self
+                .program
+                .add_value(out_shape.clone(), ty, Origin::Computed);
             let gemm = Gemm {
                 batch: nb,
                 m: nm,
@@ -667,7 +1597,7 @@ impl Lowerer {
             };
             let step = self.step(Kernel::Gemm(gemm), vec![a3, b3], vec![], Expr::Acc, out);
             self.push(step);
-            self.bind(node, out);
+            Ok(out)
         } else {
             // Output groups interleaved: compute [batch, m, n] and move the axes into place.
             let tmp = self
@@ -696,10 +1626,8 @@ impl Lowerer {
                 shape: out_shape.clone(),
                 strides,
             };
-            let out = self.copy(&view, ty);
-            self.bind(node, out);
+            Ok(self.copy(&view, ty))
         }
-        Ok(())
     }
 
     /// The operand as a `[x, y, z]` view over the three axis groups, copied into that order when
@@ -753,17 +1681,143 @@ impl Lowerer {
 
     fn conv(&mut self, node: &TypedNode, op: &TractConv) -> Result<(), Refusal> {
         if op.q_params.is_some() {
-            return Err("quantized".into());
+            return self.quantized_conv(node, op);
         }
-        let spec = &op.pool_spec;
-        let input = self.view(node.inputs[0]);
-        let kernel = self.view(node.inputs[1]);
         let out_shape = Self::shape_of(&node.outputs[0].fact)?;
-        if !self.elem_type(node.outputs[0].fact.datum_type)?.is_float() {
+        let ty = self.elem_type(node.outputs[0].fact.datum_type)?;
+        if !ty.is_float() {
             return Err("integer convolution".into());
         }
-        let x = nchw(&input, spec.data_format)?;
+        let (input, kernel) = (self.view(node.inputs[0]), self.view(node.inputs[1]));
+        let bias = node.inputs.get(2).map(|&b| self.view(b));
+        let out = self.conv_into(op, &input, &kernel, bias, &out_shape, ty)?;
+        self.bind(node, out);
+        Ok(())
+    }
+
+    /// tract's quantized convolution (ConvInteger, QLinearConv, the integer convolutions of
+    /// int8-dynamic), computed like [`Self::quantized_einsum`]: input and kernel dequantized to
+    /// f32 (the input per tensor, the kernel per tensor or per output channel), an f32
+    /// convolution, then `round((c + bias * x_scale * k_scale) / y_scale + y0)`, clamped to the
+    /// output type.
+    fn quantized_conv(&mut self, node: &TypedNode, op: &TractConv) -> Result<(), Refusal> {
+        let [x, k, bias, x0, x_scale, k0, k_scale, y0, y_scale] = node.inputs[..] else {
+            return Err(format!("{} inputs", node.inputs.len()));
+        };
+        let out_shape = Self::shape_of(&node.outputs[0].fact)?;
+        let kernel = self.view(k);
+        let o_axis = match op.kernel_fmt {
+            KernelFormat::OIHW | KernelFormat::OHWI => 0,
+            KernelFormat::HWIO => kernel.shape.len() - 1,
+        };
+        let c_axis = channel_axis(op.pool_spec.data_format, out_shape.len());
+        // A parameter as a view over `shape`: one value broadcast, or one per output channel
+        // along `axis`.
+        let param = |l: &Self, outlet: OutletId, shape: &[usize], axis: usize| {
+            let v = l.view(outlet);
+            let mut strides = vec![0; shape.len()];
+            if v.numel() != 1 {
+                if v.numel() != shape[axis] {
+                    return Err(format!("a parameter of {} values", v.numel()));
+                }
+                strides[axis] = *v.strides.last().unwrap_or(&1);
+            }
+            Ok::<View, Refusal>(View {
+                value: v.value,
+                offset: v.offset,
+                shape: shape.to_vec(),
+                strides,
+            })
+        };
+        let dequantized = |l: &mut Self, data: View, zero: View, scale: View| {
+            let mut operands = vec![data.clone()];
+            let centred = binary(
+                BinaryOp::Sub,
+                Expr::Cast(Scalar::F32, Box::new(Expr::Load(0))),
+                l.param_expr(zero, &mut operands),
+            );
+            let value = binary(BinaryOp::Mul, l.param_expr(scale, &mut operands), centred);
+            let out = l
+                .program
+                .add_value(data.shape.clone(), ElemType::F32, Origin::Computed);
+            let step = l.step(Kernel::Map, vec![], operands, value, out);
+            l.push(step);
+            View::whole(out, &data.shape)
+        };
+        let input = self.view(x);
+        if self.view(x0).numel() != 1 || self.view(x_scale).numel() != 1 {
+            return Err("input quantized per channel".into());
+        }
+        let (x0_v, xs_v) = (
+            param(self, x0, &input.shape, 0)?,
+            param(self, x_scale, &input.shape, 0)?,
+        );
+        let x_f = dequantized(self, input, x0_v, xs_v);
+        let (k0_v, ks_v) = (
+            param(self, k0, &kernel.shape, o_axis)?,
+            param(self, k_scale, &kernel.shape, o_axis)?,
+        );
+        let k_f = dequantized(self, kernel, k0_v, ks_v);
+        let product = self.conv_into(op, &x_f, &k_f, None, &out_shape, ElemType::F32)?;
+        let mut operands = vec![View::whole(product, &out_shape)];
+        let mut term = |l: &mut Self, outlet| {
+            let v = param(l, outlet, &out_shape, c_axis)?;
+            Ok::<Expr, Refusal>(l.param_expr(v, &mut operands))
+        };
+        let bias = term(self, bias)?;
+        let (x_s, k_s) = (term(self, x_scale)?, term(self, k_scale)?);
+        let (y0, y_s) = (term(self, y0)?, term(self, y_scale)?);
+        let scaled_bias = binary(BinaryOp::Mul, binary(BinaryOp::Mul, bias, x_s), k_s);
+        let c = binary(BinaryOp::Add, Expr::Load(0), scaled_bias);
+        let c = binary(BinaryOp::Add, binary(BinaryOp::Div, c, y_s), y0);
+        let value =
+            self.requantized(node, Expr::Unary(UnaryOp::Round, Box::new(c)), op.q_params)?;
         let out = self.output_value(node, 0)?;
+        let step = self.step(Kernel::Map, vec![], operands, value, out);
+        self.push(step);
+        self.bind(node, out);
+        Ok(())
+    }
+
+    /// A rounded f32 result clamped to the range of the quantized output type and cast to the
+    /// node's output type.
+    fn requantized(
+        &mut self,
+        node: &TypedNode,
+        rounded: Expr,
+        q_params: Option<DatumType>,
+    ) -> Result<Expr, Refusal> {
+        let mut c = rounded;
+        let range = match q_params.map(|dt| dt.unquantized()) {
+            Some(DatumType::U8) => Some((0.0, 255.0)),
+            Some(DatumType::I8) => Some((-128.0, 127.0)),
+            _ => None,
+        };
+        if let Some((lo, hi)) = range {
+            c = binary(BinaryOp::Max, c, Expr::Lit(Literal::F32(lo)));
+            c = binary(BinaryOp::Min, c, Expr::Lit(Literal::F32(hi)));
+        }
+        let out_ty = self.elem_type(node.outputs[0].fact.datum_type)?;
+        Ok(Expr::Cast(out_ty.compute(), Box::new(c)))
+    }
+
+    /// A float convolution of `input` by `kernel` (plus a bias) into a new value of `out_shape`.
+    fn conv_into(
+        &mut self,
+        op: &TractConv,
+        input: &View,
+        kernel: &View,
+        bias: Option<View>,
+        out_shape: &[usize],
+        ty: ElemType,
+    ) -> Result<ValueId, Refusal> {
+        let spec = &op.pool_spec;
+        let (input, kernel) = (input.clone(), kernel.clone());
+        let out_shape = out_shape.to_vec();
+        let x = nchw(&input, spec.data_format)?;
+        let out = self
+            .program
+            .add_value(out_shape.clone(), ty, Origin::Computed);
         let out_view = nchw(&View::whole(out, &out_shape), spec.data_format)?;
         let geo = geometry(spec, &x, &out_view)?;
         let rank = kernel.shape.len();
@@ -806,8 +1860,7 @@ impl Lowerer {
         };
         let mut operands = Vec::new();
         let mut epilogue = Expr::Acc;
-        if let Some(&bias) = node.inputs.get(2) {
-            let bias = self.view(bias);
+        if let Some(bias) = bias {
             let lit = self.literal(&bias, Scalar::F32);
             if lit != Some(Literal::F32(0.0)) {
                 let term = match lit {
@@ -833,6 +1886,113 @@ impl Lowerer {
             }
         }
         let step = self.step(Kernel::Conv(conv), vec![x, w], operands, epilogue, out);
+        self.push(step);
+        Ok(out)
+    }
+
+    /// ConvTranspose, as tract-onnx hands it over: an OIHW kernel (`[C_out, C_in/group, KH,
+    /// KW]`, regrouped from ONNX's layout), the padding tract's own deconvolution geometry gives,
+    /// and a bias per output channel.
+    fn deconv(&mut self, node: &TypedNode, op: &Deconv) -> Result<(), Refusal> {
+        if op.kernel_format != KernelFormat::OIHW {
+            return Err(format!("{:?} kernel", op.kernel_format));
+        }
+        let spec = &op.pool_spec;
+        let out_shape = Self::shape_of(&node.outputs[0].fact)?;
+        let ty = self.elem_type(node.outputs[0].fact.datum_type)?;
+        if !ty.is_float() {
+            return Err("integer data".into());
+        }
+        let x = nchw(&self.view(node.inputs[0]), spec.data_format)?;
+        let kernel = self.view(node.inputs[1]);
+        let w = if kernel.shape.len() == 3 {
+            kernel.insert_axis(2)
+        } else {
+            kernel
+        };
+        let out = self.output_value(node, 0)?;
+        let o = nchw(&View::whole(out, &out_shape), spec.data_format)?;
+        let two = |v: &[usize]| {
+            if v.len() == 1 {
+                [1, v[0]]
+            } else {
+                [v[0], v[1]]
+            }
+        };
+        let input_hw: Vec<usize> = if spec.kernel_shape.len() == 1 {
+            vec![x.shape[3]]
+        } else {
+            x.shape[2..].to_vec()
+        };
+        let dims = spec
+            .padding
+            .compute_for_deconv(
+                &input_hw,
+                &spec.kernel_shape,
+                &spec.dilations(),
+                &spec.strides(),
+                &op.adjustments,
+            )
+            .map_err(|e| e.to_string())?;
+        let out_hw: Vec<usize> = dims.iter().map(|d| d.deconvoluted).collect();
+        if two(&out_hw) != [o.shape[2], o.shape[3]] {
+            return Err(format!(
+                "output size {out_hw:?} where tract expects {:?}",
+                &o.shape[2..]
+            ));
+        }
+        let pads: Vec<usize> = dims.iter().map(|d| d.pad_before).collect();
+        let geometry = Conv {
+            batch: x.shape[0],
+            groups: op.group,
+            in_channels: x.shape[1],
+            out_channels: o.shape[1],
+            input_hw: [x.shape[2], x.shape[3]],
+            output_hw: [o.shape[2], o.shape[3]],
+            kernel_hw: two(&spec.kernel_shape),
+            strides: two(&spec.strides()),
+            dilations: two(&spec.dilations()),
+            pad_before: if pads.len() == 1 {
+                [0, pads[0]]
+            } else {
+                [pads[0], pads[1]]
+            },
+            out_strides: [o.strides[0], o.strides[1], o.strides[2], o.strides[3]],
+        };
+        let mut operands = Vec::new();
+        let mut epilogue = Expr::Acc;
+        if let Some(&bias) = node.inputs.get(2) {
+            let bias = self.view(bias);
+            let term = match self.literal(&bias, Scalar::F32) {
+                Some(Literal::F32(0.0)) => None,
+                Some(l) => Some(Expr::Lit(l)),
+                None => {
+                    if bias.numel() != geometry.out_channels {
+                        return Err(format!("bias of shape {:?}", bias.shape));
+                    }
+                    let mut strides = vec![0; out_shape.len()];
+                    strides[channel_axis(spec.data_format, out_shape.len())] =
+                        *bias.strides.last().unwrap_or(&0);
+                    operands.push(View {
+                        value: bias.value,
+                        offset: bias.offset,
+                        shape: out_shape.clone(),
+                        strides,
+                    });
+                    Some(Expr::Load(0))
+                }
+            };
+            if let Some(term) = term {
+                epilogue = binary(BinaryOp::Add, Expr::Acc, term);
+            }
+        }
+        let step = self.step(
+            Kernel::Deconv(geometry),
+            vec![x, w],
+            operands,
+            epilogue,
+            out,
+        );
         self.push(step);
         self.bind(node, out);
         Ok(())
@@ -1109,6 +2269,19 @@ fn binary_op(name: &str) -> Result<(BinaryOp, bool), Refusal> {
         "Xor" => (BinaryOp::Xor, false),
         _ => return Err(String::new()),
     })
+}
+
+fn binary(op: BinaryOp, a: Expr, b: Expr) -> Expr {
+    Expr::Binary(op, Box::new(a), Box::new(b))
+}
+
+/// Output over input length, per axis: the scale of a Resize given by its output sizes.
+fn ratios(input: &[usize], output: &[usize]) -> Vec<f32> {
+    output
+        .iter()
+        .zip(input)
+        .map(|(&o, &i)| o as f32 / i as f32)
+        .collect()
 }
 
 /// A tract tensor's elements converted to `T`, in row-major order.

@@ -21,7 +21,9 @@ mod wgsl;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use chipbench_core::{Backend, Device, ModelSource, Session, SessionOptions, Unavailable};
+use chipbench_core::{
+    Backend, Coverage, Device, ModelSource, Session, SessionOptions, Unavailable,
+};
 
 use adapter::Gpu;
 pub use error::WgpuError;
@@ -164,6 +166,17 @@ impl Backend for WgpuBackend {
         options: &SessionOptions,
     ) -> chipbench_core::Result<Box<dyn Session>> {
         Ok(Box::new(self.load_session(model, device, options)?))
+    }
+
+    /// Lowers the model as a load would, without an adapter: every refused operator with every
+    /// node that has it.
+    fn coverage(&self, model: &ModelSource) -> Coverage {
+        match import::coverage(model) {
+            Ok(coverage) => coverage,
+            Err(e) => Coverage::Failed {
+                reason: e.to_string(),
+            },
+        }
     }
 }
 

@@ -101,6 +101,34 @@ pub struct NodePlacement {
     pub nodes: usize,
 }
 
+/// An operator a backend has no implementation for, with the model's nodes that use it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The operator as the backend names it, with the reason where there is one.
+    pub operator: String,
+    /// The nodes of the model that have it (empty where the backend does not say).
+    pub nodes: Vec<String>,
+}
+
+/// What a backend would make of a model, found by loading it without running an inference
+/// (`chipbench backends --coverage`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Coverage {
+    /// Every operator has an implementation. `nodes`: the operator nodes it lowered, where the
+    /// backend counts them.
+    Supported { nodes: Option<usize> },
+    /// Operators without an implementation, every one of them.
+    Refused {
+        nodes: Option<usize>,
+        operators: Vec<Refusal>,
+    },
+    /// The model does not load for another reason (unreadable, shapes that do not bind...).
+    Failed { reason: String },
+    /// The backend has no device here to load it on.
+    Unavailable { reason: String },
+}
+
 /// An inference engine.
 pub trait Backend: Sync {
     /// Stable short name used on the command line and in results (`tract`, `ort`, `wgpu`).
@@ -137,6 +165,33 @@ pub trait Backend: Sync {
     fn session_sharing(&self) -> &'static str {
         "per-worker: a chipbench Session runs with &mut self, so one session serves one \
          inference at a time"
+    }
+    /// The operators of `model` this backend would refuse, without running it. By default the
+    /// model is loaded on the backend's preferred device and a refusal is reported whole (the
+    /// engine's own message); a backend that can name every refused node overrides this.
+    fn coverage(&self, model: &ModelSource) -> Coverage {
+        let device = match self.devices() {
+            Ok(devices) => self.default_devices(devices).into_iter().next(),
+            Err(reason) => return Coverage::Unavailable { reason: reason.0 },
+        };
+        let Some(device) = device else {
+            return Coverage::Unavailable {
+                reason: format!("{} has no device here", self.name()),
+            };
+        };
+        match self.load(model, &device, &SessionOptions::default()) {
+            Ok(_) => Coverage::Supported { nodes: None },
+            Err(Error::Unsupported(message)) => Coverage::Refused {
+                nodes: None,
+                operators: vec![Refusal {
+                    operator: message,
+                    nodes: Vec::new(),
+                }],
+            },
+            Err(e) => Coverage::Failed {
+                reason: e.to_string(),
+            },
+        }
     }
 }
 

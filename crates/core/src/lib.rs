@@ -14,8 +14,8 @@ pub mod task;
 pub mod tensor;
 
 pub use backend::{
-    Backend, Device, DeviceKind, ModelSource, NodePlacement, OperatorTime, PreparedInputs, Session,
-    SessionOptions, Unavailable,
+    Backend, Coverage, Device, DeviceKind, ModelSource, NodePlacement, OperatorTime,
+    PreparedInputs, Refusal, Session, SessionOptions, Unavailable,
 };
 pub use error::{Error, Result};
 pub use spec::{Dim, InputSpec, TensorInfo};

@@ -1,10 +1,10 @@
-//! Element-wise maps, pooling, row-wise reductions and normalisations, and the data-movement
-//! kernels (gather, concat, pad).
+//! Element-wise maps, pooling, row-wise reductions and normalisations, the data-movement
+//! kernels (gather, gather-elements, concat, pad), running sums and resampling.
 
 use std::fmt::Write;
 
 use super::{Builder, compute_type, coordinate_terms, coordinates, grid, literal, sum_terms, zero};
-use crate::graph::{PadMode, Pool, PoolKind, Reducer, RowOp, Rows, Scalar, Step, View};
+use crate::graph::{Conv, PadMode, Pool, PoolKind, Reducer, RowOp, Rows, Scalar, Step, View};
 
 type Kernel = Result<(String, [u32; 3]), String>;
 
@@ -392,4 +392,247 @@ pub(super) fn pad(b: &mut Builder, step: &Step, pads: &[(usize, usize)], mode: &
         }
     }
     Ok(per_element(total, LANES, &body))
+}
+
+/// One axis of a Resize: every output element sums its window of taps, the tap indices and
+/// weights read from the plan's tables. Taps of weight zero are skipped, as tract skips them (a
+/// non-finite input there stays out of the sum).
+pub(super) fn resample(b: &mut Builder, step: &Step, axis: usize, window: usize) -> Kernel {
+    let (data, taps, weights) = (&step.inputs[0], &step.inputs[1], &step.inputs[2]);
+    let out_shape = b.program.values[step.output].shape.clone();
+    let len_out = out_shape[axis];
+    let post: usize = out_shape[axis + 1..].iter().product();
+    let total: usize = out_shape.iter().product();
+    let at = format!(
+        "{}u + {} + u32(tap) * {}u + {}",
+        data.offset,
+        offset_of(&data.shape[..axis], &data.strides[..axis], "pre"),
+        data.strides[axis],
+        offset_of(&data.shape[axis + 1..], &data.strides[axis + 1..], "post")
+    );
+    let value = b.load(data, &at);
+    let tap = b.load(taps, &format!("{}u + t", taps.offset));
+    let weight = b.load(weights, &format!("{}u + t", weights.offset));
+    let body = format!(
+        "  let post = o % {post}u; let x = (o / {post}u) % {len_out}u; let pre = o / {lp}u;\n  \
+         var acc = 0.0;\n  for (var k = 0u; k < {window}u; k++) {{\n    let t = x * {window}u + k;\n    \
+         let w = {weight};\n    if (w != 0.0) {{ let tap = {tap}; acc += w * {value}; }}\n  }}\n  emit(o, acc);\n",
+        post = post.max(1),
+        len_out = len_out.max(1),
+        lp = (len_out * post).max(1),
+    );
+    Ok(per_element(total, LANES, &body))
+}
+
+pub(super) fn gather_elements(b: &mut Builder, step: &Step, axis: usize) -> Kernel {
+    let (data, idx) = (&step.inputs[0], &step.inputs[1]);
+    let out_shape = b.program.values[step.output].shape.clone();
+    let total: usize = out_shape.iter().product();
+    let coords = coordinates(&out_shape, "o");
+    let index_load = b.load(idx, &super::flat_index(idx, "o"));
+    let index = if b.ty(idx.value).compute() == Scalar::I32 {
+        index_load
+    } else {
+        format!("i32({index_load})")
+    };
+    let dim = data.shape[axis];
+    let mut terms = vec![format!("{}u", data.offset)];
+    for (d, c) in coords.iter().enumerate() {
+        if d == axis {
+            terms.push(format!("u32(ix) * {}u", data.strides[d]));
+        } else if data.strides[d] != 0 && data.shape[d] > 1 {
+            terms.push(format!("{c} * {}u", data.strides[d]));
+        }
+    }
+    let value = b.load(data, &terms.join(" + "));
+    let body = format!(
+        "  var ix = {index};\n  if (ix < 0) {{ ix += {dim}; }}\n  ix = clamp(ix, 0, {last});\n  emit(o, {value});\n",
+        last = dim.saturating_sub(1),
+    );
+    Ok(per_element(total, LANES, &body))
+}
+
+/// One invocation per output element sums its prefix (or suffix) along the axis: quadratic in
+/// the axis length, with no synchronisation between invocations.
+pub(super) fn cumsum(
+    b: &mut Builder,
+    step: &Step,
+    axis: usize,
+    exclusive: bool,
+    reverse: bool,
+) -> Kernel {
+    let x = &step.inputs[0];
+    let out_shape = b.program.values[step.output].shape.clone();
+    let total: usize = out_shape.iter().product();
+    let len = out_shape[axis];
+    let post: usize = out_shape[axis + 1..].iter().product();
+    let ty = b.ty(x.value).compute();
+    let at = format!(
+        "{}u + {} + j * {}u + {}",
+        x.offset,
+        offset_of(&x.shape[..axis], &x.strides[..axis], "pre"),
+        x.strides[axis],
+        offset_of(&x.shape[axis + 1..], &x.strides[axis + 1..], "post")
+    );
+    let value = b.load(x, &at);
+    let (from, to) = match (reverse, exclusive) {
+        (false, false) => ("0u".to_string(), "i + 1u".to_string()),
+        (false, true) => ("0u".to_string(), "i".to_string()),
+        (true, false) => ("i".to_string(), format!("{len}u")),
+        (true, true) => ("i + 1u".to_string(), format!("{len}u")),
+    };
+    let body = format!(
+        "  let post = o % {post}u; let i = (o / {post}u) % {len}u; let pre = o / {lp}u;\n  \
+         var acc: {t} = {z};\n  for (var j = {from}; j < {to}; j++) {{ acc += {value}; }}\n  emit(o, acc);\n",
+        post = post.max(1),
+        len = len.max(1),
+        lp = (len * post).max(1),
+        t = compute_type(ty),
+        z = zero(ty),
+    );
+    Ok(per_element(total, LANES, &body))
+}
+
+/// One invocation per output element: the element of rank `i` along the axis is the one with
+/// exactly `i` elements before it (better, or equal at a lower index), found by counting: quadratic
+/// in the axis length, with no sorting network and no synchronisation.
+pub(super) fn top_k(
+    b: &mut Builder,
+    step: &Step,
+    axis: usize,
+    largest: bool,
+    indices: bool,
+) -> Kernel {
+    let x = &step.inputs[0];
+    let out_shape = b.program.values[step.output].shape.clone();
+    let total: usize = out_shape.iter().product();
+    let k = out_shape[axis];
+    let len = x.shape[axis];
+    let post: usize = out_shape[axis + 1..].iter().product();
+    let ty = b.ty(x.value).compute();
+    let base = format!(
+        "{}u + {} + {}",
+        x.offset,
+        offset_of(&x.shape[..axis], &x.strides[..axis], "pre"),
+        offset_of(&x.shape[axis + 1..], &x.strides[axis + 1..], "post")
+    );
+    let at = |j: &str| format!("base + {j} * {}u", x.strides[axis]);
+    let (ve, vj) = (b.load(x, &at("e")), b.load(x, &at("j")));
+    let better = if largest { ">" } else { "<" };
+    let result = if indices { "i32(e)" } else { "ve" };
+    let body = format!(
+        "  let post = o % {post}u; let i = (o / {post}u) % {k}u; let pre = o / {kp}u;\n  \
+         let base = {base};\n  var found: {t} = {z};\n  \
+         for (var e = 0u; e < {len}u; e++) {{\n    let ve = {ve};\n    var rank = 0u;\n    \
+         for (var j = 0u; j < {len}u; j++) {{ let vj = {vj}; if (vj {better} ve || (vj == ve && j < e)) {{ rank++; }} }}\n    \
+         if (rank == i) {{ found = {result}; }}\n  }}\n  emit(o, found);\n",
+        post = post.max(1),
+        k = k.max(1),
+        kp = (k * post).max(1),
+        t = compute_type(if indices { Scalar::I32 } else { ty }),
+        z = zero(if indices { Scalar::I32 } else { ty }),
+    );
+    Ok(per_element(total, LANES, &body))
+}
+
+/// One invocation per output element: the element of the data, unless an index tuple points at
+/// its slice, in which case the update's element (the last such tuple's).
+pub(super) fn scatter_nd(b: &mut Builder, step: &Step) -> Kernel {
+    let (data, idx, updates) = (&step.inputs[0], &step.inputs[1], &step.inputs[2]);
+    let out_shape = b.program.values[step.output].shape.clone();
+    let total: usize = out_shape.iter().product();
+    let q = *idx.shape.last().unwrap_or(&0);
+    let tuples: usize = idx.shape[..idx.shape.len().saturating_sub(1)]
+        .iter()
+        .product();
+    let inner: usize = out_shape[q..].iter().product();
+    let coords = coordinates(&out_shape, "o");
+    let original = b.load(data, &super::flat_index(data, "o"));
+    let mut matches = Vec::new();
+    for (d, c) in coords.iter().enumerate().take(q) {
+        let at = format!(
+            "{}u + {}",
+            idx.offset,
+            offset_of(&idx.shape, &idx.strides, &format!("(u * {q}u + {d}u)"))
+        );
+        let load = b.load(idx, &at);
+        let index = if b.ty(idx.value).compute() == Scalar::I32 {
+            load
+        } else {
+            format!("i32({load})")
+        };
+        matches.push(format!("wrap({index}, {}) == i32({c})", out_shape[d]));
+    }
+    let update_at = format!(
+        "{}u + {}",
+        updates.offset,
+        offset_of(
+            &updates.shape,
+            &updates.strides,
+            &format!("(u * {}u + o % {}u)", inner.max(1), inner.max(1))
+        )
+    );
+    let update = b.load(updates, &update_at);
+    let ty = b.ty(data.value).compute();
+    let body = format!(
+        "  var v: {t} = {original};\n  for (var u = 0u; u < {tuples}u; u++) {{\n    \
+         if ({cond}) {{ v = {update}; }}\n  }}\n  emit(o, v);\n",
+        t = compute_type(ty),
+        cond = if matches.is_empty() {
+            "true".to_string()
+        } else {
+            matches.join(" && ")
+        },
+    );
+    let helper = "fn wrap(i: i32, n: i32) -> i32 { return select(i, i + n, i < 0); }\n";
+    let (source, groups) = per_element(total, LANES, &body);
+    Ok((format!("{helper}{source}"), groups))
+}
+
+/// A transposed convolution, one invocation per output element gathering the input pixels
+/// whose stride-spread kernel window covers it: `iy = (oy + pad - ky * dilation) / stride`
+/// where that divides exactly and lands inside the input.
+pub(super) fn deconv(b: &mut Builder, step: &Step, c: &Conv) -> Kernel {
+    let (x, w) = (&step.inputs[0], &step.inputs[1]);
+    let [oh_n, ow_n] = c.output_hw;
+    let [kh, kw] = c.kernel_hw;
+    let [sh, sw] = c.strides;
+    let [dh, dw] = c.dilations;
+    let [ph, pw] = c.pad_before;
+    let [h, wd] = c.input_hw;
+    let [os0, os1, os2, os3] = c.out_strides;
+    let in_per_group = c.in_channels / c.groups;
+    let out_per_group = c.out_channels / c.groups;
+    let total = c.batch * c.out_channels * oh_n * ow_n;
+    let x_load = b.load(
+        x,
+        &format!(
+            "{}u + n_img * {}u + (g * {in_per_group}u + i) * {}u + u32(iy) * {}u + u32(ix) * {}u",
+            x.offset, x.strides[0], x.strides[1], x.strides[2], x.strides[3]
+        ),
+    );
+    let w_load = b.load(
+        w,
+        &format!(
+            "{}u + oc * {}u + i * {}u + ky * {}u + kx * {}u",
+            w.offset, w.strides[0], w.strides[1], w.strides[2], w.strides[3]
+        ),
+    );
+    let body = format!(
+        "  let ox = o % {ow_n}u; let oy = (o / {ow_n}u) % {oh_n}u;\n  \
+         let oc = (o / {ohw}u) % {co}u; let n_img = o / {ohwc}u; let g = oc / {out_per_group}u;\n  \
+         var acc = 0.0;\n  \
+         for (var ky = 0u; ky < {kh}u; ky++) {{\n    \
+         let ty = i32(oy) + {ph} - i32(ky * {dh}u);\n    \
+         if (ty < 0 || ty % {sh} != 0 || ty / {sh} >= {h}) {{ continue; }}\n    let iy = ty / {sh};\n    \
+         for (var kx = 0u; kx < {kw}u; kx++) {{\n      \
+         let tx = i32(ox) + {pw} - i32(kx * {dw}u);\n      \
+         if (tx < 0 || tx % {sw} != 0 || tx / {sw} >= {wd}) {{ continue; }}\n      let ix = tx / {sw};\n      \
+         for (var i = 0u; i < {in_per_group}u; i++) {{ acc += {x_load} * {w_load}; }}\n    }}\n  }}\n  \
+         emit(n_img * {os0}u + oc * {os1}u + oy * {os2}u + ox * {os3}u, acc);\n",
+        ohw = oh_n * ow_n,
+        co = c.out_channels,
+        ohwc = oh_n * ow_n * c.out_channels,
+    );
+    Ok(per_element(total, 64, &body))
 }

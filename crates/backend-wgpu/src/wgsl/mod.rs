@@ -35,11 +35,25 @@ pub(crate) fn shader(program: &Program, step: &Step) -> Result<Shader, String> {
         Kernel::Map => kernels::map(&mut b, step),
         Kernel::Gemm(g) => gemm::gemm(&mut b, step, g),
         Kernel::Conv(c) => gemm::conv(&mut b, step, c),
+        Kernel::Deconv(c) => kernels::deconv(&mut b, step, c),
         Kernel::Pool(p) => kernels::pool(&mut b, step, p),
         Kernel::Rows(r) => kernels::rows(&mut b, step, r),
         Kernel::Gather { axis } => kernels::gather(&mut b, step, *axis),
         Kernel::Concat { axis } => kernels::concat(&mut b, step, *axis),
         Kernel::Pad { pads, mode } => kernels::pad(&mut b, step, pads, mode),
+        Kernel::Resample { axis, window } => kernels::resample(&mut b, step, *axis, *window),
+        Kernel::GatherElements { axis } => kernels::gather_elements(&mut b, step, *axis),
+        Kernel::CumSum {
+            axis,
+            exclusive,
+            reverse,
+        } => kernels::cumsum(&mut b, step, *axis, *exclusive, *reverse),
+        Kernel::TopK {
+            axis,
+            largest,
+            indices,
+        } => kernels::top_k(&mut b, step, *axis, *largest, *indices),
+        Kernel::ScatterNd => kernels::scatter_nd(&mut b, step),
     }?;
     assemble(b, step, body, workgroups)
 }
@@ -72,14 +86,23 @@ pub(crate) fn acc_scalar(program: &Program, step: &Step) -> Scalar {
     use crate::graph::{Reducer, RowOp};
     match &step.kernel {
         Kernel::Map => Scalar::F32, // no Acc in a map epilogue
-        Kernel::Gemm(_) | Kernel::Conv(_) | Kernel::Pool(_) => Scalar::F32,
+        Kernel::Gemm(_)
+        | Kernel::Conv(_)
+        | Kernel::Deconv(_)
+        | Kernel::Pool(_)
+        | Kernel::Resample { .. } => Scalar::F32,
+        Kernel::TopK { indices: true, .. } => Scalar::I32,
+        Kernel::TopK { .. } => program.values[step.inputs[0].value].ty.compute(),
         Kernel::Rows(r) => match r.op {
             RowOp::Reduce(Reducer::ArgMax { .. } | Reducer::ArgMin { .. }) => Scalar::I32,
             _ => Scalar::F32,
         },
-        Kernel::Gather { .. } | Kernel::Concat { .. } | Kernel::Pad { .. } => {
-            program.values[step.inputs[0].value].ty.compute()
-        }
+        Kernel::Gather { .. }
+        | Kernel::Concat { .. }
+        | Kernel::Pad { .. }
+        | Kernel::GatherElements { .. }
+        | Kernel::CumSum { .. }
+        | Kernel::ScatterNd => program.values[step.inputs[0].value].ty.compute(),
     }
 }
 
