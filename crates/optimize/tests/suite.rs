@@ -79,9 +79,16 @@ fn the_suite_fits_in_12_mb() {
 fn gpt_tiny_is_at_most_4_mb_outside_suite_toml_and_round_trips() {
     let path = models_dir().join(suite::GPT_TINY_FILE);
     let bytes = std::fs::read(&path).unwrap();
-    assert!(bytes.len() <= 4 << 20, "gpt-tiny takes {} bytes", bytes.len());
+    assert!(
+        bytes.len() <= 4 << 20,
+        "gpt-tiny takes {} bytes",
+        bytes.len()
+    );
     let decoded = ModelProto::decode(&bytes[..]).unwrap();
-    assert!(decoded.encode_to_vec() == bytes, "gpt-tiny changed in a round trip");
+    assert!(
+        decoded.encode_to_vec() == bytes,
+        "gpt-tiny changed in a round trip"
+    );
     let suite = Suite::load(&models_dir()).unwrap();
     assert!(suite.models.iter().all(|m| m.file != suite::GPT_TINY_FILE));
     let declared = model::inputs(&decoded).unwrap();

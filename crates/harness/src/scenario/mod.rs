@@ -19,6 +19,7 @@ pub mod cell;
 pub mod clock;
 pub mod driver;
 pub mod figures;
+pub mod generate;
 pub mod peak;
 pub mod pool;
 pub mod search;

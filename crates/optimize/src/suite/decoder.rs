@@ -81,10 +81,25 @@ pub fn gpt_tiny() -> Result<ModelProto> {
         vec![],
     );
     let key_positions = g.node("Sub", "mask.key_positions", &[&counted, "one_i64"], vec![]);
-    let keys = g.node("Unsqueeze", "mask.keys", &[&key_positions, "axis_1"], vec![]);
-    let queries = g.node("Unsqueeze", "mask.queries", &["position_ids", "axis_2"], vec![]);
+    let keys = g.node(
+        "Unsqueeze",
+        "mask.keys",
+        &[&key_positions, "axis_1"],
+        vec![],
+    );
+    let queries = g.node(
+        "Unsqueeze",
+        "mask.queries",
+        &["position_ids", "axis_2"],
+        vec![],
+    );
     let causal = g.node("LessOrEqual", "mask.causal", &[&keys, &queries], vec![]);
-    let present = g.node("Unsqueeze", "mask.attended", &["attention_mask", "axis_1"], vec![]);
+    let present = g.node(
+        "Unsqueeze",
+        "mask.attended",
+        &["attention_mask", "axis_1"],
+        vec![],
+    );
     let present = g.node(
         "Cast",
         "mask.attended_bool",
@@ -93,12 +108,7 @@ pub fn gpt_tiny() -> Result<ModelProto> {
     );
     let allowed = g.node("And", "mask.allowed", &[&causal, &present], vec![]);
     let allowed = g.node("Unsqueeze", "mask.per_head", &[&allowed, "axis_1"], vec![]);
-    let bias = g.node(
-        "Where",
-        "mask.bias",
-        &[&allowed, "zero", "masked"],
-        vec![],
-    );
+    let bias = g.node("Where", "mask.bias", &[&allowed, "zero", "masked"], vec![]);
 
     let mut d = Decoder {
         g,
@@ -235,14 +245,24 @@ impl Decoder {
             &[&scores, "sqrt_head_dim"],
             vec![],
         );
-        let masked = g.node("Add", &format!("{p}.masked_scores"), &[&scaled, bias], vec![]);
+        let masked = g.node(
+            "Add",
+            &format!("{p}.masked_scores"),
+            &[&scaled, bias],
+            vec![],
+        );
         let probs = g.node(
             "Softmax",
             &format!("{p}.attention"),
             &[&masked],
             vec![A::int("axis", -1)],
         );
-        let context = g.node("MatMul", &format!("{p}.context"), &[&probs, &values], vec![]);
+        let context = g.node(
+            "MatMul",
+            &format!("{p}.context"),
+            &[&probs, &values],
+            vec![],
+        );
         let perm = vec![A::ints("perm", &[0, 2, 1, 3])];
         let context = g.node("Transpose", &format!("{p}.context_t"), &[&context], perm);
         let context = g.node(
@@ -269,11 +289,7 @@ impl Decoder {
         let gated = g.node("Mul", &format!("{p}.gelu.mul_x"), &[&up, &shifted], vec![]);
         let gelu = g.node("Mul", &format!("{p}.gelu"), &[&gated, "half"], vec![]);
         let down = self.linear(&format!("{p}.ffn_down"), &gelu, f, h, std);
-        self.g.node(
-            "Add",
-            &format!("{p}.ffn_residual"),
-            &[&x, &down],
-            vec![],
-        )
+        self.g
+            .node("Add", &format!("{p}.ffn_residual"), &[&x, &down], vec![])
     }
 }
