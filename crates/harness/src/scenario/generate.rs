@@ -5,8 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use chipbench_core::decoder::Decoder;
-use chipbench_core::{Session, Tensor};
+use chipbench_core::decoder::{Decoder, DecoderInputs};
+use chipbench_core::result::{CellResult, GenerationRequest, GenerationRun};
+use chipbench_core::{ModelSource, Session, SessionOptions, Tensor, stats};
+use chipbench_runner::resources::PeakMemory;
+use chipbench_runner::{MeasureSettings, ModelUnderTest, Target};
+
+use super::settings::{GenerationSettings, ScenarioSettings};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -237,4 +242,187 @@ pub fn greedy(logits: &Tensor) -> Result<Vec<i64>, String> {
             best as i64
         })
         .collect())
+}
+
+/// Measures a generate cell into `cell`: finds the decoder layout among the model's inputs (a
+/// model without one fails the cell with what is missing), loads a session whose sequence
+/// dimensions grow, runs one untimed warm-up request (it also tells the vocabulary, from the
+/// logits), then the timed requests, each on its own seeded prompt.
+pub fn measure_into(
+    model: &ModelUnderTest,
+    target: &Target,
+    threads: Option<usize>,
+    settings: &MeasureSettings,
+    scenario: &ScenarioSettings,
+    cell: &mut CellResult,
+) -> Result<(), String> {
+    let g = scenario
+        .generation
+        .ok_or("the generate scenario needs --prompt-tokens and --gen-tokens")?;
+    let batch = scenario.batch.unwrap_or(1);
+    let inputs = DecoderInputs::detect(&model.specs)?;
+    let bound = inputs.bind(&model.specs, batch, g.prompt_tokens, 0);
+    cell.inputs = bound.clone();
+    let options = SessionOptions {
+        threads,
+        profile: false,
+        settings: settings.backend_settings.clone(),
+    };
+    let source = ModelSource {
+        path: model.path.clone(),
+        inputs: bound,
+    };
+    let growing = inputs.growing_dims();
+    let memory = PeakMemory::reset();
+    let t = Instant::now();
+    let mut session = target
+        .backend
+        .load_growing(&source, &target.device, &options, &growing)
+        .map_err(|e| e.to_string())?;
+    cell.load_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+    cell.backend.threads = Some(session.threads());
+    cell.backend.settings = session.settings();
+    let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name.as_str()).collect();
+    let decoder = Decoder::detect(inputs, &outputs)?;
+    let layers = decoder.present.len();
+    let mut run = DecodeLoop::new(session.as_mut(), decoder)?;
+    let mut vocabulary = 0;
+    let warm_up = vec![vec![0i64; g.prompt_tokens]; batch];
+    let t = Instant::now();
+    run.request(&warm_up, g.gen_tokens, &mut |_, logits| {
+        vocabulary = logits.shape().last().copied().unwrap_or(0)
+    })?;
+    cell.first_inference_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+    if vocabulary == 0 {
+        return Err("the logits have no vocabulary axis".into());
+    }
+    let mut requests = Vec::new();
+    for r in 0..g.requests {
+        let prompt = prompt(settings.seed, r, batch, g.prompt_tokens, vocabulary);
+        requests.push(run.request(&prompt, g.gen_tokens, &mut |_, _| {})?);
+    }
+    let generation = generation_run(&requests, &g, batch, layers).ok_or("no request completed")?;
+    cell.peak_rss_bytes = memory.peak_bytes();
+    cell.rss_before_load_bytes = memory.baseline_bytes();
+    cell.samples_ms = generation
+        .per_request
+        .iter()
+        .map(|r| r.end_to_end_ms)
+        .collect();
+    cell.latency_ms = Some(generation.end_to_end_ms.clone());
+    cell.throughput_per_s = Some(generation.gen_tokens_per_s);
+    provenance(cell, &memory);
+    cell.generation = Some(generation);
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The cell's figures from its requests' times; `None` without requests.
+pub fn generation_run(
+    requests: &[RequestTimes],
+    g: &GenerationSettings,
+    batch: usize,
+    layers: usize,
+) -> Option<GenerationRun> {
+    let per_request: Vec<GenerationRequest> = requests
+        .iter()
+        .map(|r| GenerationRequest {
+            ttft_ms: ms(r.ttft),
+            tpot_ms: r.tpot.iter().map(|&d| ms(d)).collect(),
+            end_to_end_ms: ms(r.end_to_end),
+            prompt_tokens_per_s: (batch * g.prompt_tokens) as f64 / r.ttft.as_secs_f64(),
+            gen_tokens_per_s: (batch * g.gen_tokens) as f64 / r.decode_time().as_secs_f64(),
+        })
+        .collect();
+    let ttft: Vec<f64> = per_request.iter().map(|r| r.ttft_ms).collect();
+    let tpot: Vec<f64> = per_request.iter().flat_map(|r| r.tpot_ms.clone()).collect();
+    let e2e: Vec<f64> = per_request.iter().map(|r| r.end_to_end_ms).collect();
+    let prefill: Duration = requests.iter().map(|r| r.ttft).sum();
+    let decode: Duration = requests.iter().map(RequestTimes::decode_time).sum();
+    let n = requests.len();
+    Some(GenerationRun {
+        prompt_tokens: g.prompt_tokens,
+        gen_tokens: g.gen_tokens,
+        batch,
+        requests: n as u64,
+        ttft_ms: stats::summarize(&ttft)?,
+        // Without decode steps there is no TPOT: an empty summary says so.
+        tpot_ms: stats::summarize(&tpot).unwrap_or_else(|| empty_summary()),
+        end_to_end_ms: stats::summarize(&e2e)?,
+        prompt_tokens_per_s: (n * batch * g.prompt_tokens) as f64 / prefill.as_secs_f64(),
+        gen_tokens_per_s: if decode.is_zero() {
+            0.0
+        } else {
+            (n * batch * g.gen_tokens) as f64 / decode.as_secs_f64()
+        },
+        kv_cache_bytes: requests.iter().map(|r| r.kv_cache_bytes).max()?,
+        cache_feedback: format!(
+            "host round trip: each step's Session::run copies the {} present.* tensors to host \
+             memory, and the next step's past_key_values.* inputs are those host tensors, moved \
+             (not copied) by the --feedback pairs, which the backend's Session::run then converts \
+             as it converts any host input; no output binding keeps the cache on a device yet",
+            2 * layers
+        ),
+        per_request,
+    })
+}
+
+fn empty_summary() -> chipbench_core::result::LatencyStats {
+    chipbench_core::result::LatencyStats {
+        n: 0,
+        mean: 0.0,
+        stddev: 0.0,
+        min: 0.0,
+        p50: 0.0,
+        p90: 0.0,
+        p95: 0.0,
+        p99: 0.0,
+        p999: 0.0,
+        max: 0.0,
+        median_ci95: [0.0, 0.0],
+    }
+}
+
+fn provenance(cell: &mut CellResult, memory: &PeakMemory) {
+    let entries = [
+        (
+            "generation",
+            "measured: monotonic clock (std::time::Instant), requests one after another on one \
+             session after an untimed warm-up request; a request's clock starts before its \
+             prefill's inputs are built, each token's time is read after its greedy choice \
+             (argmax of the last position's logits), so TTFT plus the TPOTs is the end-to-end \
+             time; tokens per second are derived: tokens / summed time",
+        ),
+        (
+            "latency_ms",
+            "measured: monotonic clock, each request's end-to-end time (prefill and every decode \
+             step); samples_ms holds one per request",
+        ),
+        (
+            "throughput_per_s",
+            "derived: generation.gen_tokens_per_s, decode-step tokens / summed decode time",
+        ),
+        (
+            "first_inference_ms",
+            "measured: monotonic clock, the untimed warm-up request (prefill and decode steps)",
+        ),
+        (
+            "load_ms",
+            "measured: monotonic clock, loading the session with the sequence dimensions left \
+             growing",
+        ),
+        (
+            "accuracy",
+            "not recorded: the generate scenario times the decode loop; its logits are checked \
+             against full passes without a cache by chipbench's tests",
+        ),
+    ];
+    for (field, how) in entries {
+        cell.provenance.insert(field.into(), how.into());
+    }
+    cell.provenance
+        .insert("peak_rss_bytes".into(), memory.method().into());
 }
