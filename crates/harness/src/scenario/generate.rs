@@ -320,7 +320,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The cell's figures from its requests' times; `None` without requests.
+/// The cell's figures from its requests' times; `None` without requests or decode steps.
 pub fn generation_run(
     requests: &[RequestTimes],
     g: &GenerationSettings,
@@ -349,15 +349,10 @@ pub fn generation_run(
         batch,
         requests: n as u64,
         ttft_ms: stats::summarize(&ttft)?,
-        // Without decode steps there is no TPOT: an empty summary says so.
-        tpot_ms: stats::summarize(&tpot).unwrap_or_else(|| empty_summary()),
+        tpot_ms: stats::summarize(&tpot)?,
         end_to_end_ms: stats::summarize(&e2e)?,
         prompt_tokens_per_s: (n * batch * g.prompt_tokens) as f64 / prefill.as_secs_f64(),
-        gen_tokens_per_s: if decode.is_zero() {
-            0.0
-        } else {
-            (n * batch * g.gen_tokens) as f64 / decode.as_secs_f64()
-        },
+        gen_tokens_per_s: (n * batch * g.gen_tokens) as f64 / decode.as_secs_f64(),
         kv_cache_bytes: requests.iter().map(|r| r.kv_cache_bytes).max()?,
         cache_feedback: format!(
             "host round trip: each step's Session::run copies the {} present.* tensors to host \
@@ -368,22 +363,6 @@ pub fn generation_run(
         ),
         per_request,
     })
-}
-
-fn empty_summary() -> chipbench_core::result::LatencyStats {
-    chipbench_core::result::LatencyStats {
-        n: 0,
-        mean: 0.0,
-        stddev: 0.0,
-        min: 0.0,
-        p50: 0.0,
-        p90: 0.0,
-        p95: 0.0,
-        p99: 0.0,
-        p999: 0.0,
-        max: 0.0,
-        median_ci95: [0.0, 0.0],
-    }
 }
 
 fn provenance(cell: &mut CellResult, memory: &PeakMemory) {

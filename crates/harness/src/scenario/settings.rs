@@ -91,6 +91,13 @@ impl ScenarioSettings {
                 if g.prompt_tokens == 0 {
                     return Err("--prompt-tokens must be at least 1".into());
                 }
+                if g.gen_tokens == 0 {
+                    return Err(
+                        "--gen-tokens must be at least 1: a time per output token needs a decode \
+                         step"
+                            .into(),
+                    );
+                }
                 if g.requests == 0 {
                     return Err("--requests must be at least 1".into());
                 }
