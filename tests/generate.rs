@@ -22,10 +22,14 @@ fn specs() -> Vec<InputSpec> {
 /// A session of gpt-tiny on `backend`'s first device whose sequence dimensions grow, and the
 /// decoder layout found in it.
 fn session(backend: &dyn Backend) -> (Box<dyn Session>, Decoder) {
+    session_of(backend, &gpt_tiny())
+}
+
+fn session_of(backend: &dyn Backend, path: &Path) -> (Box<dyn Session>, Decoder) {
     let specs = specs();
     let inputs = DecoderInputs::detect(&specs).unwrap();
     let source = ModelSource {
-        path: gpt_tiny(),
+        path: path.to_path_buf(),
         inputs: inputs.bind(&specs, 1, 4, 0),
     };
     let device = backend.devices().unwrap().remove(0);
@@ -233,5 +237,96 @@ fn generate_options_are_checked_before_any_cell_runs() {
             "{}",
             common::printed(&o)
         );
+    }
+}
+
+/// int4-weight gpt-tiny: every quantized weight dequantizes to within half a step of its block's
+/// scale of the fp32 weight; the model runs on tract and ort:cpu and its logits stay close to
+/// fp32's over a request.
+#[test]
+fn int4_weight_gpt_tiny_is_within_the_block_bound_and_runs() {
+    use chipbench_optimize::variants::weight_only::{self, BLOCK, BlockQuantized};
+    let fp32 = chipbench_optimize::model::load(&gpt_tiny()).unwrap();
+    let mut int4 = fp32.clone();
+    let (converted, kept) = weight_only::convert(int4.graph.as_mut().unwrap(), 4);
+    // query, key, value, attention output, FFN up and down of 4 layers.
+    assert_eq!(converted.len(), 4 * 6);
+    // Per layer the scores and context MatMuls (two activations), and the tied unembedding
+    // (a Transpose's output): no initializer to quantize.
+    assert_eq!(kept.len(), 4 * 2 + 1, "{kept:?}");
+    let graph = int4.graph.as_ref().unwrap();
+    let find = |name: &str| graph.initializer.iter().find(|t| t.name() == name);
+    let mut checked = 0;
+    let mut largest_error = 0f32;
+    for original in &fp32.graph.as_ref().unwrap().initializer {
+        let Some(quantized) = find(&format!("{}.quantized", original.name())) else {
+            continue;
+        };
+        assert!(find(original.name()).is_none(), "the float weight is gone");
+        let (k, n) = (original.dims[0] as usize, original.dims[1] as usize);
+        let q = BlockQuantized {
+            values: quantized
+                .to_i64()
+                .unwrap()
+                .iter()
+                .map(|&v| v as i8)
+                .collect(),
+            scales: find(&format!("{}.scale", original.name()))
+                .unwrap()
+                .to_f32()
+                .unwrap(),
+        };
+        assert!(q.values.iter().all(|v| (-7..=7).contains(v)));
+        let back = weight_only::dequantize(&q, k, n);
+        for (i, (w, d)) in original.to_f32().unwrap().iter().zip(&back).enumerate() {
+            let scale = q.scales[(i % n) * (k / BLOCK) + (i / n) / BLOCK];
+            let error = (w - d).abs();
+            assert!(
+                error <= scale / 2.0 * (1.0 + 1e-6),
+                "{}: {error} > {scale}/2",
+                original.name()
+            );
+            largest_error = largest_error.max(error);
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 24);
+    assert!(largest_error > 0.0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gpt-tiny-int4-weight.onnx");
+    chipbench_optimize::model::save(&int4, &path).unwrap();
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(chipbench_backend_tract::TractBackend)];
+    if common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT") {
+        backends.push(Box::new(chipbench_backend_ort::OrtBackend::new(None)));
+    }
+    for backend in &backends {
+        let logits = |path: &Path| {
+            let (mut session, decoder) = session_of(backend.as_ref(), path);
+            let mut run = DecodeLoop::new(session.as_mut(), decoder).unwrap();
+            let mut rows = Vec::new();
+            // The same tokens for both models: the prompt, then fixed ones (prefill only).
+            let mut seen = prompt(3, 0, 1, 6, 2048);
+            for step in 0..4 {
+                run.request(&seen, 0, &mut |_, l| rows.push(last_row(l)))
+                    .unwrap();
+                seen[0].push(step * 101);
+            }
+            rows
+        };
+        let (reference, quantized) = (logits(&gpt_tiny()), logits(&path));
+        for (a, b) in reference.iter().zip(&quantized) {
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let cosine = dot / (norm(a) * norm(b));
+            eprintln!(
+                "{}: cosine of int4-weight and fp32 logits {cosine}",
+                backend.name()
+            );
+            assert!(cosine > 0.99, "{}: {cosine}", backend.name());
+            assert!(
+                a != b,
+                "the quantized model computes something else than fp32's"
+            );
+        }
     }
 }
