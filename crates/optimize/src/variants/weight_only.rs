@@ -86,7 +86,7 @@ pub fn convert(graph: &mut GraphProto, bits: u32) -> (Vec<String>, Vec<KeptLayer
         };
         let float = init.data_type == Some(DataType::Float as i32);
         let (k, n) = match init.dims[..] {
-            [k, n] if float && k > 0 && n > 0 && k as usize % BLOCK == 0 => {
+            [k, n] if float && k > 0 && n > 0 && (k as usize).is_multiple_of(BLOCK) => {
                 (k as usize, n as usize)
             }
             _ => {
