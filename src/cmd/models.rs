@@ -479,7 +479,28 @@ fn try_prepare(
             }
         }
     }
-    let bound = bind_all(&specs, &dims).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let bound = match chipbench_core::decoder::DecoderInputs::detect(&specs) {
+        // A decoder's dims the command line leaves unbound default to one decode step: a batch
+        // of 1, one new token after one cached token (no input may be empty: there would be
+        // nothing to feed). The generate scenario binds its own steps.
+        Ok(decoder) => {
+            let dim = |name: &str, default| dims.get(name).copied().unwrap_or(default);
+            let batch = match specs[decoder.input_ids].shape.first() {
+                Some(Dim::Named(name)) => dim(name, 1),
+                Some(Dim::Fixed(n)) => *n,
+                None => 1,
+            };
+            decoder.bind(
+                &specs,
+                batch,
+                dim(&decoder.sequence_dim, 1),
+                dim(&decoder.past_dim, 1),
+            )
+        }
+        Err(_) => {
+            bind_all(&specs, &dims).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+    };
     let mut fixed = BTreeMap::new();
     for info in &bound {
         if let Some(tensor) = request.files.get(&info.name) {

@@ -8,7 +8,8 @@ use chipbench_harness::scenario::Scenario;
 use chipbench_harness::scenario::cell::batched;
 use chipbench_harness::scenario::peak::{DEFAULT_TOLERANCE_PERCENT, PeakSettings};
 use chipbench_harness::scenario::settings::{
-    DEFAULT_MIN_DURATION, DEFAULT_MIN_QUERIES, DEFAULT_SAMPLES_PER_QUERY, ScenarioSettings,
+    DEFAULT_GEN_TOKENS, DEFAULT_MIN_DURATION, DEFAULT_MIN_QUERIES, DEFAULT_PROMPT_TOKENS,
+    DEFAULT_REQUESTS, DEFAULT_SAMPLES_PER_QUERY, GenerationSettings, ScenarioSettings,
     parse_latency_bound,
 };
 use chipbench_harness::scenario::verdict::{CONFIDENCE, min_queries};
@@ -20,7 +21,8 @@ use crate::UsageError;
 pub struct ScenarioArgs {
     /// How queries reach the model (repeatable or comma-separated): single-stream (one at a
     /// time, the default), offline (all at once: throughput), server (Poisson arrivals at
-    /// --target-qps: latency under load), multi-stream (queries of --samples-per-query samples).
+    /// --target-qps: latency under load), multi-stream (queries of --samples-per-query samples),
+    /// generate (a decoder with a KV cache: prefill, then greedy decode steps; TTFT, TPOT).
     #[arg(
         long = "scenario",
         value_delimiter = ',',
@@ -68,6 +70,17 @@ pub struct ScenarioArgs {
     /// Duration a load-generator cell issues queries for at the least.
     #[arg(long, value_parser = crate::parse_duration, value_name = "TIME")]
     min_query_duration: Option<Duration>,
+    /// Generate: tokens of each request's prompt (seeded ids), prefilled in one inference; a
+    /// list sweeps it.
+    #[arg(long, value_delimiter = ',', value_name = "P[,P...]")]
+    prompt_tokens: Vec<usize>,
+    /// Generate: greedy decode steps after the prefill, each one token per sequence, the cache
+    /// fed back.
+    #[arg(long, value_name = "G")]
+    gen_tokens: Option<usize>,
+    /// Generate: requests timed per cell, one after another, after an untimed warm-up request.
+    #[arg(long, value_name = "N")]
+    requests: Option<u64>,
 }
 
 impl ScenarioArgs {
@@ -133,6 +146,16 @@ impl ScenarioArgs {
             tolerance: self.peak_tolerance / 100.0,
             repeats: self.find_peak_repeats,
         });
+        let generate_only = [
+            ("--prompt-tokens", !self.prompt_tokens.is_empty()),
+            ("--gen-tokens", self.gen_tokens.is_some()),
+            ("--requests", self.requests.is_some()),
+        ];
+        for (option, given) in generate_only {
+            if given && !has(Scenario::Generate) {
+                return Err(usage(format!("{option} applies to --scenario generate")));
+            }
+        }
         if self.query_interval.is_some() && !has(Scenario::MultiStream) {
             return Err(usage(
                 "--query-interval applies to --scenario multi-stream".into(),
@@ -165,6 +188,10 @@ impl ScenarioArgs {
                 cells.push(None);
                 continue;
             }
+            if scenario == Scenario::Generate {
+                cells.extend(self.generate_cells(seed, &batches, &concurrencies)?);
+                continue;
+            }
             let rates: Vec<Option<f64>> = match scenario {
                 Scenario::Server if self.target_qps.is_empty() => vec![None],
                 Scenario::Server => self.target_qps.iter().map(|&q| Some(q)).collect(),
@@ -186,6 +213,7 @@ impl ScenarioArgs {
                             seed,
                             find_peak: peak.filter(|_| scenario == Scenario::Server),
                             probe: None,
+                            generation: None,
                         };
                         settings.check().map_err(usage)?;
                         cells.push(Some(settings));
@@ -197,6 +225,49 @@ impl ScenarioArgs {
             if let Prepared::Ready(m) = model {
                 for &batch in &batches {
                     batched(m, batch).map_err(usage)?;
+                }
+            }
+        }
+        Ok(cells)
+    }
+
+    /// The generate scenario's cells: one per batch and prompt length.
+    fn generate_cells(
+        &self,
+        seed: u64,
+        batches: &[Option<usize>],
+        concurrencies: &[usize],
+    ) -> Result<Vec<Option<ScenarioSettings>>, UsageError> {
+        let prompts = if self.prompt_tokens.is_empty() {
+            vec![DEFAULT_PROMPT_TOKENS]
+        } else {
+            self.prompt_tokens.clone()
+        };
+        let mut cells = Vec::new();
+        for &batch in batches {
+            for &concurrency in concurrencies {
+                for &prompt_tokens in &prompts {
+                    let settings = ScenarioSettings {
+                        scenario: Scenario::Generate,
+                        batch,
+                        concurrency,
+                        target_qps: None,
+                        samples_per_query: self.samples_per_query,
+                        query_interval: None,
+                        latency_bound: None,
+                        min_queries: 0,
+                        min_duration: Duration::ZERO,
+                        seed,
+                        find_peak: None,
+                        probe: None,
+                        generation: Some(GenerationSettings {
+                            prompt_tokens,
+                            gen_tokens: self.gen_tokens.unwrap_or(DEFAULT_GEN_TOKENS),
+                            requests: self.requests.unwrap_or(DEFAULT_REQUESTS),
+                        }),
+                    };
+                    settings.check().map_err(UsageError)?;
+                    cells.push(Some(settings));
                 }
             }
         }

@@ -135,6 +135,18 @@ impl Backend for OrtBackend {
         )?))
     }
 
+    /// ONNX Runtime fixes no dimension at load (no free-dimension overrides are set): a session
+    /// runs any size the model leaves symbolic.
+    fn load_growing(
+        &self,
+        model: &ModelSource,
+        device: &Device,
+        options: &SessionOptions,
+        _growing: &[String],
+    ) -> Result<Box<dyn chipbench_core::Session>> {
+        self.load(model, device, options)
+    }
+
     fn discovery(&self) -> Vec<String> {
         let state = self.state();
         let mut lines = state.discovery.steps.clone();

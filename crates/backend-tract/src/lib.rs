@@ -57,6 +57,19 @@ impl Backend for TractBackend {
     ) -> Result<Box<dyn Session>> {
         Ok(Box::new(TractSession::load(model, options)?))
     }
+
+    /// tract keeps the growing dimensions symbolic (as the model names them, expressions such
+    /// as `past_sequence + sequence` included) through optimization; each run resolves them
+    /// from its inputs' shapes.
+    fn load_growing(
+        &self,
+        model: &ModelSource,
+        _device: &Device,
+        options: &SessionOptions,
+        growing: &[String],
+    ) -> Result<Box<dyn Session>> {
+        Ok(Box::new(TractSession::load_with(model, options, growing)?))
+    }
 }
 
 type Plan = Arc<TypedSimplePlan>;
@@ -80,6 +93,15 @@ pub struct TractSession {
 
 impl TractSession {
     pub fn load(source: &ModelSource, options: &SessionOptions) -> Result<Self> {
+        Self::load_with(source, options, &[])
+    }
+
+    /// Loads with the model's dimensions named in `growing` left symbolic.
+    pub fn load_with(
+        source: &ModelSource,
+        options: &SessionOptions,
+        growing: &[String],
+    ) -> Result<Self> {
         let path = &source.path;
         let fail = |e: &dyn std::fmt::Display| Error::model(path, e);
         if !path.is_file() {
@@ -99,6 +121,9 @@ impl TractSession {
             .iter()
             .map(|o| model.node(o.node).name.clone())
             .collect();
+        // The sizes of the growing dimensions in the first run, which the outputs' shapes are
+        // reported at.
+        let mut first_run = SymbolValues::default();
         for info in &source.inputs {
             let index = names.iter().position(|n| n == &info.name).ok_or_else(|| {
                 Error::input(
@@ -106,7 +131,23 @@ impl TractSession {
                     format!("the model has no such input (it has {names:?})"),
                 )
             })?;
-            let fact = InferenceFact::dt_shape(datum_type(info.dtype), info.shape.clone());
+            let declared = model.input_fact(index).map_err(|e| fail(&e))?.shape.clone();
+            let mut dims: TVec<TDim> = TVec::new();
+            for (axis, &size) in info.shape.iter().enumerate() {
+                match declared.dim(axis) {
+                    Some(tract_onnx::tract_hir::infer::GenericFactoid::Only(d))
+                        if d.symbols().iter().any(|s| growing.contains(&s.to_string())) =>
+                    {
+                        // A dimension that is one symbol takes this size in the first run.
+                        if let TDim::Sym(symbol) = &d {
+                            first_run = first_run.clone().with(&symbol.clone(), size as i64);
+                        }
+                        dims.push(d);
+                    }
+                    _ => dims.push(size.to_dim()),
+                }
+            }
+            let fact = InferenceFact::dt_shape(datum_type(info.dtype), dims);
             model.set_input_fact(index, fact).map_err(|e| fail(&e))?;
         }
         if let Some(missing) = names
@@ -129,9 +170,9 @@ impl TractSession {
                     .unwrap_or_else(|| typed.node(outlet.node).name.clone());
                 let shape = fact
                     .shape
-                    .as_concrete()
-                    .map(<[usize]>::to_vec)
-                    .ok_or_else(|| {
+                    .eval_to_usize(&first_run)
+                    .map(|s| s.to_vec())
+                    .map_err(|_| {
                         fail(&format!(
                             "output '{name}' has a symbolic shape {:?}",
                             fact.shape

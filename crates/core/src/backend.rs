@@ -149,6 +149,25 @@ pub trait Backend: Sync {
         device: &Device,
         options: &SessionOptions,
     ) -> Result<Box<dyn Session>>;
+    /// Loads a model whose inputs change shape from one inference to the next along the
+    /// dimensions the model names in `growing` (a decoder's new tokens and its cache), bound as
+    /// `model.inputs` for the first inference; every other dimension keeps its bound size. Such a
+    /// session is run with [`Session::run`] on inputs of any size along those dimensions. A
+    /// backend that prepares a model for the shapes bound at load only refuses, saying so.
+    fn load_growing(
+        &self,
+        _model: &ModelSource,
+        _device: &Device,
+        _options: &SessionOptions,
+        growing: &[String],
+    ) -> Result<Box<dyn Session>> {
+        Err(Error::Unsupported(format!(
+            "{} prepares a model for the input shapes bound at load, so it cannot run inputs \
+             that grow from one inference to the next (dimensions {})",
+            self.name(),
+            growing.join(", ")
+        )))
+    }
     /// How the backend found its engine, one line per step tried (library search paths...), for
     /// `chipbench backends`.
     fn discovery(&self) -> Vec<String> {

@@ -3,6 +3,7 @@
 
 pub mod accuracy;
 pub mod backend;
+pub mod decoder;
 pub mod error;
 pub mod npz;
 pub mod paired;

@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::{DeviceKind, NodePlacement, OperatorTime, TensorInfo};
 
 mod fleet;
+mod generation;
 mod peak;
 mod scenario;
 pub use fleet::{FleetHost, FleetRecord, ShardRecord};
+pub use generation::{GenerationRequest, GenerationRun};
 pub use peak::PeakQps;
 pub use scenario::{LatencyVerdict, ScenarioRun, Throughput};
 
@@ -332,6 +334,9 @@ pub struct CellResult {
     /// `None` for single-stream, whose figures are the ones above.
     #[serde(default)]
     pub scenario_run: Option<ScenarioRun>,
+    /// A generate-scenario cell's requests: TTFT, TPOT, tokens per second, the cache's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationRun>,
     /// What the engine logged at warning level or above while the cell ran (ONNX Runtime's
     /// log), one line each; its errors are in `error`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -720,6 +725,7 @@ impl CellResult {
             roofline: None,
             edge: None,
             scenario_run: None,
+            generation: None,
             warnings: Vec::new(),
             resumed: false,
             host: None,

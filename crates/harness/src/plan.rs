@@ -480,6 +480,7 @@ mod tests {
             seed: 0,
             find_peak: None,
             probe: None,
+            generation: None,
         };
         let unavailable = [Unavailable {
             label: "ort:cuda".into(),

@@ -109,6 +109,7 @@ fn search(repeats: usize) -> ScenarioSettings {
             repeats,
         }),
         probe: None,
+        generation: None,
     }
 }
 

@@ -21,6 +21,12 @@ use crate::builder::GraphBuilder;
 use crate::error::{Error, Result};
 use crate::onnx::{AttributeProto as A, DataType, ModelProto};
 
+mod decoder;
+pub use decoder::{
+    GPT_FFN, GPT_HEADS, GPT_HIDDEN, GPT_LAYERS, GPT_MAX_POSITIONS, GPT_TINY_FILE, GPT_VOCAB,
+    gpt_tiny,
+};
+
 /// The suite's description file, in the models folder.
 pub const SUITE_FILE: &str = "suite.toml";
 
@@ -102,15 +108,20 @@ impl SuiteModel {
     }
 }
 
-/// Writes the four models and `suite.toml` into `dir` (created if needed) and returns the paths
+/// Writes the four models and `suite.toml` into `dir` (created if needed), then the decoder
+/// `gpt-tiny` beside them ([`GPT_TINY_FILE`], not listed in `suite.toml`), and returns the paths
 /// written.
 pub fn generate(dir: &Path) -> Result<Vec<PathBuf>> {
-    write_suite(
+    let mut written = write_suite(
         dir,
         [mlp()?, mobilenet_v2()?, resnet_mini()?, bert_tiny()?],
         "# The built-in model suite, written by chipbench-optimize's suite generator: regenerate\n\
          # the models rather than editing them, or a test will say they are out of date.",
-    )
+    )?;
+    let path = dir.join(GPT_TINY_FILE);
+    crate::model::save(&gpt_tiny()?, &path)?;
+    written.push(path);
+    Ok(written)
 }
 
 /// Feed-forward width of the twin bert-tiny: 560 instead of 512, which gives 5.4 % more MACs
@@ -177,7 +188,7 @@ fn write_suite(
 /// generator's output costs nothing, and `committed_models_are_what_the_generator_writes`
 /// (crates/optimize/tests/suite.rs) fails, printing the new table, whenever the generator's
 /// output and this table (or `models/`) part.
-pub const SUITE_SHA256: [(&str, &str); 5] = [
+pub const SUITE_SHA256: [(&str, &str); 6] = [
     (
         "mlp.onnx",
         "c12c7b7d7f59125c3d82fb86039c0a975dccf1320fce03292f54070786219e56",
@@ -197,6 +208,10 @@ pub const SUITE_SHA256: [(&str, &str); 5] = [
     (
         SUITE_FILE,
         "5c83e5f75f1f941cb4073e5386edabe80a689dc95d4b4252da7fcd48c9012b32",
+    ),
+    (
+        GPT_TINY_FILE,
+        "c25f35775676326011ab01c48cfefc0001f6b9f062110dbcfe31699170e44d4f",
     ),
 ];
 

@@ -21,7 +21,8 @@ const MODELS: [&str; 4] = ["mlp", "mobilenet-v2-0.5", "resnet-mini", "bert-tiny"
 fn committed_models_are_what_the_generator_writes() {
     let fresh = tempfile::tempdir().unwrap();
     let written = suite::generate(fresh.path()).unwrap();
-    assert_eq!(written.len(), MODELS.len() + 1);
+    // The suite's models, suite.toml, and gpt-tiny beside them.
+    assert_eq!(written.len(), MODELS.len() + 2);
     // A second run writes the same bytes: nothing depends on time, order of hashing or threads.
     let again = tempfile::tempdir().unwrap();
     suite::generate(again.path()).unwrap();
@@ -72,6 +73,37 @@ fn the_suite_fits_in_12_mb() {
         })
         .sum();
     assert!(total < 12_000_000, "the suite takes {total} bytes");
+}
+
+#[test]
+fn gpt_tiny_is_at_most_4_mb_outside_suite_toml_and_round_trips() {
+    let path = models_dir().join(suite::GPT_TINY_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(
+        bytes.len() <= 4 << 20,
+        "gpt-tiny takes {} bytes",
+        bytes.len()
+    );
+    let decoded = ModelProto::decode(&bytes[..]).unwrap();
+    assert!(
+        decoded.encode_to_vec() == bytes,
+        "gpt-tiny changed in a round trip"
+    );
+    let suite = Suite::load(&models_dir()).unwrap();
+    assert!(suite.models.iter().all(|m| m.file != suite::GPT_TINY_FILE));
+    let declared = model::inputs(&decoded).unwrap();
+    let names: Vec<&str> = declared.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(
+        &names[..5],
+        [
+            "input_ids",
+            "attention_mask",
+            "position_ids",
+            "past_key_values.0.key",
+            "past_key_values.0.value"
+        ]
+    );
+    assert_eq!(names.len(), 3 + 2 * suite::GPT_LAYERS);
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod export;
 pub mod figures;
 pub mod fleet;
 pub mod gate;
+pub mod generation;
 pub mod history;
 pub mod markdown;
 pub mod peaks;
@@ -201,7 +202,8 @@ measured (CPU time x per-core active power; the method is in run.json). Peak RSS
 mark during the cell. Scenarios other than single-stream (offline, server, multi-stream; the point says \
 batch b, concurrency c, rate q, samples per query k): p50/p90/p99 are query latencies from each query's scheduled \
 arrival (queueing included), inf/s is samples per second from the first issue to the last end, CPU ms/inf is per \
-sample.";
+sample. generate (the point says batch b, prompt tokens p, decode steps g): p50/p90/p99 are the requests' \
+end-to-end times and inf/s is generated tokens per second; TTFT and TPOT are in the generate section.";
 
 fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map(f).unwrap_or_else(|| "-".into())

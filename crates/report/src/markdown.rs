@@ -80,6 +80,9 @@ pub fn render_with(run: &RunResult, fleet: &crate::fleet::FleetContext) -> Strin
     if let Some(section) = crate::peaks::markdown(run) {
         out.push_str(&section);
     }
+    if let Some(section) = crate::generation::markdown(run) {
+        out.push_str(&section);
+    }
     task_section(run, &mut out);
     placement_section(run, &mut out);
     profile_section(run, &mut out);

@@ -75,6 +75,9 @@ pub fn render(run: &RunResult) -> String {
     if let Some(section) = crate::peaks::terminal(run) {
         out.push_str(&section);
     }
+    if let Some(section) = crate::generation::terminal(run) {
+        out.push_str(&section);
+    }
     out.push('\n');
     if let Some(line) = crate::host_speed_line(run) {
         out.push_str(&line);

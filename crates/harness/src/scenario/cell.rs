@@ -122,6 +122,11 @@ pub fn measure_cell(
     cell.inputs = model.bound.clone();
     model.record_input_data(settings.seed, &mut cell);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        if scenario.scenario == super::Scenario::Generate {
+            return super::generate::measure_into(
+                model, target, threads, settings, scenario, &mut cell,
+            );
+        }
         let (model, batch) = batched(model, scenario.batch)?;
         cell.inputs = model.bound.clone();
         measure_into(

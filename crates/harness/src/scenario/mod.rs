@@ -19,6 +19,7 @@ pub mod cell;
 pub mod clock;
 pub mod driver;
 pub mod figures;
+pub mod generate;
 pub mod peak;
 pub mod pool;
 pub mod search;
@@ -57,14 +58,18 @@ pub enum Scenario {
     /// Queries of several samples, one after another or at a fixed interval; the figure is the
     /// p99 of query latency.
     MultiStream,
+    /// A decoder's requests: a prefill, then greedy decode steps with the KV cache fed back; the
+    /// figures are time to first token, time per output token and tokens per second.
+    Generate,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::SingleStream,
         Scenario::Offline,
         Scenario::Server,
         Scenario::MultiStream,
+        Scenario::Generate,
     ];
 
     /// The name on the command line, in cell ids and in `run.json`.
@@ -74,6 +79,7 @@ impl Scenario {
             Scenario::Offline => "offline",
             Scenario::Server => "server",
             Scenario::MultiStream => "multi-stream",
+            Scenario::Generate => "generate",
         }
     }
 }

@@ -41,7 +41,28 @@ pub struct ScenarioSettings {
     /// The cell is a probe of a `--find-peak` search.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeOf>,
+    /// The generate scenario's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationSettings>,
 }
+
+/// `--scenario generate`: what one request is and how many run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationSettings {
+    /// `--prompt-tokens`: the prompt's length, prefilled in one inference.
+    pub prompt_tokens: usize,
+    /// `--gen-tokens`: greedy decode steps after the prefill.
+    pub gen_tokens: usize,
+    /// `--requests`: requests timed, one after another, after one untimed warm-up request.
+    pub requests: u64,
+}
+
+/// `--gen-tokens`' default.
+pub const DEFAULT_GEN_TOKENS: usize = 16;
+/// `--prompt-tokens`' default.
+pub const DEFAULT_PROMPT_TOKENS: usize = 32;
+/// `--requests`' default.
+pub const DEFAULT_REQUESTS: u64 = 10;
 
 /// Queries at the least when no latency bound asks for more (CI-sized).
 pub const DEFAULT_MIN_QUERIES: u64 = 200;
@@ -61,6 +82,37 @@ impl ScenarioSettings {
         }
         if self.batch == Some(0) {
             return Err("--batch must be at least 1".into());
+        }
+        match (self.scenario, &self.generation) {
+            (Scenario::Generate, None) => {
+                return Err("the generate scenario needs --prompt-tokens and --gen-tokens".into());
+            }
+            (Scenario::Generate, Some(g)) => {
+                if g.prompt_tokens == 0 {
+                    return Err("--prompt-tokens must be at least 1".into());
+                }
+                if g.gen_tokens == 0 {
+                    return Err(
+                        "--gen-tokens must be at least 1: a time per output token needs a decode \
+                         step"
+                            .into(),
+                    );
+                }
+                if g.requests == 0 {
+                    return Err("--requests must be at least 1".into());
+                }
+                if self.concurrency != 1 {
+                    return Err(
+                        "--concurrency applies to offline, server and multi-stream: generate runs \
+                         its requests one after another on one session"
+                            .into(),
+                    );
+                }
+            }
+            (_, Some(_)) => {
+                return Err("--prompt-tokens and --gen-tokens apply to --scenario generate".into());
+            }
+            (_, None) => {}
         }
         if self.concurrency == 0 {
             return Err("--concurrency must be at least 1".into());
@@ -128,6 +180,14 @@ impl ScenarioSettings {
     /// `b4-c2-peak`; its probes `b4-c2-peak1-p3-q500` (search 1, probe 3, at 500 QPS), the
     /// offline run that sets its first rate `b4-c2-peak1-start`.
     pub fn point(&self) -> String {
+        if let Some(g) = &self.generation {
+            return format!(
+                "b{}-p{}-g{}",
+                self.batch.unwrap_or(1),
+                g.prompt_tokens,
+                g.gen_tokens
+            );
+        }
         let mut point = self.sweep_point();
         if self.find_peak.is_some() {
             return point + "-peak";
@@ -147,7 +207,7 @@ impl ScenarioSettings {
                     point += &format!("-i{}", humantime::format_duration(i));
                 }
             }
-            Scenario::Offline | Scenario::SingleStream => {}
+            Scenario::Offline | Scenario::SingleStream | Scenario::Generate => {}
         }
         point
     }
@@ -178,7 +238,10 @@ impl ScenarioSettings {
                 },
                 self.samples_per_query,
             ),
-            Scenario::Offline | Scenario::SingleStream => (Schedule::AllAtOnce, 1),
+            // Generate runs its own loop (scenario::generate), never the load generator.
+            Scenario::Offline | Scenario::SingleStream | Scenario::Generate => {
+                (Schedule::AllAtOnce, 1)
+            }
         };
         Load {
             schedule,
@@ -231,6 +294,7 @@ mod tests {
             seed: 1,
             find_peak: None,
             probe: None,
+            generation: None,
         }
     }
 

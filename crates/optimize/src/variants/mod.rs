@@ -25,6 +25,7 @@ mod opset;
 pub mod prune;
 pub mod quant;
 pub mod recipe;
+pub mod weight_only;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -254,6 +255,19 @@ pub fn derive(
                         node,
                         op,
                     }));
+            }
+            Step::Int8Weight | Step::Int4Weight => {
+                let bits = if *step == Step::Int8Weight { 8 } else { 4 };
+                let (converted, kept) = weight_only::convert(graph, bits);
+                report.converted.extend(converted);
+                report.kept_float.extend(kept);
+                report.notes.push(format!(
+                    "weight-only int{bits}: MatMul weights in blocks of {} along the input \
+                     dimension, one symmetric scale each, dequantized by standard \
+                     DequantizeLinear on the weights (values stored one per int8 byte); \
+                     activations stay float",
+                    weight_only::BLOCK
+                ));
             }
             Step::Int8Dynamic | Step::Int8Static => {
                 model = quantize(

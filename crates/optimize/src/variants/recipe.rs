@@ -22,12 +22,19 @@ pub enum Step {
     Prune2of4,
     /// Removes this fraction of the output channels with the lowest L1 norm.
     PruneChannels(f64),
+    /// MatMul weights in int8 blocks of 32 with a scale each, activations float.
+    Int8Weight,
+    /// MatMul weights in 4-bit blocks of 32 with a scale each, activations float.
+    Int4Weight,
 }
 
 impl Step {
     /// Whether the step changes the number format (and so must come last in a chain).
     pub fn is_precision(self) -> bool {
-        matches!(self, Step::Fp16 | Step::Int8Dynamic | Step::Int8Static)
+        matches!(
+            self,
+            Step::Fp16 | Step::Int8Dynamic | Step::Int8Static | Step::Int8Weight | Step::Int4Weight
+        )
     }
 }
 
@@ -40,6 +47,8 @@ impl fmt::Display for Step {
             Step::PruneUnstructured(s) => write!(f, "prune-unstructured:{s}"),
             Step::Prune2of4 => f.write_str("prune-2:4"),
             Step::PruneChannels(r) => write!(f, "prune-channels:{r}"),
+            Step::Int8Weight => f.write_str("int8-weight"),
+            Step::Int4Weight => f.write_str("int4-weight"),
         }
     }
 }
@@ -51,7 +60,8 @@ pub struct Recipe {
 }
 
 /// The recipe names `--variant` accepts, for error messages and help.
-pub const RECIPE_HELP: &str = "fp32, fp16, int8-dynamic, int8-static, prune-unstructured:S (0 < S < 1), \
+pub const RECIPE_HELP: &str = "fp32, fp16, int8-dynamic, int8-static, int8-weight, int4-weight (MatMul \
+     weights only, in blocks of 32), prune-unstructured:S (0 < S < 1), \
      prune-2:4, prune-channels:R (0 < R < 1), or pruning steps chained with one precision step by \
      '+' (prune-2:4+int8-static); a fraction may be a sweep A..B (steps of 0.1) or A..B/STEP";
 
@@ -105,6 +115,8 @@ impl FromStr for Step {
             "int8-dynamic" => Step::Int8Dynamic,
             "int8-static" | "int8-qdq" => Step::Int8Static,
             "prune-2:4" => Step::Prune2of4,
+            "int8-weight" => Step::Int8Weight,
+            "int4-weight" => Step::Int4Weight,
             other => {
                 if let Some(s) = other.strip_prefix("prune-unstructured:") {
                     Step::PruneUnstructured(fraction(text, s)?)

@@ -29,8 +29,12 @@ use super::special::two_sided_t;
 ///   samples; the ratio's own p (its bootstrap, see `compare_cell`) is the test.
 pub(super) fn sample_test_p(metric: Metric, baseline: &[f64], current: &[f64]) -> Option<f64> {
     match metric {
-        Metric::P50 => stats::mann_whitney_p(baseline, current),
-        Metric::P90 | Metric::P99 => quantile_test_p(baseline, current, metric.quantile()?),
+        Metric::P50 | Metric::TtftP50 | Metric::TpotP50 => {
+            stats::mann_whitney_p(baseline, current)
+        }
+        Metric::P90 | Metric::P99 | Metric::TtftP99 | Metric::TpotP99 => {
+            quantile_test_p(baseline, current, metric.quantile()?)
+        }
         Metric::Throughput => welch_p(baseline, current),
         Metric::Energy => None,
     }
@@ -58,9 +62,9 @@ fn test_samples(
     }
     let pooled = baseline
         .iter()
-        .flat_map(|c| c.samples_ms.iter().copied())
+        .flat_map(|c| metric.samples(c).into_owned())
         .collect();
-    (pooled, current.samples_ms.clone())
+    (pooled, metric.samples(current).into_owned())
 }
 
 /// Compares one cell on both sides; `baseline` holds its usable records, one per baseline run.
@@ -80,10 +84,10 @@ pub(super) fn compare_cell(
     let run_noise = if same_run { 0.0 } else { settings.run_noise };
     let n_baseline = baseline
         .iter()
-        .map(|c| c.samples_ms.len())
+        .map(|c| metric.samples(c).len())
         .min()
         .unwrap_or(0);
-    let n_current = current.samples_ms.len();
+    let n_current = metric.samples(current).len();
     let notes = notes(baseline, current, metric);
     let (pooled, current_samples) = test_samples(metric, baseline, current);
     let samples_p = sample_test_p(metric, &pooled, &current_samples);

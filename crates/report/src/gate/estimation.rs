@@ -44,7 +44,7 @@ impl Replicator {
 
     pub(super) fn new(metric: Metric, cell: &CellResult) -> Option<Self> {
         match metric.quantile() {
-            Some(q) => QuantileBootstrap::new(&cell.samples_ms, q).map(Replicator::Quantile),
+            Some(q) => QuantileBootstrap::new(&metric.samples(cell), q).map(Replicator::Quantile),
             // A load-generator cell's throughput: its figure scaled by a replicate of the mean
             // of its windows' rates (workers overlap, so the mean latency does not give it).
             None if metric == Metric::Throughput && throughput_windows(cell).is_some() => {

@@ -1,5 +1,6 @@
 //! What the gate is asked: the figure to compare and the knobs of the verdict rule.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use chipbench_core::result::CellResult;
@@ -18,15 +19,29 @@ pub enum Metric {
     P99,
     Throughput,
     Energy,
+    /// The generate scenario's time to first token, per request.
+    #[serde(rename = "ttft-p50")]
+    TtftP50,
+    #[serde(rename = "ttft-p99")]
+    TtftP99,
+    /// The generate scenario's time per output token, every decode step.
+    #[serde(rename = "tpot-p50")]
+    TpotP50,
+    #[serde(rename = "tpot-p99")]
+    TpotP99,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 9] = [
         Metric::P50,
         Metric::P90,
         Metric::P99,
         Metric::Throughput,
         Metric::Energy,
+        Metric::TtftP50,
+        Metric::TtftP99,
+        Metric::TpotP50,
+        Metric::TpotP99,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +51,10 @@ impl Metric {
             Metric::P99 => "p99",
             Metric::Throughput => "throughput",
             Metric::Energy => "energy",
+            Metric::TtftP50 => "ttft-p50",
+            Metric::TtftP99 => "ttft-p99",
+            Metric::TpotP50 => "tpot-p50",
+            Metric::TpotP99 => "tpot-p99",
         }
     }
 
@@ -46,6 +65,10 @@ impl Metric {
             Metric::P99 => "p99 latency",
             Metric::Throughput => "throughput",
             Metric::Energy => "energy per inference",
+            Metric::TtftP50 => "median time to first token",
+            Metric::TtftP99 => "p99 time to first token",
+            Metric::TpotP50 => "median time per output token",
+            Metric::TpotP99 => "p99 time per output token",
         }
     }
 
@@ -60,20 +83,22 @@ impl Metric {
     /// The latency quantile the metric is, if it is one.
     pub fn quantile(self) -> Option<f64> {
         match self {
-            Metric::P50 => Some(0.5),
+            Metric::P50 | Metric::TtftP50 | Metric::TpotP50 => Some(0.5),
             Metric::P90 => Some(0.9),
-            Metric::P99 => Some(0.99),
+            Metric::P99 | Metric::TtftP99 | Metric::TpotP99 => Some(0.99),
             Metric::Throughput | Metric::Energy => None,
         }
     }
 
     /// The metric that matters for a scenario, `compare`'s default for its cells: latency for
     /// single-stream, throughput for offline, the tail of query latency for server and
-    /// multi-stream (MLPerf's figures of those scenarios).
+    /// multi-stream (MLPerf's figures of those scenarios), the time per output token for
+    /// generate.
     pub fn of_scenario(scenario: &str) -> Metric {
         match scenario {
             "offline" => Metric::Throughput,
             "server" | "multi-stream" => Metric::P99,
+            "generate" => Metric::TpotP50,
             _ => Metric::P50,
         }
     }
@@ -82,11 +107,36 @@ impl Metric {
         self == Metric::Throughput
     }
 
+    /// The samples the metric is a figure of, ms: a generate cell's TTFTs (one per request) or
+    /// TPOTs (every decode step), every cell's latency samples otherwise.
+    pub fn samples(self, cell: &CellResult) -> Cow<'_, [f64]> {
+        let generation = cell.generation.as_ref();
+        match self {
+            Metric::TtftP50 | Metric::TtftP99 => Cow::Owned(
+                generation
+                    .map(|g| g.per_request.iter().map(|r| r.ttft_ms).collect())
+                    .unwrap_or_default(),
+            ),
+            Metric::TpotP50 | Metric::TpotP99 => Cow::Owned(
+                generation
+                    .map(|g| {
+                        g.per_request
+                            .iter()
+                            .flat_map(|r| r.tpot_ms.iter().copied())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            _ => Cow::Borrowed(&cell.samples_ms),
+        }
+    }
+
     /// The figure of a cell, `None` when the cell lacks it.
     pub fn value(self, cell: &CellResult) -> Option<f64> {
+        let samples = self.samples(cell);
         match self.quantile() {
-            Some(q) if !cell.samples_ms.is_empty() => {
-                let mut sorted = cell.samples_ms.clone();
+            Some(q) if !samples.is_empty() => {
+                let mut sorted = samples.into_owned();
                 sorted.sort_by(f64::total_cmp);
                 Some(stats::percentile(&sorted, q))
             }
@@ -196,8 +246,10 @@ impl GateSettings {
     pub fn describe(&self) -> String {
         let t = self.threshold;
         let test = |metric: Metric| match metric {
-            Metric::P50 => "the samples' Mann–Whitney p",
-            Metric::P90 | Metric::P99 => "the samples' quantile test p",
+            Metric::P50 | Metric::TtftP50 | Metric::TpotP50 => "the samples' Mann–Whitney p",
+            Metric::P90 | Metric::P99 | Metric::TtftP99 | Metric::TpotP99 => {
+                "the samples' quantile test p"
+            }
             Metric::Throughput => {
                 "the p of Welch's t test of the mean latency (of the throughput windows' rates for a load-generator cell)"
             }

@@ -1,0 +1,47 @@
+//! The record of a generate-scenario cell: a decoder's requests, each a prefill of the prompt
+//! then greedy decode steps with the KV cache fed back, timed per token.
+
+use serde::{Deserialize, Serialize};
+
+use super::LatencyStats;
+
+/// Requests run one after another on one session, every time read from the monotonic clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRun {
+    /// Tokens of each prompt (`--prompt-tokens`), seeded uniform ids.
+    pub prompt_tokens: usize,
+    /// Decode steps after the prefill (`--gen-tokens`), each choosing one token per sequence.
+    pub gen_tokens: usize,
+    /// Sequences per request (`--batch`), prefilled and decoded together.
+    pub batch: usize,
+    pub requests: u64,
+    /// Time to first token: from a request's start to the prefill's token chosen.
+    pub ttft_ms: LatencyStats,
+    /// Time per output token: every decode step of every request, from the previous token
+    /// chosen to this step's.
+    pub tpot_ms: LatencyStats,
+    /// From a request's start to its last token chosen (TTFT plus its TPOTs).
+    pub end_to_end_ms: LatencyStats,
+    /// Prompt tokens of every request (batch x prompt) over the sum of their TTFTs.
+    pub prompt_tokens_per_s: f64,
+    /// Tokens of every decode step (batch x gen) over the sum of the decode times (TPOTs).
+    pub gen_tokens_per_s: f64,
+    /// Bytes of the cache at a request's end (every `present.*` tensor of its last step).
+    pub kv_cache_bytes: u64,
+    /// How the cache travels between steps on this backend, and the copies per step.
+    pub cache_feedback: String,
+    pub per_request: Vec<GenerationRequest>,
+}
+
+/// One request's figures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRequest {
+    pub ttft_ms: f64,
+    /// Each decode step's time, in order.
+    pub tpot_ms: Vec<f64>,
+    pub end_to_end_ms: f64,
+    /// batch x prompt tokens / TTFT.
+    pub prompt_tokens_per_s: f64,
+    /// batch x gen tokens / the sum of `tpot_ms`.
+    pub gen_tokens_per_s: f64,
+}

@@ -1,0 +1,407 @@
+//! The generate scenario's decode loop: a request is a prefill of the prompt's P tokens, which
+//! gives the first token, then G greedy decode steps of one token each, every step fed the
+//! previous step's cache (`present.{i}.*` into `past_key_values.{i}.*`, the `--feedback OUT=IN`
+//! pairs of [`Decoder::feedback`]). Every time is read from the monotonic clock.
+
+use std::time::{Duration, Instant};
+
+use chipbench_core::decoder::{Decoder, DecoderInputs};
+use chipbench_core::result::{CellResult, GenerationRequest, GenerationRun};
+use chipbench_core::{ModelSource, Session, SessionOptions, Tensor, stats};
+use chipbench_runner::resources::PeakMemory;
+use chipbench_runner::{MeasureSettings, ModelUnderTest, Target};
+
+use super::settings::{GenerationSettings, ScenarioSettings};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// One request's times, each read from the monotonic clock (`Instant`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequestTimes {
+    /// From the request's start (building the prefill's inputs) to its first token chosen.
+    pub ttft: Duration,
+    /// Per decode step, from the previous token chosen to this step's token chosen: building the
+    /// step's inputs (the cache fed back), the inference, and the greedy choice.
+    pub tpot: Vec<Duration>,
+    /// From the request's start to its last token chosen: `ttft` plus every `tpot`, as the
+    /// times are consecutive readings of one clock.
+    pub end_to_end: Duration,
+    /// Bytes of the cache the last step returned (every `present.*` tensor).
+    pub kv_cache_bytes: u64,
+    /// The tokens chosen, per sequence of the batch: the prefill's, then one per step.
+    pub tokens: Vec<Vec<i64>>,
+}
+
+impl RequestTimes {
+    /// Sum of the decode steps' times.
+    pub fn decode_time(&self) -> Duration {
+        self.tpot.iter().sum()
+    }
+}
+
+/// A seeded prompt: `batch` sequences of `tokens` ids drawn uniformly from `[0, vocabulary)`.
+pub fn prompt(
+    seed: u64,
+    request: u64,
+    batch: usize,
+    tokens: usize,
+    vocabulary: usize,
+) -> Vec<Vec<i64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ request.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    (0..batch)
+        .map(|_| {
+            (0..tokens)
+                .map(|_| rng.random_range(0..vocabulary as i64))
+                .collect()
+        })
+        .collect()
+}
+
+/// Drives a session of a decoder (loaded with its sequence dimensions growing) through requests.
+pub struct DecodeLoop<'s> {
+    session: &'s mut dyn Session,
+    decoder: Decoder,
+    /// `(output, input)` indices of the cache tensors fed back, from the `--feedback` pairs.
+    pairs: Vec<(usize, usize)>,
+}
+
+impl<'s> DecodeLoop<'s> {
+    pub fn new(session: &'s mut dyn Session, decoder: Decoder) -> Result<Self, String> {
+        let pairs = chipbench_runner::feedback_pairs(session, &decoder.feedback())
+            .map_err(|e| e.to_string())?;
+        Ok(DecodeLoop {
+            session,
+            decoder,
+            pairs,
+        })
+    }
+
+    /// The decoder's vocabulary size, from the first inference's logits.
+    pub fn vocabulary(&self) -> usize {
+        let logits = &self.session.outputs()[self.decoder.logits];
+        logits.shape.last().copied().unwrap_or(0)
+    }
+
+    /// Runs one request: the prefill of `prompt` (one row per sequence of the batch, all of one
+    /// length), then `steps` greedy decode steps. `observe(step, logits)` sees each inference's
+    /// logits (step 0 is the prefill) inside the timed path: pass a closure that does nothing
+    /// when measuring.
+    pub fn request(
+        &mut self,
+        prompt: &[Vec<i64>],
+        steps: usize,
+        observe: &mut dyn FnMut(usize, &Tensor),
+    ) -> Result<RequestTimes, String> {
+        let batch = prompt.len();
+        let length = prompt.first().map_or(0, Vec::len);
+        if length == 0 || prompt.iter().any(|p| p.len() != length) {
+            return Err(
+                "a prompt needs at least one token, and the same count in every sequence".into(),
+            );
+        }
+        let start = Instant::now();
+        let ids: Vec<i64> = prompt.iter().flatten().copied().collect();
+        let inputs = self.step_inputs(ids, batch, length, 0, None)?;
+        let mut outputs = self.run(&inputs)?;
+        observe(0, &outputs[self.decoder.logits]);
+        let mut chosen = greedy(&outputs[self.decoder.logits])?;
+        let mut last = Instant::now();
+        let ttft = last - start;
+        let mut tokens: Vec<Vec<i64>> = chosen.iter().map(|&t| vec![t]).collect();
+        let mut tpot = Vec::with_capacity(steps);
+        for step in 1..=steps {
+            let past = length + step - 1;
+            let inputs = self.step_inputs(chosen.clone(), batch, 1, past, Some(outputs))?;
+            outputs = self.run(&inputs)?;
+            observe(step, &outputs[self.decoder.logits]);
+            chosen = greedy(&outputs[self.decoder.logits])?;
+            let now = Instant::now();
+            tpot.push(now - last);
+            last = now;
+            for (sequence, &t) in tokens.iter_mut().zip(&chosen) {
+                sequence.push(t);
+            }
+        }
+        let end_to_end = last - start;
+        let kv_cache_bytes = self
+            .decoder
+            .present
+            .iter()
+            .flatten()
+            .map(|&o| (outputs[o].len() * outputs[o].dtype().size_bytes()) as u64)
+            .sum();
+        Ok(RequestTimes {
+            ttft,
+            tpot,
+            end_to_end,
+            kv_cache_bytes,
+            tokens,
+        })
+    }
+
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+        self.session.run(inputs).map_err(|e| e.to_string())
+    }
+
+    /// A step's inputs: `ids` (`batch` x `sequence`), a mask over every token so far, their
+    /// positions, and the cache: empty for the prefill, the previous step's outputs after.
+    fn step_inputs(
+        &self,
+        ids: Vec<i64>,
+        batch: usize,
+        sequence: usize,
+        past: usize,
+        previous: Option<Vec<Tensor>>,
+    ) -> Result<Vec<Tensor>, String> {
+        let d = &self.decoder.inputs;
+        let count = self.session.inputs().len();
+        let fail = |e: chipbench_core::Error| e.to_string();
+        let mut inputs: Vec<Option<Tensor>> = (0..count).map(|_| None).collect();
+        inputs[d.input_ids] = Some(Tensor::from_vec(vec![batch, sequence], ids).map_err(fail)?);
+        let total = past + sequence;
+        inputs[d.attention_mask] =
+            Some(Tensor::from_vec(vec![batch, total], vec![1i64; batch * total]).map_err(fail)?);
+        if let Some(p) = d.position_ids {
+            let positions: Vec<i64> = (0..batch)
+                .flat_map(|_| (past..total).map(|i| i as i64))
+                .collect();
+            inputs[p] = Some(Tensor::from_vec(vec![batch, sequence], positions).map_err(fail)?);
+        }
+        match previous {
+            None => {
+                let empty = [batch, d.heads, 0, d.head_dim];
+                for &k in d.past.iter().flatten() {
+                    inputs[k] = Some(empty_cache(d.cache_dtype, &empty)?);
+                }
+            }
+            Some(mut outputs) => {
+                for &(o, i) in &self.pairs {
+                    // Moved, not copied: the output is this step's input and nothing else's.
+                    inputs[i] = Some(std::mem::replace(
+                        &mut outputs[o],
+                        Tensor::from_vec::<f32>(vec![0], Vec::new()).map_err(fail)?,
+                    ));
+                }
+            }
+        }
+        inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                t.ok_or_else(|| {
+                    format!(
+                        "input '{}' is not fed by the decode loop",
+                        self.session.inputs()[i].name
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+fn empty_cache(dtype: chipbench_core::DType, shape: &[usize]) -> Result<Tensor, String> {
+    use chipbench_core::{DType, TensorData};
+    let data = match dtype {
+        DType::F32 => TensorData::F32(Vec::new()),
+        DType::F16 => TensorData::F16(Vec::new()),
+        other => return Err(format!("a cache of {other} is not supported (f32 or f16)")),
+    };
+    Tensor::new(shape.to_vec(), data).map_err(|e| e.to_string())
+}
+
+/// The most likely next token of each sequence: the argmax of its last position's logits
+/// (`[batch, sequence, vocabulary]`), the lowest id on a tie.
+pub fn greedy(logits: &Tensor) -> Result<Vec<i64>, String> {
+    let [batch, sequence, vocabulary] = logits.shape() else {
+        return Err(format!(
+            "logits are {}, not [batch, sequence, vocabulary]",
+            chipbench_core::tensor::format_shape(logits.shape())
+        ));
+    };
+    let widened;
+    let values: &[f32] = match logits.as_slice::<f32>() {
+        Some(v) => v,
+        None => {
+            widened = logits
+                .to_f64_vec()
+                .iter()
+                .map(|&v| v as f32)
+                .collect::<Vec<_>>();
+            &widened
+        }
+    };
+    Ok((0..*batch)
+        .map(|b| {
+            let row = &values[((b * sequence) + sequence - 1) * vocabulary..][..*vocabulary];
+            let mut best = 0;
+            for (i, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = i;
+                }
+            }
+            best as i64
+        })
+        .collect())
+}
+
+/// Measures a generate cell into `cell`: finds the decoder layout among the model's inputs (a
+/// model without one fails the cell with what is missing), loads a session whose sequence
+/// dimensions grow, runs one untimed warm-up request (it also tells the vocabulary, from the
+/// logits), then the timed requests, each on its own seeded prompt.
+pub fn measure_into(
+    model: &ModelUnderTest,
+    target: &Target,
+    threads: Option<usize>,
+    settings: &MeasureSettings,
+    scenario: &ScenarioSettings,
+    cell: &mut CellResult,
+) -> Result<(), String> {
+    let g = scenario
+        .generation
+        .ok_or("the generate scenario needs --prompt-tokens and --gen-tokens")?;
+    let batch = scenario.batch.unwrap_or(1);
+    let inputs = DecoderInputs::detect(&model.specs)?;
+    let bound = inputs.bind(&model.specs, batch, g.prompt_tokens, 0);
+    cell.inputs = bound.clone();
+    let options = SessionOptions {
+        threads,
+        profile: false,
+        settings: settings.backend_settings.clone(),
+    };
+    let source = ModelSource {
+        path: model.path.clone(),
+        inputs: bound,
+    };
+    let growing = inputs.growing_dims();
+    let memory = PeakMemory::reset();
+    let t = Instant::now();
+    let mut session = target
+        .backend
+        .load_growing(&source, &target.device, &options, &growing)
+        .map_err(|e| e.to_string())?;
+    cell.load_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+    cell.backend.threads = Some(session.threads());
+    cell.backend.settings = session.settings();
+    let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name.as_str()).collect();
+    let decoder = Decoder::detect(inputs, &outputs)?;
+    let layers = decoder.present.len();
+    let mut run = DecodeLoop::new(session.as_mut(), decoder)?;
+    let mut vocabulary = 0;
+    let warm_up = vec![vec![0i64; g.prompt_tokens]; batch];
+    let t = Instant::now();
+    run.request(&warm_up, g.gen_tokens, &mut |_, logits| {
+        vocabulary = logits.shape().last().copied().unwrap_or(0)
+    })?;
+    cell.first_inference_ms = Some(t.elapsed().as_secs_f64() * 1e3);
+    if vocabulary == 0 {
+        return Err("the logits have no vocabulary axis".into());
+    }
+    let mut requests = Vec::new();
+    for r in 0..g.requests {
+        let prompt = prompt(settings.seed, r, batch, g.prompt_tokens, vocabulary);
+        requests.push(run.request(&prompt, g.gen_tokens, &mut |_, _| {})?);
+    }
+    let generation = generation_run(&requests, &g, batch, layers).ok_or("no request completed")?;
+    cell.peak_rss_bytes = memory.peak_bytes();
+    cell.rss_before_load_bytes = memory.baseline_bytes();
+    cell.samples_ms = generation
+        .per_request
+        .iter()
+        .map(|r| r.end_to_end_ms)
+        .collect();
+    cell.latency_ms = Some(generation.end_to_end_ms.clone());
+    cell.throughput_per_s = Some(generation.gen_tokens_per_s);
+    provenance(cell, &memory);
+    cell.generation = Some(generation);
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The cell's figures from its requests' times; `None` without requests or decode steps.
+pub fn generation_run(
+    requests: &[RequestTimes],
+    g: &GenerationSettings,
+    batch: usize,
+    layers: usize,
+) -> Option<GenerationRun> {
+    let per_request: Vec<GenerationRequest> = requests
+        .iter()
+        .map(|r| GenerationRequest {
+            ttft_ms: ms(r.ttft),
+            tpot_ms: r.tpot.iter().map(|&d| ms(d)).collect(),
+            end_to_end_ms: ms(r.end_to_end),
+            prompt_tokens_per_s: (batch * g.prompt_tokens) as f64 / r.ttft.as_secs_f64(),
+            gen_tokens_per_s: (batch * g.gen_tokens) as f64 / r.decode_time().as_secs_f64(),
+        })
+        .collect();
+    let ttft: Vec<f64> = per_request.iter().map(|r| r.ttft_ms).collect();
+    let tpot: Vec<f64> = per_request.iter().flat_map(|r| r.tpot_ms.clone()).collect();
+    let e2e: Vec<f64> = per_request.iter().map(|r| r.end_to_end_ms).collect();
+    let prefill: Duration = requests.iter().map(|r| r.ttft).sum();
+    let decode: Duration = requests.iter().map(RequestTimes::decode_time).sum();
+    let n = requests.len();
+    Some(GenerationRun {
+        prompt_tokens: g.prompt_tokens,
+        gen_tokens: g.gen_tokens,
+        batch,
+        requests: n as u64,
+        ttft_ms: stats::summarize(&ttft)?,
+        tpot_ms: stats::summarize(&tpot)?,
+        end_to_end_ms: stats::summarize(&e2e)?,
+        prompt_tokens_per_s: (n * batch * g.prompt_tokens) as f64 / prefill.as_secs_f64(),
+        gen_tokens_per_s: (n * batch * g.gen_tokens) as f64 / decode.as_secs_f64(),
+        kv_cache_bytes: requests.iter().map(|r| r.kv_cache_bytes).max()?,
+        cache_feedback: format!(
+            "host round trip: each step's Session::run copies the {} present.* tensors to host \
+             memory, and the next step's past_key_values.* inputs are those host tensors, moved \
+             (not copied) by the --feedback pairs, which the backend's Session::run then converts \
+             as it converts any host input; no output binding keeps the cache on a device yet",
+            2 * layers
+        ),
+        per_request,
+    })
+}
+
+fn provenance(cell: &mut CellResult, memory: &PeakMemory) {
+    let entries = [
+        (
+            "generation",
+            "measured: monotonic clock (std::time::Instant), requests one after another on one \
+             session after an untimed warm-up request; a request's clock starts before its \
+             prefill's inputs are built, each token's time is read after its greedy choice \
+             (argmax of the last position's logits), so TTFT plus the TPOTs is the end-to-end \
+             time; tokens per second are derived: tokens / summed time",
+        ),
+        (
+            "latency_ms",
+            "measured: monotonic clock, each request's end-to-end time (prefill and every decode \
+             step); samples_ms holds one per request",
+        ),
+        (
+            "throughput_per_s",
+            "derived: generation.gen_tokens_per_s, decode-step tokens / summed decode time",
+        ),
+        (
+            "first_inference_ms",
+            "measured: monotonic clock, the untimed warm-up request (prefill and decode steps)",
+        ),
+        (
+            "load_ms",
+            "measured: monotonic clock, loading the session with the sequence dimensions left \
+             growing",
+        ),
+        (
+            "accuracy",
+            "not recorded: the generate scenario times the decode loop; its logits are checked \
+             against full passes without a cache by chipbench's tests",
+        ),
+    ];
+    for (field, how) in entries {
+        cell.provenance.insert(field.into(), how.into());
+    }
+    cell.provenance
+        .insert("peak_rss_bytes".into(), memory.method().into());
+}

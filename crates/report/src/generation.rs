@@ -1,0 +1,92 @@
+//! The generate scenario's figures in the reports: per cell, time to first token, time per
+//! output token, end-to-end time, prompt and generated tokens per second, and the cache's size.
+
+use chipbench_core::result::{CellResult, GenerationRun, RunResult};
+
+fn generate_cells(run: &RunResult) -> Vec<(&CellResult, &GenerationRun)> {
+    run.cells
+        .iter()
+        .filter_map(|c| c.generation.as_ref().map(|g| (c, g)))
+        .collect()
+}
+
+fn subject(c: &CellResult) -> String {
+    format!(
+        "{} {} on {}:{} {}",
+        c.model.name,
+        c.model.variant,
+        c.backend.name,
+        c.backend.device,
+        c.scenario_point.as_deref().unwrap_or_default()
+    )
+}
+
+const HOW: &str = "measured on the monotonic clock, requests one after another after an \
+     untimed warm-up; TTFT from a request's start to its first token, TPOT per decode step (every \
+     step of every request), tokens/s derived as tokens over summed time; KV cache: bytes of the \
+     present.* tensors at a request's end";
+
+/// One line per generate cell, for the terminal.
+pub fn terminal(run: &RunResult) -> Option<String> {
+    let cells = generate_cells(run);
+    if cells.is_empty() {
+        return None;
+    }
+    let mut out = format!("\ngenerate ({HOW}):\n");
+    for (c, g) in cells {
+        out.push_str(&format!(
+            "  {}: {} requests; TTFT p50 {} ms p99 {} ms; TPOT p50 {} ms p90 {} ms p99 {} ms; \
+             end-to-end p50 {} ms; prompt {:.0} tok/s, generated {:.0} tok/s; KV cache {}\n",
+            subject(c),
+            g.requests,
+            crate::fmt_ms(g.ttft_ms.p50),
+            crate::fmt_ms(g.ttft_ms.p99),
+            crate::fmt_ms(g.tpot_ms.p50),
+            crate::fmt_ms(g.tpot_ms.p90),
+            crate::fmt_ms(g.tpot_ms.p99),
+            crate::fmt_ms(g.end_to_end_ms.p50),
+            g.prompt_tokens_per_s,
+            g.gen_tokens_per_s,
+            crate::format_bytes(g.kv_cache_bytes as f64),
+        ));
+    }
+    Some(out)
+}
+
+/// A table with a row per generate cell, for `report.md`.
+pub fn markdown(run: &RunResult) -> Option<String> {
+    let cells = generate_cells(run);
+    if cells.is_empty() {
+        return None;
+    }
+    let mut out = format!(
+        "\n## Generation\n\nThe generate scenario: a prefill of the prompt, then greedy decode \
+         steps with the KV cache fed back; {HOW}.\n\n\
+         | model | backend | point | requests | TTFT p50 ms | TTFT p99 ms | TPOT p50 ms | TPOT p90 ms \
+         | TPOT p99 ms | end-to-end p50 ms | prompt tok/s | generated tok/s | KV cache | peak RSS |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for (c, g) in cells {
+        out.push_str(&format!(
+            "| {} {} | {}:{} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} |\n",
+            c.model.name,
+            c.model.variant,
+            c.backend.name,
+            c.backend.device,
+            c.scenario_point.as_deref().unwrap_or_default(),
+            g.requests,
+            crate::fmt_ms(g.ttft_ms.p50),
+            crate::fmt_ms(g.ttft_ms.p99),
+            crate::fmt_ms(g.tpot_ms.p50),
+            crate::fmt_ms(g.tpot_ms.p90),
+            crate::fmt_ms(g.tpot_ms.p99),
+            crate::fmt_ms(g.end_to_end_ms.p50),
+            g.prompt_tokens_per_s,
+            g.gen_tokens_per_s,
+            crate::format_bytes(g.kv_cache_bytes as f64),
+            c.peak_rss_bytes
+                .map_or_else(|| "-".into(), |b| crate::format_bytes(b as f64)),
+        ));
+    }
+    Some(out)
+}

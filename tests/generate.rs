@@ -1,0 +1,332 @@
+//! The generate scenario's decode loop on the suite's gpt-tiny, on tract and ONNX Runtime's CPU
+//! provider: with the cache fed back, every step's logits are the logits of a full forward pass
+//! over the same tokens without a cache; and a request's times add up.
+
+use std::path::{Path, PathBuf};
+
+use chipbench_core::decoder::{Decoder, DecoderInputs};
+use chipbench_core::{Backend, InputSpec, ModelSource, Session, SessionOptions, Tensor};
+use chipbench_harness::scenario::generate::{DecodeLoop, prompt};
+
+mod common;
+
+fn gpt_tiny() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gpt-tiny.onnx")
+}
+
+fn specs() -> Vec<InputSpec> {
+    let proto = chipbench_optimize::model::load(&gpt_tiny()).unwrap();
+    chipbench_optimize::model::inputs(&proto).unwrap()
+}
+
+/// A session of gpt-tiny on `backend`'s first device whose sequence dimensions grow, and the
+/// decoder layout found in it.
+fn session(backend: &dyn Backend) -> (Box<dyn Session>, Decoder) {
+    session_of(backend, &gpt_tiny())
+}
+
+fn session_of(backend: &dyn Backend, path: &Path) -> (Box<dyn Session>, Decoder) {
+    let specs = specs();
+    let inputs = DecoderInputs::detect(&specs).unwrap();
+    let source = ModelSource {
+        path: path.to_path_buf(),
+        inputs: inputs.bind(&specs, 1, 4, 0),
+    };
+    let device = backend.devices().unwrap().remove(0);
+    let session = backend
+        .load_growing(
+            &source,
+            &device,
+            &SessionOptions::default(),
+            &inputs.growing_dims(),
+        )
+        .unwrap();
+    let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name.as_str()).collect();
+    let decoder = Decoder::detect(inputs, &outputs).unwrap();
+    (session, decoder)
+}
+
+/// The logits of the last position, as f32.
+fn last_row(logits: &Tensor) -> Vec<f32> {
+    let v = logits.shape()[2];
+    let values = logits.as_slice::<f32>().unwrap();
+    values[values.len() - v..].to_vec()
+}
+
+/// Step k of a request (prefill of 5 tokens, then 6 decode steps) against a prefill of the
+/// 5 + k tokens it has seen, which runs the model without a cache.
+fn cached_steps_match_full_passes(backend: &dyn Backend) {
+    let (mut session, decoder) = session(backend);
+    let mut run = DecodeLoop::new(session.as_mut(), decoder).unwrap();
+    let vocabulary = 2048;
+    let prompt = prompt(7, 0, 1, 5, vocabulary);
+    let mut cached = Vec::new();
+    let times = run
+        .request(&prompt, 6, &mut |_, logits| cached.push(last_row(logits)))
+        .unwrap();
+    assert_eq!(run.vocabulary(), vocabulary);
+    assert_eq!(cached.len(), 7);
+    assert_eq!(times.tokens[0].len(), 7);
+    let mut worst = 0f32;
+    for (k, step) in cached.iter().enumerate() {
+        let mut seen = prompt[0].clone();
+        seen.extend(&times.tokens[0][..k]);
+        let mut full = Vec::new();
+        run.request(&[seen], 0, &mut |_, logits| full.push(last_row(logits)))
+            .unwrap();
+        for (a, b) in step.iter().zip(&full[0]) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    eprintln!(
+        "{}: largest difference of cached and full logits {worst:e}",
+        backend.name()
+    );
+    assert!(worst <= 1e-4, "{worst}");
+    // The logits are not all alike: a wrong cache would show.
+    let spread = cached[6].iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(spread > 0.05, "{spread}");
+    // The times are consecutive readings of one clock.
+    assert_eq!(times.tpot.len(), 6);
+    assert_eq!(times.ttft + times.decode_time(), times.end_to_end);
+    // 4 layers x key and value x [1, 4 heads, 5 + 6 tokens, 32] f32.
+    assert_eq!(times.kv_cache_bytes, 4 * 2 * 4 * 11 * 32 * 4);
+}
+
+#[test]
+fn cached_decoding_matches_full_passes_on_tract() {
+    cached_steps_match_full_passes(&chipbench_backend_tract::TractBackend);
+}
+
+#[test]
+fn cached_decoding_matches_full_passes_on_ort_cpu() {
+    if !common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT") {
+        return;
+    }
+    cached_steps_match_full_passes(&chipbench_backend_ort::OrtBackend::new(None));
+}
+
+/// `bench --scenario generate` through the binary on tract (and ort:cpu where it is installed):
+/// gpt-tiny's cells measure every request, their times add up and tokens per second are the
+/// tokens over the decode time; mlp, which has no cache, fails its generate cells with what is
+/// missing while its single-stream cell and gpt-tiny's cells are unaffected; the run validates
+/// against the schema.
+#[test]
+fn generate_through_the_binary_next_to_a_model_without_a_cache() {
+    let mut args = vec![
+        "--model",
+        "models/gpt-tiny.onnx",
+        "--model",
+        "mlp",
+        "--backend",
+        "tract",
+        "--scenario",
+        "generate,single-stream",
+        "--prompt-tokens",
+        "4,9",
+        "--gen-tokens",
+        "5",
+        "--requests",
+        "3",
+        "--batch",
+        "2",
+    ];
+    let ort = common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT");
+    if ort {
+        args.extend(["--backend", "ort:cpu"]);
+    }
+    let (code, run, _out) = common::bench(&args);
+    assert_eq!(code, 1, "mlp's generate cells fail: {run}");
+    common::validate(&run);
+    let back: chipbench_core::result::RunResult = serde_json::from_value(run.clone()).unwrap();
+    let backends = if ort { 2 } else { 1 };
+    // Per model and backend: 2 generate cells (prompt 4 and 9) and a single-stream one.
+    assert_eq!(back.cells.len(), 2 * backends * 3);
+    for c in &back.cells {
+        let label = format!("{} {} {}", c.model.name, c.backend.name, c.scenario_label());
+        match (c.model.name.as_str(), c.scenario.as_str()) {
+            ("mlp", "generate") => {
+                assert_eq!(c.status, chipbench_core::result::Status::Failed, "{label}");
+                let e = c.error.as_deref().unwrap();
+                assert!(e.contains("not a decoder with a KV cache"), "{e}");
+                assert!(e.contains("no input 'past_key_values.0.key'"), "{e}");
+            }
+            (_, "single-stream") => {
+                assert_eq!(
+                    c.status,
+                    chipbench_core::result::Status::Ok,
+                    "{label}: {:?}",
+                    c.error
+                );
+            }
+            ("gpt-tiny", "generate") => {
+                assert_eq!(
+                    c.status,
+                    chipbench_core::result::Status::Ok,
+                    "{label}: {:?}",
+                    c.error
+                );
+                let g = c.generation.as_ref().unwrap();
+                assert_eq!((g.batch, g.gen_tokens, g.requests), (2, 5, 3));
+                assert_eq!(g.per_request.len(), 3);
+                assert!(c.provenance["generation"].contains("monotonic clock"));
+                // Key and value of 4 layers, [2, 4, prompt + 5, 32] f32 each.
+                let tokens = g.prompt_tokens + 5;
+                assert_eq!(g.kv_cache_bytes, (4 * 2 * 2 * 4 * tokens * 32 * 4) as u64);
+                let mut prefill = 0.0;
+                let mut decode = 0.0;
+                for r in &g.per_request {
+                    assert_eq!(r.tpot_ms.len(), 5);
+                    let steps: f64 = r.tpot_ms.iter().sum();
+                    let sum = r.ttft_ms + steps;
+                    assert!(
+                        (sum - r.end_to_end_ms).abs() < 1e-6,
+                        "{sum} vs {}",
+                        r.end_to_end_ms
+                    );
+                    let rate = (2 * 5) as f64 / (steps / 1e3);
+                    assert!((r.gen_tokens_per_s / rate - 1.0).abs() < 1e-9, "{label}");
+                    let prompt_rate = (2 * g.prompt_tokens) as f64 / (r.ttft_ms / 1e3);
+                    assert!((r.prompt_tokens_per_s / prompt_rate - 1.0).abs() < 1e-9);
+                    prefill += r.ttft_ms;
+                    decode += steps;
+                }
+                let rate = (3 * 2 * 5) as f64 / (decode / 1e3);
+                assert!((g.gen_tokens_per_s / rate - 1.0).abs() < 1e-6, "{label}");
+                let prompt_rate = (3 * 2 * g.prompt_tokens) as f64 / (prefill / 1e3);
+                assert!((g.prompt_tokens_per_s / prompt_rate - 1.0).abs() < 1e-6);
+                assert_eq!(g.tpot_ms.n, 15);
+                assert_eq!(c.throughput_per_s, Some(g.gen_tokens_per_s));
+            }
+            other => panic!("unexpected cell {other:?}"),
+        }
+    }
+}
+
+/// Options of the generate scenario are refused, naming the option, before any cell runs.
+#[test]
+fn generate_options_are_checked_before_any_cell_runs() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--scenario", "offline", "--prompt-tokens", "4"],
+            "--prompt-tokens applies to --scenario generate",
+        ),
+        (
+            &["--scenario", "generate", "--gen-tokens", "0"],
+            "--gen-tokens must be at least 1",
+        ),
+        (
+            &["--scenario", "generate", "--concurrency", "2"],
+            "--concurrency applies to",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec![
+            "bench",
+            "--quick",
+            "--model",
+            "models/gpt-tiny.onnx",
+            "--backend",
+            "tract",
+        ];
+        args.extend_from_slice(extra);
+        let o = common::chipbench(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", common::printed(&o));
+        assert!(
+            common::printed(&o).contains(expected),
+            "{}",
+            common::printed(&o)
+        );
+    }
+}
+
+/// int4-weight gpt-tiny: every quantized weight dequantizes to within half a step of its block's
+/// scale of the fp32 weight; the model runs on tract and ort:cpu and its logits stay close to
+/// fp32's over a request.
+#[test]
+fn int4_weight_gpt_tiny_is_within_the_block_bound_and_runs() {
+    use chipbench_optimize::variants::weight_only::{self, BLOCK, BlockQuantized};
+    let fp32 = chipbench_optimize::model::load(&gpt_tiny()).unwrap();
+    let mut int4 = fp32.clone();
+    let (converted, kept) = weight_only::convert(int4.graph.as_mut().unwrap(), 4);
+    // query, key, value, attention output, FFN up and down of 4 layers.
+    assert_eq!(converted.len(), 4 * 6);
+    // Per layer the scores and context MatMuls (two activations), and the tied unembedding
+    // (a Transpose's output): no initializer to quantize.
+    assert_eq!(kept.len(), 4 * 2 + 1, "{kept:?}");
+    let graph = int4.graph.as_ref().unwrap();
+    let find = |name: &str| graph.initializer.iter().find(|t| t.name() == name);
+    let mut checked = 0;
+    let mut largest_error = 0f32;
+    for original in &fp32.graph.as_ref().unwrap().initializer {
+        let Some(quantized) = find(&format!("{}.quantized", original.name())) else {
+            continue;
+        };
+        assert!(find(original.name()).is_none(), "the float weight is gone");
+        let (k, n) = (original.dims[0] as usize, original.dims[1] as usize);
+        let q = BlockQuantized {
+            values: quantized
+                .to_i64()
+                .unwrap()
+                .iter()
+                .map(|&v| v as i8)
+                .collect(),
+            scales: find(&format!("{}.scale", original.name()))
+                .unwrap()
+                .to_f32()
+                .unwrap(),
+        };
+        assert!(q.values.iter().all(|v| (-7..=7).contains(v)));
+        let back = weight_only::dequantize(&q, k, n);
+        for (i, (w, d)) in original.to_f32().unwrap().iter().zip(&back).enumerate() {
+            let scale = q.scales[(i % n) * (k / BLOCK) + (i / n) / BLOCK];
+            let error = (w - d).abs();
+            assert!(
+                error <= scale / 2.0 * (1.0 + 1e-6),
+                "{}: {error} > {scale}/2",
+                original.name()
+            );
+            largest_error = largest_error.max(error);
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 24);
+    assert!(largest_error > 0.0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gpt-tiny-int4-weight.onnx");
+    chipbench_optimize::model::save(&int4, &path).unwrap();
+    let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(chipbench_backend_tract::TractBackend)];
+    if common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT") {
+        backends.push(Box::new(chipbench_backend_ort::OrtBackend::new(None)));
+    }
+    for backend in &backends {
+        let logits = |path: &Path| {
+            let (mut session, decoder) = session_of(backend.as_ref(), path);
+            let mut run = DecodeLoop::new(session.as_mut(), decoder).unwrap();
+            let mut rows = Vec::new();
+            // The same tokens for both models: the prompt, then fixed ones (prefill only).
+            let mut seen = prompt(3, 0, 1, 6, 2048);
+            for step in 0..4 {
+                run.request(&seen, 0, &mut |_, l| rows.push(last_row(l)))
+                    .unwrap();
+                seen[0].push(step * 101);
+            }
+            rows
+        };
+        let (reference, quantized) = (logits(&gpt_tiny()), logits(&path));
+        for (a, b) in reference.iter().zip(&quantized) {
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let cosine = dot / (norm(a) * norm(b));
+            eprintln!(
+                "{}: cosine of int4-weight and fp32 logits {cosine}",
+                backend.name()
+            );
+            assert!(cosine > 0.99, "{}: {cosine}", backend.name());
+            assert!(
+                a != b,
+                "the quantized model computes something else than fp32's"
+            );
+        }
+    }
+}
