@@ -54,6 +54,20 @@ fn the_built_in_suite_loads_on_every_backend() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("mlp (models/mlp.onnx)"), "{text}");
     assert!(text.contains("wgpu   runs every operator"), "{text}");
+
+    // The README's table: a row per model, a column per backend.
+    let o = chipbench(&["backends", "--coverage", "--markdown", "--model", "mlp"]);
+    assert!(o.status.success(), "{}", printed(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        rows[..2],
+        ["| model | tract | ort | wgpu |", "|---|---|---|---|"],
+        "{table}"
+    );
+    assert_eq!(rows.len(), 3, "{table}");
+    assert!(rows[2].starts_with("| mlp | loads | "), "{table}");
+    assert!(rows[2].ends_with(" | all 8 nodes |"), "{table}");
 }
 
 /// GridSample twice in a row (so the second is only reached by going on past the first) and a

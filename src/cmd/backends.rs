@@ -23,6 +23,9 @@ pub struct BackendsArgs {
     /// lowered, without an adapter) and never run.
     #[arg(long)]
     coverage: bool,
+    /// Print --coverage as a Markdown table: a row per model, a column per backend.
+    #[arg(long, requires = "coverage", conflicts_with = "json")]
+    markdown: bool,
     /// A model for --coverage: a suite name, zoo:NAME or a path to an .onnx file; repeatable
     /// (default: the built-in suite).
     #[arg(
@@ -148,7 +151,7 @@ fn coverage(args: &BackendsArgs, backends: &[Box<dyn Backend>]) -> anyhow::Resul
     // Real samples change nothing about which operators load; random data skips reading them.
     request.data.get_or_insert(DataChoice::Random);
     let prepared = models::resolve(&suite_dir, &args.models, &request)?;
-    let mut report = Vec::new();
+    let mut report: Vec<ModelCoverage> = Vec::new();
     for model in &prepared {
         let (name, path, found) = match model {
             Prepared::Ready(m) => {
@@ -187,6 +190,10 @@ fn coverage(args: &BackendsArgs, backends: &[Box<dyn Backend>]) -> anyhow::Resul
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(Outcome::Success);
+    }
+    if args.markdown {
+        print!("{}", coverage_table(backends, &report));
         return Ok(Outcome::Success);
     }
     println!("operators each backend would refuse (each model loaded, never run):");
@@ -231,6 +238,62 @@ fn coverage(args: &BackendsArgs, backends: &[Box<dyn Backend>]) -> anyhow::Resul
         }
     }
     Ok(Outcome::Success)
+}
+
+/// One model's coverage: its name, its path, and per backend what loading it found (or why the
+/// model could not be prepared at all).
+type ModelCoverage<'a> = (String, String, Result<Vec<(&'a str, Coverage)>, String>);
+
+/// `--coverage --markdown`: a row per model, a column per backend, each entry what a reader of
+/// the README needs (the operators refused, how many of the nodes).
+fn coverage_table(backends: &[Box<dyn Backend>], report: &[ModelCoverage]) -> String {
+    let mut table = String::from("| model |");
+    for b in backends {
+        table += &format!(" {} |", b.name());
+    }
+    table += "\n|---|";
+    table += &"---|".repeat(backends.len());
+    table += "\n";
+    for (name, path, found) in report {
+        table += &format!("| {name} |");
+        match found {
+            Ok(found) => {
+                for (_, c) in found {
+                    let entry = match c {
+                        Coverage::Supported { nodes: Some(n) } => format!("all {n} nodes"),
+                        Coverage::Supported { nodes: None } => "loads".into(),
+                        Coverage::Refused { nodes, operators } => {
+                            let names: Vec<&str> = operators
+                                .iter()
+                                .map(|r| r.operator.split(':').next().unwrap_or(&r.operator))
+                                .collect();
+                            let refused: usize =
+                                operators.iter().map(|r| r.nodes.len().max(1)).sum();
+                            match nodes {
+                                Some(n) => {
+                                    format!("refuses {} ({refused} of {n} nodes)", names.join(", "))
+                                }
+                                None => format!("refuses {}", names.join(", ")),
+                            }
+                        }
+                        Coverage::Failed { reason } => {
+                            // The row names the model; its path would only widen the column.
+                            let reason =
+                                reason.strip_prefix(&format!("{path}: ")).unwrap_or(reason);
+                            format!("does not load: {reason}")
+                        }
+                        Coverage::Unavailable { reason } => format!("unavailable: {reason}"),
+                    };
+                    table += &format!(" {} |", entry.replace('|', "\\|").replace('\n', " "));
+                }
+            }
+            Err(error) => {
+                table += &format!(" cannot be prepared: {error} |").repeat(backends.len());
+            }
+        }
+        table += "\n";
+    }
+    table
 }
 
 pub use chipbench_harness::Unavailable;

@@ -29,9 +29,7 @@ use super::special::two_sided_t;
 ///   samples; the ratio's own p (its bootstrap, see `compare_cell`) is the test.
 pub(super) fn sample_test_p(metric: Metric, baseline: &[f64], current: &[f64]) -> Option<f64> {
     match metric {
-        Metric::P50 | Metric::TtftP50 | Metric::TpotP50 => {
-            stats::mann_whitney_p(baseline, current)
-        }
+        Metric::P50 | Metric::TtftP50 | Metric::TpotP50 => stats::mann_whitney_p(baseline, current),
         Metric::P90 | Metric::P99 | Metric::TtftP99 | Metric::TpotP99 => {
             quantile_test_p(baseline, current, metric.quantile()?)
         }
@@ -737,5 +735,77 @@ mod tests {
             c.cells.iter().map(|r| &r.reason).collect::<Vec<_>>()
         );
         assert!(c.settings.describe().contains("each scenario's own"));
+    }
+
+    /// A generate cell as `--scenario generate` records it: 40 requests of 32 decode steps.
+    fn generate_cell(id: &str, ttft_ms: f64, tpot_ms: f64, seed: u64) -> RunResult {
+        use chipbench_core::result::{GenerationRequest, GenerationRun};
+        use chipbench_core::stats::summarize;
+        let ttfts = lognormal_samples(ttft_ms, 0.03, 40, seed);
+        let tpots = lognormal_samples(tpot_ms, 0.03, 40 * 32, seed + 100);
+        let per_request: Vec<GenerationRequest> = ttfts
+            .iter()
+            .zip(tpots.chunks(32))
+            .map(|(&ttft, steps)| GenerationRequest {
+                ttft_ms: ttft,
+                tpot_ms: steps.to_vec(),
+                end_to_end_ms: ttft + steps.iter().sum::<f64>(),
+                prompt_tokens_per_s: 16e3 / ttft,
+                gen_tokens_per_s: 32e3 / steps.iter().sum::<f64>(),
+            })
+            .collect();
+        let ends: Vec<f64> = per_request.iter().map(|r| r.end_to_end_ms).collect();
+        let mut c = cell("gpt", "fp32", "tract", ends.clone(), None);
+        c.scenario = "generate".into();
+        c.generation = Some(GenerationRun {
+            prompt_tokens: 16,
+            gen_tokens: 32,
+            batch: 1,
+            requests: 40,
+            ttft_ms: summarize(&ttfts).unwrap(),
+            tpot_ms: summarize(&tpots).unwrap(),
+            end_to_end_ms: summarize(&ends).unwrap(),
+            prompt_tokens_per_s: 0.0,
+            gen_tokens_per_s: 0.0,
+            kv_cache_bytes: 0,
+            cache_feedback: "host".into(),
+            per_request,
+        });
+        run_with(id, vec![c])
+    }
+
+    /// TPOT and TTFT are gated on their own samples: decode steps 10 % slower regress tpot-p50
+    /// (the default of a generate cell) and leave TTFT unchanged; a slower prefill regresses
+    /// ttft-p50 alone.
+    #[test]
+    fn a_generate_cell_is_gated_on_its_tokens_times() {
+        let base = generate_cell("a", 2.0, 0.25, 1);
+        let slower_decode = generate_cell("b", 2.0, 0.275, 2);
+        let slower_prefill = generate_cell("c", 2.2, 0.25, 3);
+        let settings = GateSettings {
+            per_scenario: true,
+            ..GateSettings::default()
+        };
+        let by_default =
+            compare(&baseline_of(&base), &slower_decode, &settings, None).cells[0].clone();
+        assert_eq!(by_default.metric, Metric::TpotP50);
+        assert_eq!(
+            by_default.verdict,
+            Verdict::Regressed,
+            "{}",
+            by_default.reason
+        );
+        assert!(
+            (by_default.ratio - 1.1).abs() < 0.02,
+            "{}",
+            by_default.ratio
+        );
+        let ttft = verdict(&base, &slower_decode, Metric::TtftP50);
+        assert_ne!(ttft.verdict, Verdict::Regressed, "{}", ttft.reason);
+        let r = verdict(&base, &slower_prefill, Metric::TtftP50);
+        assert_eq!(r.verdict, Verdict::Regressed, "{}", r.reason);
+        assert!((r.ratio - 1.1).abs() < 0.03, "{}", r.ratio);
+        let tpot = verdict(&base, &slower_prefill, Metric::TpotP50);
+        assert_ne!(tpot.verdict, Verdict::Regressed, "{}", tpot.reason);
     }
 }
