@@ -135,9 +135,26 @@ fn generate_through_the_binary_next_to_a_model_without_a_cache() {
     if ort {
         args.extend(["--backend", "ort:cpu"]);
     }
-    let (code, run, _out) = common::bench(&args);
+    let (code, run, out) = common::bench(&args);
     assert_eq!(code, 1, "mlp's generate cells fail: {run}");
     common::validate(&run);
+    // The HTML report charts gpt-tiny's TPOT against its two prompt lengths.
+    let page = out.path().join("report.html");
+    let o = common::chipbench(&[
+        "report",
+        out.path().to_str().unwrap(),
+        "--format",
+        "html",
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::printed(&o));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("gpt-tiny: time per output token against prompt length"),
+        "no TPOT chart"
+    );
+    assert!(html.contains("fp32 tract:cpu b2 (p50, bar to p99)"));
     let back: chipbench_core::result::RunResult = serde_json::from_value(run.clone()).unwrap();
     let backends = if ort { 2 } else { 1 };
     // Per model and backend: 2 generate cells (prompt 4 and 9) and a single-stream one.
@@ -201,6 +218,75 @@ fn generate_through_the_binary_next_to_a_model_without_a_cache() {
             other => panic!("unexpected cell {other:?}"),
         }
     }
+}
+
+/// Each generate cell's tokens against the fp32 model's on tract: fp32 on tract is the reference
+/// itself (every token, logit and perplexity equal); int4-weight decodes the same prompts from
+/// logits within cosine 0.99 of fp32's (the bound tests/generate.rs holds for one step) and
+/// scores them at a perplexity within 5 % of fp32's; ONNX Runtime's fp32, where installed,
+/// within cosine 0.9999.
+#[test]
+fn generate_cells_compare_their_tokens_with_the_fp32_model() {
+    let mut args = vec![
+        "--model",
+        "models/gpt-tiny.onnx",
+        "--variant",
+        "fp32,int4-weight",
+        "--backend",
+        "tract",
+        "--scenario",
+        "generate",
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "6",
+        "--requests",
+        "4",
+    ];
+    let ort = common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT");
+    if ort {
+        args.extend(["--backend", "ort:cpu"]);
+    }
+    let (code, run, out) = common::bench(&args);
+    assert_eq!(code, 0, "{run}");
+    common::validate(&run);
+    let back: chipbench_core::result::RunResult = serde_json::from_value(run.clone()).unwrap();
+    assert_eq!(back.cells.len(), if ort { 4 } else { 2 });
+    for c in &back.cells {
+        let label = format!("{} {}", c.model.variant, c.backend.name);
+        let a = c.generation.as_ref().unwrap().accuracy.as_ref();
+        let a = a.unwrap_or_else(|| panic!("{label}: {:?}", c.provenance));
+        assert_eq!(a.reference, "tract:cpu fp32", "{label}");
+        // The first 3 requests' prompts, one sequence each.
+        assert_eq!((a.sequences, a.first_difference.len()), (3, 3), "{label}");
+        let (p, r) = (a.perplexity.unwrap(), a.reference_perplexity.unwrap());
+        assert!(r > 1.0 && r.is_finite(), "{label}: {r}");
+        match (c.model.variant.as_str(), c.backend.name.as_str()) {
+            ("fp32", "tract") => {
+                assert_eq!(a.first_difference, [None, None, None], "{label}");
+                assert_eq!(a.identical_tokens, 1.0);
+                assert!(a.logits_cosine_min > 1.0 - 1e-9, "{label}: {a:?}");
+                assert!((p / r - 1.0).abs() < 1e-9, "{label}: {p} vs {r}");
+            }
+            ("fp32", _) => {
+                assert!(a.logits_cosine_min > 0.9999, "{label}: {a:?}");
+                assert!((p / r - 1.0).abs() < 1e-3, "{label}: {p} vs {r}");
+            }
+            _ => {
+                assert!(a.logits_cosine_min > 0.99, "{label}: {a:?}");
+                assert!((p / r - 1.0).abs() < 0.05, "{label}: {p} vs {r}");
+            }
+        }
+        assert!(
+            c.provenance["generation.accuracy"].contains("untimed"),
+            "{label}"
+        );
+    }
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(
+        report.contains("against tract:cpu fp32: tokens identical"),
+        "{report}"
+    );
 }
 
 /// Options of the generate scenario are refused, naming the option, before any cell runs.

@@ -15,7 +15,7 @@ mod generation;
 mod peak;
 mod scenario;
 pub use fleet::{FleetHost, FleetRecord, ShardRecord};
-pub use generation::{GenerationRequest, GenerationRun};
+pub use generation::{GenerationAccuracy, GenerationRequest, GenerationRun};
 pub use peak::PeakQps;
 pub use scenario::{LatencyVerdict, ScenarioRun, Throughput};
 

@@ -415,6 +415,72 @@ pub fn knee(title: &str, points: &[KneePoint]) -> Result<String> {
     Ok(svg)
 }
 
+/// The time per output token of one variant on one device at each prompt length it ran.
+pub struct TpotSeries {
+    pub label: String,
+    /// (prompt tokens, TPOT p50 ms, TPOT p99 ms), by prompt length.
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// TPOT against prompt length, a line per series through its medians, a bar up to each p99: how
+/// the decode step slows as the cache it attends over grows.
+pub fn tpot_by_prompt(title: &str, series: &[TpotSeries]) -> Result<String> {
+    let fail = chart_error(title);
+    let xs: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .collect();
+    let ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().flat_map(|p| [p.1, p.2]))
+        .collect();
+    let xr = fitting_range(xs.iter());
+    let yr = fitting_range(ys.iter());
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..(xr.end * 1.1).max(1.0), 0.0..(yr.end * 1.15).max(1e-3))
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("prompt tokens")
+            .y_desc("time per output token, ms")
+            .x_label_formatter(&|v| significant(*v))
+            .y_label_formatter(&|v| significant(*v))
+            .draw()
+            .map_err(|e| fail(&e))?;
+        for (i, s) in series.iter().enumerate() {
+            let colour = Palette99::pick(i).to_rgba();
+            let mut points = s.points.clone();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().map(|p| (p.0, p.1)),
+                    colour.stroke_width(2),
+                ))
+                .map_err(|e| fail(&e))?
+                .label(format!("{} (p50, bar to p99)", s.label))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|p| ErrorBar::new_vertical(p.0, p.1, p.1, p.2, colour.filled(), 8)),
+                )
+                .map_err(|e| fail(&e))?;
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperLeft).map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(svg)
+}
+
 /// A cell on the roofline.
 pub struct RooflinePoint {
     pub label: String,
@@ -678,6 +744,16 @@ mod tests {
         )
         .unwrap();
         assert!(svg.contains("r1"));
+        let svg = tpot_by_prompt(
+            "g",
+            &[TpotSeries {
+                label: "int4-weight ort:cpu b1".into(),
+                points: vec![(64.0, 0.45, 2.7), (16.0, 0.26, 1.4)],
+            }],
+        )
+        .unwrap();
+        assert!(svg.contains("int4-weight ort:cpu b1 (p50, bar to p99)"));
+        assert!(svg.contains("prompt tokens"));
         let ceilings = Ceilings {
             bandwidth_gbs: Some(20.0),
             peaks: vec![("fp32".into(), 100.0)],

@@ -1,7 +1,8 @@
 //! The generate scenario's figures in the reports: per cell, time to first token, time per
-//! output token, end-to-end time, prompt and generated tokens per second, and the cache's size.
+//! output token, end-to-end time, prompt and generated tokens per second, the cache's size, and
+//! the generated tokens against the fp32 model's.
 
-use chipbench_core::result::{CellResult, GenerationRun, RunResult};
+use chipbench_core::result::{CellResult, GenerationAccuracy, GenerationRun, RunResult};
 
 fn generate_cells(run: &RunResult) -> Vec<(&CellResult, &GenerationRun)> {
     run.cells
@@ -49,8 +50,38 @@ pub fn terminal(run: &RunResult) -> Option<String> {
             g.gen_tokens_per_s,
             crate::format_bytes(g.kv_cache_bytes as f64),
         ));
+        if let Some(a) = &g.accuracy {
+            out.push_str(&format!(
+                "    against {}: {}\n",
+                a.reference,
+                against_fp32(a)
+            ));
+        }
     }
     Some(out)
+}
+
+/// Tokens equal to the reference's, where the first difference came, the logits' lowest cosine
+/// and the prompts' perplexity on both sides.
+fn against_fp32(a: &GenerationAccuracy) -> String {
+    let differing: Vec<usize> = a.first_difference.iter().flatten().copied().collect();
+    let first = match differing.iter().min() {
+        None => "none differs".to_string(),
+        Some(f) => format!(
+            "{} of {} sequences differ, the earliest at token {f}",
+            differing.len(),
+            a.sequences
+        ),
+    };
+    let perplexity = match (a.perplexity, a.reference_perplexity) {
+        (Some(p), Some(r)) => format!("; prompt perplexity {p:.4} (fp32 {r:.4}, {:+.4})", p - r),
+        _ => String::new(),
+    };
+    format!(
+        "tokens identical {:.1} % ({first}); logits cosine min {:.6}{perplexity}",
+        100.0 * a.identical_tokens,
+        a.logits_cosine_min
+    )
 }
 
 /// A table with a row per generate cell, for `report.md`.
@@ -87,6 +118,25 @@ pub fn markdown(run: &RunResult) -> Option<String> {
             c.peak_rss_bytes
                 .map_or_else(|| "-".into(), |b| crate::format_bytes(b as f64)),
         ));
+    }
+    let compared: Vec<String> = generate_cells(run)
+        .into_iter()
+        .filter_map(|(c, g)| {
+            let a = g.accuracy.as_ref()?;
+            Some(format!(
+                "- {} against {}: {}\n",
+                subject(c),
+                a.reference,
+                against_fp32(a)
+            ))
+        })
+        .collect();
+    if !compared.is_empty() {
+        out.push_str(
+            "\nGenerated tokens against the fp32 model's on the same prompts (each side greedy on \
+             its own logits; cosine of the logits while both had been fed the same tokens):\n\n",
+        );
+        out.push_str(&compared.concat());
     }
     Some(out)
 }

@@ -333,6 +333,11 @@ impl<'a> Sweep<'a> {
         }
     }
 
+    /// The targets that run the fp32 reference models, in order of preference.
+    pub fn references(&self) -> &[Target<'a>] {
+        &self.references
+    }
+
     /// Measures one cell. Never panics and never returns an error: a failure is a failed cell
     /// with the reason.
     pub fn run_cell(

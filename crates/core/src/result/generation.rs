@@ -31,6 +31,32 @@ pub struct GenerationRun {
     /// How the cache travels between steps on this backend, and the copies per step.
     pub cache_feedback: String,
     pub per_request: Vec<GenerationRequest>,
+    /// The greedy tokens and logits against the fp32 reference's on the same prompts; absent
+    /// where no reference could run the model, and in runs written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<GenerationAccuracy>,
+}
+
+/// A generate cell's outputs against the fp32 model's on the reference backend, on the prompts
+/// of its first requests, each side choosing greedily from its own logits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerationAccuracy {
+    /// What produced the reference tokens and logits (`tract:cpu fp32`).
+    pub reference: String,
+    /// Sequences compared: every sequence of the batch of each compared request.
+    pub sequences: usize,
+    /// Per sequence, the position of the first generated token that differs from the
+    /// reference's (0: the prefill's token); `None` where all of them match.
+    pub first_difference: Vec<Option<usize>>,
+    /// Share of the generated tokens equal to the reference's at the same position.
+    pub identical_tokens: f64,
+    /// The lowest cosine similarity of the logits to the reference's, over the steps where both
+    /// sides had been fed the same tokens (up to and including each sequence's first difference).
+    pub logits_cosine_min: f64,
+    /// Perplexity of the prompts (the prefill's logits scoring each next prompt token), on the
+    /// cell and on the reference; `None` with one-token prompts.
+    pub perplexity: Option<f64>,
+    pub reference_perplexity: Option<f64>,
 }
 
 /// One request's figures.

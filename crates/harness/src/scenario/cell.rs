@@ -48,7 +48,16 @@ pub fn measure(
         None => sweep.run_cell(model, target, threads),
         Some(s) => {
             let energy = sweep.energy.as_deref();
-            measure_cell(model, target, threads, &sweep.settings, s, energy)
+            let references = sweep.references();
+            measure_cell(
+                model,
+                target,
+                threads,
+                &sweep.settings,
+                s,
+                energy,
+                references,
+            )
         }
     }
 }
@@ -101,8 +110,10 @@ fn current_batch(model: &ModelUnderTest) -> Option<usize> {
 }
 
 /// Measures `model` on `target` under `scenario`, its energy with `energy`'s meters and estimate
-/// (`None`: none recorded). Never panics and never returns an error: a failure is a failed cell
-/// with the reason.
+/// (`None`: none recorded); a generate cell's tokens are compared with the fp32 model's on the
+/// first of `references` that runs it. Never panics and never returns an error: a failure is a
+/// failed cell with the reason.
+#[allow(clippy::too_many_arguments)] // the cell's coordinates and what it is measured with
 pub fn measure_cell(
     model: &ModelUnderTest,
     target: &Target,
@@ -110,6 +121,7 @@ pub fn measure_cell(
     settings: &MeasureSettings,
     scenario: &ScenarioSettings,
     energy: Option<&EnergyPlan>,
+    references: &[Target],
 ) -> CellResult {
     let mut cell = CellResult::not_run(
         model.record.clone(),
@@ -124,7 +136,7 @@ pub fn measure_cell(
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         if scenario.scenario == super::Scenario::Generate {
             return super::generate::measure_into(
-                model, target, threads, settings, scenario, &mut cell,
+                model, target, threads, settings, scenario, references, &mut cell,
             );
         }
         let (model, batch) = batched(model, scenario.batch)?;

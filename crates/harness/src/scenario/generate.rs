@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chipbench_core::decoder::{Decoder, DecoderInputs};
-use chipbench_core::result::{CellResult, GenerationRequest, GenerationRun};
+use chipbench_core::result::{CellResult, GenerationAccuracy, GenerationRequest, GenerationRun};
 use chipbench_core::{ModelSource, Session, SessionOptions, Tensor, stats};
 use chipbench_runner::resources::PeakMemory;
 use chipbench_runner::{MeasureSettings, ModelUnderTest, Target};
@@ -248,12 +248,15 @@ pub fn greedy(logits: &Tensor) -> Result<Vec<i64>, String> {
 /// model without one fails the cell with what is missing), loads a session whose sequence
 /// dimensions grow, runs one untimed warm-up request (it also tells the vocabulary, from the
 /// logits), then the timed requests, each on its own seeded prompt.
+/// Then, untimed, the prompts of the first requests run again on this session and on the fp32
+/// model on the first of `references` that loads it, for the cell's generation accuracy.
 pub fn measure_into(
     model: &ModelUnderTest,
     target: &Target,
     threads: Option<usize>,
     settings: &MeasureSettings,
     scenario: &ScenarioSettings,
+    references: &[Target],
     cell: &mut CellResult,
 ) -> Result<(), String> {
     let g = scenario
@@ -301,9 +304,29 @@ pub fn measure_into(
         let prompt = prompt(settings.seed, r, batch, g.prompt_tokens, vocabulary);
         requests.push(run.request(&prompt, g.gen_tokens, &mut |_, _| {})?);
     }
-    let generation = generation_run(&requests, &g, batch, layers).ok_or("no request completed")?;
+    let mut generation =
+        generation_run(&requests, &g, batch, layers).ok_or("no request completed")?;
+    // Read before the reference session loads: its memory is not the cell's.
     cell.peak_rss_bytes = memory.peak_bytes();
     cell.rss_before_load_bytes = memory.baseline_bytes();
+    let prompts: Vec<Vec<Vec<i64>>> = (0..g.requests.min(ACCURACY_REQUESTS))
+        .map(|r| prompt(settings.seed, r, batch, g.prompt_tokens, vocabulary))
+        .collect();
+    match accuracy(
+        &mut run,
+        model,
+        &source,
+        &growing,
+        references,
+        &prompts,
+        g.gen_tokens,
+    ) {
+        Ok(a) => generation.accuracy = Some(a),
+        Err(why) => {
+            cell.provenance
+                .insert("generation.accuracy".into(), format!("not recorded: {why}"));
+        }
+    }
     cell.samples_ms = generation
         .per_request
         .iter()
@@ -362,6 +385,7 @@ pub fn generation_run(
             2 * layers
         ),
         per_request,
+        accuracy: None,
     })
 }
 
@@ -395,13 +419,252 @@ fn provenance(cell: &mut CellResult, memory: &PeakMemory) {
         ),
         (
             "accuracy",
-            "not recorded: the generate scenario times the decode loop; its logits are checked \
-             against full passes without a cache by chipbench's tests",
+            "not recorded: a generate cell's accuracy is generation.accuracy",
         ),
     ];
     for (field, how) in entries {
         cell.provenance.insert(field.into(), how.into());
     }
     cell.provenance
+        .entry("generation.accuracy".into())
+        .or_insert_with(|| {
+            format!(
+                "measured, untimed, after the timed requests: the prompts of the first \
+                 {ACCURACY_REQUESTS} requests (every sequence of the batch) decoded greedily by \
+                 this session and by the fp32 model on the reference backend, each from its own \
+                 logits; tokens compared by position, logits by cosine over the last position \
+                 while both sides had been fed the same tokens, perplexity from the prefill's \
+                 logits scoring each next prompt token (exp of the mean negative log-likelihood)"
+            )
+        });
+    cell.provenance
         .insert("peak_rss_bytes".into(), memory.method().into());
+}
+
+/// Requests whose prompts the accuracy check decodes again on both sides.
+const ACCURACY_REQUESTS: u64 = 3;
+
+/// What greedy decoding of one prompt produced: per sequence its tokens and, per step, the last
+/// position's logits; and the prompt's summed negative log-likelihood under the prefill's logits
+/// with the count of tokens scored.
+struct Transcript {
+    tokens: Vec<Vec<i64>>,
+    logits: Vec<Vec<Vec<f32>>>,
+    prompt_nll: f64,
+    scored: usize,
+}
+
+fn transcript(
+    run: &mut DecodeLoop,
+    prompt: &[Vec<i64>],
+    steps: usize,
+) -> Result<Transcript, String> {
+    let batch = prompt.len();
+    let mut logits: Vec<Vec<Vec<f32>>> = vec![Vec::new(); batch];
+    let (mut prompt_nll, mut scored) = (0.0, 0);
+    let mut shape_error = None;
+    let times = run.request(prompt, steps, &mut |step, t| {
+        let [b, sequence, vocabulary] = *t.shape() else {
+            shape_error = Some(format!("logits of shape {:?}", t.shape()));
+            return;
+        };
+        let values = t.to_f64_vec();
+        let row = |seq: usize, position: usize| {
+            &values[(seq * sequence + position) * vocabulary..][..vocabulary]
+        };
+        for seq in 0..b.min(batch) {
+            logits[seq].push(row(seq, sequence - 1).iter().map(|&v| v as f32).collect());
+            if step == 0 {
+                for (position, &next) in prompt[seq].iter().enumerate().skip(1) {
+                    prompt_nll -= log_softmax_at(row(seq, position - 1), next as usize);
+                    scored += 1;
+                }
+            }
+        }
+    })?;
+    if let Some(e) = shape_error {
+        return Err(e);
+    }
+    Ok(Transcript {
+        tokens: times.tokens,
+        logits,
+        prompt_nll,
+        scored,
+    })
+}
+
+/// `ln softmax(row)[index]`, computed stably.
+fn log_softmax_at(row: &[f64], index: usize) -> f64 {
+    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = row.iter().map(|v| (v - max).exp()).sum();
+    row[index] - max - sum.ln()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64, y as f64);
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 && nb == 0.0 {
+        1.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    }
+}
+
+/// The cell's greedy generation against the fp32 model's on the first reference that loads it.
+#[allow(clippy::too_many_arguments)] // the session, the model and where its reference runs
+fn accuracy(
+    run: &mut DecodeLoop,
+    model: &ModelUnderTest,
+    source: &ModelSource,
+    growing: &[String],
+    references: &[Target],
+    prompts: &[Vec<Vec<i64>>],
+    steps: usize,
+) -> Result<GenerationAccuracy, String> {
+    let reference_source = ModelSource {
+        path: model.reference.clone(),
+        inputs: source.inputs.clone(),
+    };
+    let mut refusals = Vec::new();
+    for target in references {
+        let loaded = target.backend.load_growing(
+            &reference_source,
+            &target.device,
+            &SessionOptions::default(),
+            growing,
+        );
+        let mut session = match loaded {
+            Ok(s) => s,
+            Err(e) => {
+                refusals.push(format!("{}: {e}", target.label()));
+                continue;
+            }
+        };
+        let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name.as_str()).collect();
+        let decoder = Decoder::detect(run.decoder.inputs.clone(), &outputs)?;
+        let mut reference = DecodeLoop::new(session.as_mut(), decoder)?;
+        let mut pairs = Vec::new();
+        for p in prompts {
+            pairs.push((
+                transcript(run, p, steps)?,
+                transcript(&mut reference, p, steps)?,
+            ));
+        }
+        return Ok(compare_transcripts(
+            format!("{} fp32", target.label()),
+            &pairs,
+        ));
+    }
+    Err(format!(
+        "no reference backend loads the fp32 model ({})",
+        refusals.join("; ")
+    ))
+}
+
+/// Tokens by position, logits while the fed tokens agree, perplexities of the prompts.
+fn compare_transcripts(
+    reference: String,
+    pairs: &[(Transcript, Transcript)],
+) -> GenerationAccuracy {
+    let mut first_difference = Vec::new();
+    let (mut identical, mut tokens) = (0usize, 0usize);
+    let mut logits_cosine_min = 1.0f64;
+    for (cell, reference) in pairs {
+        for (seq, (mine, theirs)) in cell.tokens.iter().zip(&reference.tokens).enumerate() {
+            let first = mine.iter().zip(theirs).position(|(a, b)| a != b);
+            first_difference.push(first);
+            identical += mine.iter().zip(theirs).filter(|(a, b)| a == b).count();
+            tokens += mine.len();
+            // Step k's logits follow the tokens chosen before it: equal up to the first difference.
+            let compared = first.map_or(mine.len(), |f| f + 1);
+            for (a, b) in cell.logits[seq]
+                .iter()
+                .zip(&reference.logits[seq])
+                .take(compared)
+            {
+                logits_cosine_min = logits_cosine_min.min(cosine(a, b));
+            }
+        }
+    }
+    let perplexity = |side: fn(&(Transcript, Transcript)) -> &Transcript| {
+        let nll: f64 = pairs.iter().map(|p| side(p).prompt_nll).sum();
+        let scored: usize = pairs.iter().map(|p| side(p).scored).sum();
+        (scored > 0).then(|| (nll / scored as f64).exp())
+    };
+    GenerationAccuracy {
+        reference,
+        sequences: first_difference.len(),
+        first_difference,
+        identical_tokens: if tokens == 0 {
+            1.0
+        } else {
+            identical as f64 / tokens as f64
+        },
+        logits_cosine_min,
+        perplexity: perplexity(|p| &p.0),
+        reference_perplexity: perplexity(|p| &p.1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One sequence: `tokens`, per step logits over a vocabulary of 4 that put `peak` on the
+    /// token chosen, and the prompt's summed loss over `scored` tokens.
+    fn transcript(tokens: &[i64], peak: f32, prompt_nll: f64, scored: usize) -> Transcript {
+        let logits = tokens
+            .iter()
+            .map(|&t| {
+                let mut row = vec![0.0; 4];
+                row[t as usize] = peak;
+                row
+            })
+            .collect();
+        Transcript {
+            tokens: vec![tokens.to_vec()],
+            logits: vec![logits],
+            prompt_nll,
+            scored,
+        }
+    }
+
+    #[test]
+    fn tokens_logits_and_perplexity_are_compared_where_both_sides_saw_the_same_tokens() {
+        let uniform = -log_softmax_at(&[0.5; 4], 2);
+        assert!((uniform - 4f64.ln()).abs() < 1e-12);
+        let same = (
+            transcript(&[1, 2, 3], 2.0, 3.0 * uniform, 3),
+            transcript(&[1, 2, 3], 2.0, 3.0 * uniform, 3),
+        );
+        // Differs at token 1, whose logits are compared (they follow the same tokens); token 2
+        // agrees again but was decoded after different tokens, so its logits (orthogonal to the
+        // reference's here) are not.
+        let mut cell = transcript(&[1, 0, 3], 2.0, 3.0 * uniform, 3);
+        cell.logits[0][1] = vec![0.0, 0.0, 2.0, 0.1];
+        cell.logits[0][2] = vec![1.0, 0.0, 0.0, 0.0];
+        let differs = (cell, transcript(&[1, 2, 3], 2.0, 6.0 * uniform, 3));
+        let a = compare_transcripts("tract:cpu fp32".into(), &[same, differs]);
+        assert_eq!(a.sequences, 2);
+        assert_eq!(a.first_difference, [None, Some(1)]);
+        assert!((a.identical_tokens - 5.0 / 6.0).abs() < 1e-12);
+        // Step 1: [0, 0, 2, 0.1] against [0, 0, 2, 0].
+        let expected = 2.0 / (4.01f64).sqrt();
+        assert!(
+            (a.logits_cosine_min - expected).abs() < 1e-6,
+            "{}",
+            a.logits_cosine_min
+        );
+        assert!((a.perplexity.unwrap() - 4.0).abs() < 1e-9);
+        // The reference's second prompt scored at twice the uniform loss: exp(1.5 ln 4) = 8.
+        assert!((a.reference_perplexity.unwrap() - 8.0).abs() < 1e-9);
+        let none = (transcript(&[1], 1.0, 0.0, 0), transcript(&[1], 1.0, 0.0, 0));
+        let a = compare_transcripts("r".into(), &[none]);
+        assert_eq!((a.perplexity, a.logits_cosine_min), (None, 1.0));
+    }
 }

@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chipbench_core::result::{CellResult, RunResult, Status};
 
 use super::{Exporter, cells_with_runs};
-use crate::charts::{self, Bar, Ceilings, Distribution, KneePoint, ParetoPoint, RooflinePoint};
+use crate::charts::{
+    self, Bar, Ceilings, Distribution, KneePoint, ParetoPoint, RooflinePoint, TpotSeries,
+};
 use crate::error::Result;
 use crate::figures::{GROUPS, Origin, cell_label, has_group, provenance};
 use crate::fmt_ms;
@@ -73,6 +75,7 @@ fn charts(runs: &[RunResult]) -> Result<(Vec<Chart>, Vec<String>)> {
     }
 
     out.extend(knees(&ok)?);
+    out.extend(tpot_charts(&ok)?);
 
     let mut speedups = Vec::new();
     for (run, prefix, c) in &ok {
@@ -274,6 +277,57 @@ fn knees(ok: &[(&RunResult, String, &CellResult)]) -> Result<Vec<Chart>> {
                      VALID under the latency bound). Throughput: samples completed / (last query's end - first query's issue); latency: \
                      each query from its scheduled arrival to its end (queueing included); both on the \
                      monotonic clock. {key}."
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Per model whose generate cells ran at two prompt lengths or more: TPOT against prompt length,
+/// a series per variant, device and batch.
+fn tpot_charts(ok: &[(&RunResult, String, &CellResult)]) -> Result<Vec<Chart>> {
+    let mut models: Vec<(String, Vec<TpotSeries>)> = Vec::new();
+    for (_, prefix, c) in ok {
+        let Some(g) = &c.generation else {
+            continue;
+        };
+        let model = format!("{prefix}{}", c.model.name);
+        let label = format!(
+            "{} {}:{} b{}",
+            c.model.variant, c.backend.name, c.backend.device, g.batch
+        );
+        let point = (g.prompt_tokens as f64, g.tpot_ms.p50, g.tpot_ms.p99);
+        let index = match models.iter().position(|(m, _)| *m == model) {
+            Some(i) => i,
+            None => {
+                models.push((model, Vec::new()));
+                models.len() - 1
+            }
+        };
+        let series = &mut models[index].1;
+        match series.iter_mut().find(|s| s.label == label) {
+            Some(s) => s.points.push(point),
+            None => series.push(TpotSeries {
+                label,
+                points: vec![point],
+            }),
+        }
+    }
+    models
+        .into_iter()
+        .filter(|(_, series)| series.iter().any(|s| s.points.len() >= 2))
+        .map(|(model, series)| {
+            Ok(Chart {
+                id: format!("tpot-{}", slug(&model)),
+                svg: charts::tpot_by_prompt(
+                    &format!("{model}: time per output token against prompt length"),
+                    &series,
+                )?,
+                caption: format!(
+                    "Each point is a generate cell: the median time per output token over every \
+                     decode step of its requests, the bar up to its p99, on the monotonic clock \
+                     (from one token chosen to the next: the step's inputs, the inference with \
+                     the cache fed back, the greedy choice). {model}."
                 ),
             })
         })

@@ -770,6 +770,7 @@ mod tests {
             kv_cache_bytes: 0,
             cache_feedback: "host".into(),
             per_request,
+            accuracy: None,
         });
         run_with(id, vec![c])
     }
