@@ -735,6 +735,45 @@ const BERT_DESCRIPTION: &str = "A BERT-tiny-shaped encoder: 2 layers, hidden 128
 
 /// Builds the encoder: the weights of linear layers are `[in, out]` and applied by MatMul + Add,
 /// as BERT exports have them.
+/// `x @ weight + bias`: the weight given (`[fan_in, fan_out]`), the bias drawn after it, both
+/// named after the layer.
+fn dense(
+    g: &mut GraphBuilder,
+    init: &mut Init,
+    name: &str,
+    x: &str,
+    weight: &[f32],
+    [fan_in, fan_out]: [usize; 2],
+) -> String {
+    let w = g.weight(&format!("{name}.weight"), &[fan_in, fan_out], weight);
+    let b = g.weight(&format!("{name}.bias"), &[fan_out], &init.bias(fan_out));
+    let product = g.node("MatMul", &format!("{name}.matmul"), &[x, &w], vec![]);
+    g.node("Add", name, &[&product, &b], vec![])
+}
+
+/// LayerNormalization over the last axis of width `hidden`, its scale near 1 and bias near 0.
+fn layer_norm(
+    g: &mut GraphBuilder,
+    init: &mut Init,
+    name: &str,
+    x: &str,
+    hidden: usize,
+    epsilon: f32,
+) -> String {
+    let scale = g.weight(
+        &format!("{name}.scale"),
+        &[hidden],
+        &init.uniform(hidden, 0.9, 1.1),
+    );
+    let bias = g.weight(
+        &format!("{name}.bias"),
+        &[hidden],
+        &init.normal(hidden, 0.0, 0.02),
+    );
+    let attrs = vec![A::int("axis", -1), A::float("epsilon", epsilon)];
+    g.node("LayerNormalization", name, &[x, &scale, &bias], attrs)
+}
+
 struct Encoder {
     g: GraphBuilder,
     init: Init,
@@ -745,35 +784,11 @@ struct Encoder {
 impl Encoder {
     fn linear(&mut self, name: &str, x: &str, fan_in: usize, fan_out: usize) -> String {
         let w = self.init.xavier(fan_in * fan_out, fan_in, fan_out);
-        let w = self
-            .g
-            .weight(&format!("{name}.weight"), &[fan_in, fan_out], &w);
-        let b = self.g.weight(
-            &format!("{name}.bias"),
-            &[fan_out],
-            &self.init.bias(fan_out),
-        );
-        let product = self
-            .g
-            .node("MatMul", &format!("{name}.matmul"), &[x, &w], vec![]);
-        self.g.node("Add", name, &[&product, &b], vec![])
+        dense(&mut self.g, &mut self.init, name, x, &w, [fan_in, fan_out])
     }
 
     fn layer_norm(&mut self, name: &str, x: &str) -> String {
-        let h = BERT_HIDDEN;
-        let scale = self.g.weight(
-            &format!("{name}.scale"),
-            &[h],
-            &self.init.uniform(h, 0.9, 1.1),
-        );
-        let bias = self.g.weight(
-            &format!("{name}.bias"),
-            &[h],
-            &self.init.normal(h, 0.0, 0.02),
-        );
-        let attrs = vec![A::int("axis", -1), A::float("epsilon", 1e-12)];
-        self.g
-            .node("LayerNormalization", name, &[x, &scale, &bias], attrs)
+        layer_norm(&mut self.g, &mut self.init, name, x, BERT_HIDDEN, 1e-12)
     }
 
     /// Reshape `[batch, seq, hidden]` to `[batch, seq, heads, head_dim]` (0 copies the batch

@@ -4,7 +4,7 @@
 //! N(0, 0.02²) initialisation, residual projections scaled by 1/√(2·layers)): its tokens mean
 //! nothing, its shapes and operators are a real decoder's.
 
-use super::Init;
+use super::{Init, dense, layer_norm};
 use crate::builder::GraphBuilder;
 use crate::error::Result;
 use crate::onnx::{AttributeProto as A, DataType, ModelProto, TensorProto};
@@ -161,35 +161,11 @@ struct Decoder {
 impl Decoder {
     fn linear(&mut self, name: &str, x: &str, fan_in: usize, fan_out: usize, std: f32) -> String {
         let w = self.init.normal(fan_in * fan_out, 0.0, std);
-        let w = self
-            .g
-            .weight(&format!("{name}.weight"), &[fan_in, fan_out], &w);
-        let b = self.g.weight(
-            &format!("{name}.bias"),
-            &[fan_out],
-            &self.init.bias(fan_out),
-        );
-        let product = self
-            .g
-            .node("MatMul", &format!("{name}.matmul"), &[x, &w], vec![]);
-        self.g.node("Add", name, &[&product, &b], vec![])
+        dense(&mut self.g, &mut self.init, name, x, &w, [fan_in, fan_out])
     }
 
     fn layer_norm(&mut self, name: &str, x: &str) -> String {
-        let h = GPT_HIDDEN;
-        let scale = self.g.weight(
-            &format!("{name}.scale"),
-            &[h],
-            &self.init.uniform(h, 0.9, 1.1),
-        );
-        let bias = self.g.weight(
-            &format!("{name}.bias"),
-            &[h],
-            &self.init.normal(h, 0.0, 0.02),
-        );
-        let attrs = vec![A::int("axis", -1), A::float("epsilon", 1e-5)];
-        self.g
-            .node("LayerNormalization", name, &[x, &scale, &bias], attrs)
+        layer_norm(&mut self.g, &mut self.init, name, x, GPT_HIDDEN, 1e-5)
     }
 
     /// `[batch, sequence, hidden]` to `[batch, heads, sequence, head_dim]`.
