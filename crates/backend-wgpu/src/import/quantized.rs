@@ -165,16 +165,7 @@ impl Lowerer {
         let bias = param(self, bias, 2)?;
         let (a_s, b_s) = (param(self, a_scale, 4)?, param(self, b_scale, 6)?);
         let (c0, c_s) = (param(self, c0, 7)?, param(self, c_scale, 8)?);
-        let scaled_bias = binary(BinaryOp::Mul, binary(BinaryOp::Mul, bias, a_s), b_s);
-        let c = binary(BinaryOp::Add, Expr::Load(0), scaled_bias);
-        let c = binary(BinaryOp::Add, binary(BinaryOp::Div, c, c_s), c0);
-        let value =
-            self.requantized(node, Expr::Unary(UnaryOp::Round, Box::new(c)), op.q_params)?;
-        let out = self.output_value(node, 0)?;
-        let step = self.step(Kernel::Map, vec![], operands, value, out);
-        self.push(step);
-        self.bind(node, out);
-        Ok(())
+        self.requantize_product(node, operands, [bias, a_s, b_s, c0, c_s], op.q_params)
     }
 
     /// A quantization parameter of a quantized product as a view shaped like `shape` (the data
@@ -309,11 +300,23 @@ impl Lowerer {
         let bias = term(self, bias)?;
         let (x_s, k_s) = (term(self, x_scale)?, term(self, k_scale)?);
         let (y0, y_s) = (term(self, y0)?, term(self, y_scale)?);
-        let scaled_bias = binary(BinaryOp::Mul, binary(BinaryOp::Mul, bias, x_s), k_s);
+        self.requantize_product(node, operands, [bias, x_s, k_s, y0, y_s], op.q_params)
+    }
+
+    /// The epilogue of a quantized product or convolution over its f32 result (operand 0, the
+    /// integer sum of the dequantized operands): `round((sum + bias * a_scale * b_scale) /
+    /// out_scale + out_zero)`, requantized into the node's output, as one element-wise kernel.
+    fn requantize_product(
+        &mut self,
+        node: &TypedNode,
+        operands: Vec<View>,
+        [bias, a_scale, b_scale, out_zero, out_scale]: [Expr; 5],
+        q_params: Option<DatumType>,
+    ) -> Result<(), Refusal> {
+        let scaled_bias = binary(BinaryOp::Mul, binary(BinaryOp::Mul, bias, a_scale), b_scale);
         let c = binary(BinaryOp::Add, Expr::Load(0), scaled_bias);
-        let c = binary(BinaryOp::Add, binary(BinaryOp::Div, c, y_s), y0);
-        let value =
-            self.requantized(node, Expr::Unary(UnaryOp::Round, Box::new(c)), op.q_params)?;
+        let c = binary(BinaryOp::Add, binary(BinaryOp::Div, c, out_scale), out_zero);
+        let value = self.requantized(node, Expr::Unary(UnaryOp::Round, Box::new(c)), q_params)?;
         let out = self.output_value(node, 0)?;
         let step = self.step(Kernel::Map, vec![], operands, value, out);
         self.push(step);
