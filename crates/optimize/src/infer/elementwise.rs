@@ -65,6 +65,19 @@ fn cast(cx: &Ctx) -> Inferred<Vec<Fact>> {
 
 fn broadcasting(cx: &Ctx) -> Inferred<Vec<Fact>> {
     let op = cx.node.op_type();
+    let arity = match op {
+        "Where" => Some(3),
+        "Max" | "Min" | "Sum" | "Mean" => None,
+        _ => Some(2),
+    };
+    if let Some(n) = arity
+        && cx.node.input.len() != n
+    {
+        return Err(format!(
+            "{op} takes {n} inputs, this one has {}",
+            cx.node.input.len()
+        ));
+    }
     let shapes: Vec<&[usize]> = (0..cx.node.input.len())
         .map(|i| cx.shape(i))
         .collect::<Inferred<_>>()?;
@@ -133,6 +146,13 @@ fn fold(cx: &Ctx, out: &[usize], op: &str) -> Option<Values> {
     let args: Vec<(&[usize], &Values)> = (0..cx.node.input.len())
         .map(|i| Some((cx.shape(i).ok()?, cx.values(i).ok()?)))
         .collect::<Option<_>>()?;
+    // A damaged model's constant whose values disagree with its shape is left unfolded.
+    if args
+        .iter()
+        .any(|(shape, values)| values.len() != shape.iter().product::<usize>())
+    {
+        return None;
+    }
     let all_int = args.iter().all(|(_, v)| matches!(v, Values::Int(_)));
     let pick = |k: usize, flat: usize| -> (i64, f64) {
         let (shape, values) = args[k];
