@@ -50,7 +50,7 @@ impl Sut for NullSut {
 
 struct Noop;
 impl Serve for Noop {
-    fn serve(&mut self, _: usize) -> Result<(), String> {
+    fn serve(&mut self, _: Work) -> Result<(), String> {
         Ok(())
     }
 }

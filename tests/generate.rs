@@ -289,10 +289,173 @@ fn generate_cells_compare_their_tokens_with_the_fp32_model() {
     );
 }
 
+/// Served generation on tract: 44 requests (what p90's early stopping needs) arriving at 40 per
+/// second over 2 sessions. A TTFT bound of 10 s holds whatever the machine's load; a TPOT bound of
+/// 1 ns fails for every request. Each request's TTFT (from its scheduled arrival) and TPOTs add
+/// up to its end-to-end time, and the system's token rate is every decode token over the run.
+#[test]
+fn served_generation_gives_a_verdict_per_bound_from_each_request_s_arrival() {
+    let (code, run, out) = common::bench(&[
+        "--model",
+        "models/gpt-tiny.onnx",
+        "--backend",
+        "tract",
+        "--scenario",
+        "generate",
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--target-qps",
+        "40",
+        "--concurrency",
+        "2",
+        "--latency-bound",
+        "ttft:p90=10s,tpot:p90=1ns",
+    ]);
+    assert_eq!(code, 0, "{run}");
+    common::validate(&run);
+    let back: chipbench_core::result::RunResult = serde_json::from_value(run.clone()).unwrap();
+    let [c] = &back.cells[..] else {
+        panic!("one cell: {run}")
+    };
+    assert_eq!(c.scenario_point.as_deref(), Some("b1-p8-g4-c2-q40"));
+    let g = c.generation.as_ref().unwrap();
+    assert_eq!((g.requests, g.per_request.len()), (44, 44));
+    for r in &g.per_request {
+        let sum = r.ttft_ms + r.tpot_ms.iter().sum::<f64>();
+        assert!((sum - r.end_to_end_ms).abs() < 1e-6, "{sum} vs {r:?}");
+    }
+    let load = c.scenario_run.as_ref().unwrap();
+    assert_eq!(load.arrivals, "poisson");
+    assert_eq!(
+        (load.target_qps, load.concurrency, load.queries),
+        (Some(40.0), 2, 44)
+    );
+    let serving = g.serving.as_ref().unwrap();
+    let rate = (44 * 4) as f64 / load.duration_s;
+    assert!((serving.gen_tokens_per_s / rate - 1.0).abs() < 1e-9);
+    assert_eq!(c.throughput_per_s, Some(serving.gen_tokens_per_s));
+    let [ttft, tpot] = &serving.verdicts[..] else {
+        panic!("two verdicts: {serving:?}")
+    };
+    assert_eq!(
+        (ttft.metric.as_str(), tpot.metric.as_str()),
+        ("ttft", "tpot")
+    );
+    assert!(
+        ttft.verdict.valid && ttft.verdict.over_bound == 0,
+        "{ttft:?}"
+    );
+    assert_eq!(ttft.verdict.allowed_over_bound, Some(0));
+    assert!(
+        !tpot.verdict.valid && tpot.verdict.over_bound == 44,
+        "{tpot:?}"
+    );
+    assert!(!serving.valid());
+    assert!(c.provenance["generation"].contains("scheduled arrival"));
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(
+        report.contains("served at 40 req/s (Poisson) by 2 sessions"),
+        "{report}"
+    );
+    assert!(
+        report.contains("ttft p90 ≤ 10000 ms VALID (0 of 44 over, 0 allowed)"),
+        "{report}"
+    );
+}
+
+/// `--find-peak` on a decoder: without a first rate, the requests one after another set it (a
+/// cell of its own), and a TPOT bound their mean already breaks ends the search there, saying
+/// so; from a first rate, bounds every rate meets double it until the probes run out.
+#[test]
+fn a_generate_search_starts_from_the_sequential_capacity_or_the_given_rate() {
+    let base = [
+        "--model",
+        "models/gpt-tiny.onnx",
+        "--backend",
+        "tract",
+        "--scenario",
+        "generate",
+        "--prompt-tokens",
+        "4",
+        "--gen-tokens",
+        "2",
+        "--concurrency",
+        "2",
+        "--find-peak",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--latency-bound", "ttft:p90=10s,tpot:p90=1ns"]);
+    let (code, run, _out) = common::bench(&args);
+    common::validate(&run);
+    let back: chipbench_core::result::RunResult = serde_json::from_value(run.clone()).unwrap();
+    assert_eq!(code, 0, "{run}");
+    let [peak] = &back.peaks[..] else {
+        panic!("one search: {run}")
+    };
+    assert_eq!(peak.bounds.as_deref(), Some("ttft:p90=10s,tpot:p90=1ns"));
+    assert_eq!(peak.point, "b1-p4-g2-c2");
+    assert_eq!(peak.cells.len(), 1, "{peak:?}");
+    assert!(peak.cells[0].contains("b1-p4-g2-peak1-start"), "{peak:?}");
+    let stopped = peak.stopped.as_deref().unwrap();
+    assert!(
+        stopped.contains("no rate can be VALID: the mean TPOT"),
+        "{stopped}"
+    );
+    assert_eq!(peak.valid_qps, None);
+
+    let mut args = base.to_vec();
+    args.extend([
+        "--latency-bound",
+        "ttft:p90=10s,tpot:p90=10s",
+        "--target-qps",
+        "100",
+    ]);
+    let (code, run, _out) = common::bench(&args);
+    common::validate(&run);
+    let back: chipbench_core::result::RunResult = serde_json::from_value(run.clone()).unwrap();
+    assert_eq!(code, 0, "{run}");
+    let [peak] = &back.peaks[..] else {
+        panic!("one search: {run}")
+    };
+    assert_eq!(peak.start, "--target-qps");
+    assert_eq!(peak.invalid_qps, None, "{peak:?}");
+    assert!(
+        peak.stopped
+            .as_deref()
+            .unwrap()
+            .contains("found no INVALID rate")
+    );
+    let probes: Vec<&chipbench_core::result::CellResult> = back
+        .cells
+        .iter()
+        .filter(|c| c.generation.as_ref().is_some_and(|g| g.serving.is_some()))
+        .collect();
+    assert_eq!(probes.len(), peak.cells.len());
+    for (i, c) in probes.iter().enumerate() {
+        let rate = 100.0 * 2f64.powi(i as i32);
+        assert_eq!(c.scenario_run.as_ref().unwrap().target_qps, Some(rate));
+        assert!(
+            c.generation
+                .as_ref()
+                .unwrap()
+                .serving
+                .as_ref()
+                .unwrap()
+                .valid()
+        );
+    }
+    assert_eq!(
+        peak.valid_qps,
+        Some(100.0 * 2f64.powi(probes.len() as i32 - 1))
+    );
+}
+
 /// Options of the generate scenario are refused, naming the option, before any cell runs.
 #[test]
 fn generate_options_are_checked_before_any_cell_runs() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["--scenario", "offline", "--prompt-tokens", "4"],
             "--prompt-tokens applies to --scenario generate",
@@ -303,7 +466,35 @@ fn generate_options_are_checked_before_any_cell_runs() {
         ),
         (
             &["--scenario", "generate", "--concurrency", "2"],
-            "--concurrency applies to",
+            "--concurrency applies to a served generate run",
+        ),
+        (
+            &["--scenario", "generate", "--latency-bound", "ttft:p99=1s"],
+            "--latency-bound applies to a served generate run",
+        ),
+        (
+            &[
+                "--scenario",
+                "generate",
+                "--target-qps",
+                "5",
+                "--latency-bound",
+                "p99=1s",
+            ],
+            "a generate run's bounds name ttft or tpot",
+        ),
+        (
+            &[
+                "--scenario",
+                "generate",
+                "--target-qps",
+                "5",
+                "--latency-bound",
+                "ttft:p99=1s",
+                "--requests",
+                "50",
+            ],
+            "--requests 50 is too few for --latency-bound ttft:p99",
         ),
     ];
     for (extra, expected) in cases {

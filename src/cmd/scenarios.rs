@@ -9,8 +9,8 @@ use chipbench_harness::scenario::cell::batched;
 use chipbench_harness::scenario::peak::{DEFAULT_TOLERANCE_PERCENT, PeakSettings};
 use chipbench_harness::scenario::settings::{
     DEFAULT_GEN_TOKENS, DEFAULT_MIN_DURATION, DEFAULT_MIN_QUERIES, DEFAULT_PROMPT_TOKENS,
-    DEFAULT_REQUESTS, DEFAULT_SAMPLES_PER_QUERY, GenerationSettings, ScenarioSettings,
-    parse_latency_bound,
+    DEFAULT_REQUESTS, DEFAULT_SAMPLES_PER_QUERY, GenerationSettings, ScenarioSettings, TokenBound,
+    parse_latency_bounds,
 };
 use chipbench_harness::scenario::verdict::{CONFIDENCE, min_queries};
 use clap::Args;
@@ -37,16 +37,20 @@ pub struct ScenarioArgs {
     /// sweeps it.
     #[arg(long, value_delimiter = ',', value_name = "N[,N...]")]
     concurrency: Vec<usize>,
-    /// Server: the rate of the Poisson arrivals, queries per second; a list sweeps it.
+    /// Server: the rate of the Poisson arrivals, queries per second; generate: requests per
+    /// second, each served by one of --concurrency sessions. A list sweeps it.
     #[arg(long, value_delimiter = ',', value_name = "QPS[,QPS...]")]
     target_qps: Vec<f64>,
-    /// Server: the latency a percentile of queries must stay within, e.g. p99=10ms; each cell
-    /// is then VALID or INVALID by MLPerf's early-stopping rule.
-    #[arg(long, value_name = "pNN=TIME")]
+    /// Server: the latency a percentile of queries must stay within, e.g. p99=10ms; generate
+    /// (served): the time to first token and the time per output token of a percentile of
+    /// requests, e.g. ttft:p99=2s,tpot:p99=200ms. Each cell is then VALID or INVALID by MLPerf's
+    /// early-stopping rule.
+    #[arg(long, value_name = "[METRIC:]pNN=TIME[,...]")]
     latency_bound: Option<String>,
-    /// Server: search for the highest query rate whose run is VALID under --latency-bound, by
-    /// bracketing then bisection, each probe a cell of its own; the first rate is --target-qps,
-    /// else the capacity an offline run at the same batch and concurrency measures.
+    /// Server or generate: search for the highest query (request) rate whose run is VALID under
+    /// --latency-bound, by bracketing then bisection, each probe a cell of its own; the first
+    /// rate is --target-qps, else the capacity an offline run at the same batch and concurrency
+    /// (generate: its requests one after another) measures.
     #[arg(long)]
     find_peak: bool,
     /// --find-peak: stop once the bracket (first INVALID rate - highest VALID) is within this
@@ -78,7 +82,9 @@ pub struct ScenarioArgs {
     /// fed back.
     #[arg(long, value_name = "G")]
     gen_tokens: Option<usize>,
-    /// Generate: requests timed per cell, one after another, after an untimed warm-up request.
+    /// Generate: requests timed per cell (default 10, or what --latency-bound's early stopping
+    /// needs, 459 for p99), one after another or, with --target-qps, as Poisson arrivals; each
+    /// session first serves an untimed warm-up request.
     #[arg(long, value_name = "N")]
     requests: Option<u64>,
 }
@@ -126,14 +132,17 @@ impl ScenarioArgs {
                 )));
             }
         }
-        if !self.target_qps.is_empty() && !has(Scenario::Server) {
-            return Err(usage("--target-qps applies to --scenario server".into()));
-        }
-        if self.latency_bound.is_some() && !has(Scenario::Server) {
-            return Err(usage("--latency-bound applies to --scenario server".into()));
-        }
-        if self.find_peak && !has(Scenario::Server) {
-            return Err(usage("--find-peak applies to --scenario server".into()));
+        let served = has(Scenario::Server) || has(Scenario::Generate);
+        for (option, given) in [
+            ("--target-qps", !self.target_qps.is_empty()),
+            ("--latency-bound", self.latency_bound.is_some()),
+            ("--find-peak", self.find_peak),
+        ] {
+            if given && !served {
+                return Err(usage(format!(
+                    "{option} applies to --scenario server or generate"
+                )));
+            }
         }
         if self.find_peak && self.target_qps.len() > 1 {
             return Err(usage(
@@ -161,12 +170,29 @@ impl ScenarioArgs {
                 "--query-interval applies to --scenario multi-stream".into(),
             ));
         }
-        let bound = self
-            .latency_bound
-            .as_deref()
-            .map(parse_latency_bound)
-            .transpose()
-            .map_err(usage)?;
+        let (bound, token_bounds) = match self.latency_bound.as_deref() {
+            Some(s) => parse_latency_bounds(s).map_err(usage)?,
+            None => (None, Vec::new()),
+        };
+        if bound.is_some() && !has(Scenario::Server) {
+            return Err(usage(
+                "--latency-bound pNN=TIME bounds a server's query latency: a generate run's \
+                 bounds name ttft or tpot (ttft:p99=2s,tpot:p99=200ms)"
+                    .into(),
+            ));
+        }
+        if !token_bounds.is_empty() && !has(Scenario::Generate) {
+            return Err(usage(
+                "--latency-bound ttft:... and tpot:... apply to --scenario generate".into(),
+            ));
+        }
+        if self.find_peak && has(Scenario::Server) && bound.is_none() {
+            return Err(usage(
+                "--find-peak with --scenario server needs --latency-bound pNN=TIME: the peak is \
+                 the highest rate whose run is VALID under it"
+                    .into(),
+            ));
+        }
         let min_queries = self.min_queries.unwrap_or_else(|| {
             bound.map_or(DEFAULT_MIN_QUERIES, |b| {
                 DEFAULT_MIN_QUERIES.max(min_queries(b.percentile, CONFIDENCE))
@@ -189,7 +215,13 @@ impl ScenarioArgs {
                 continue;
             }
             if scenario == Scenario::Generate {
-                cells.extend(self.generate_cells(seed, &batches, &concurrencies)?);
+                cells.extend(self.generate_cells(
+                    seed,
+                    &batches,
+                    &concurrencies,
+                    &token_bounds,
+                    peak,
+                )?);
                 continue;
             }
             let rates: Vec<Option<f64>> = match scenario {
@@ -214,6 +246,7 @@ impl ScenarioArgs {
                             find_peak: peak.filter(|_| scenario == Scenario::Server),
                             probe: None,
                             generation: None,
+                            token_bounds: Vec::new(),
                         };
                         settings.check().map_err(usage)?;
                         cells.push(Some(settings));
@@ -231,43 +264,59 @@ impl ScenarioArgs {
         Ok(cells)
     }
 
-    /// The generate scenario's cells: one per batch and prompt length.
+    /// The generate scenario's cells: one per batch, concurrency, prompt length and request
+    /// rate (none: requests one after another).
     fn generate_cells(
         &self,
         seed: u64,
         batches: &[Option<usize>],
         concurrencies: &[usize],
+        token_bounds: &[TokenBound],
+        peak: Option<PeakSettings>,
     ) -> Result<Vec<Option<ScenarioSettings>>, UsageError> {
         let prompts = if self.prompt_tokens.is_empty() {
             vec![DEFAULT_PROMPT_TOKENS]
         } else {
             self.prompt_tokens.clone()
         };
+        let rates: Vec<Option<f64>> = match self.target_qps.is_empty() {
+            true => vec![None],
+            false => self.target_qps.iter().map(|&q| Some(q)).collect(),
+        };
+        let requests = self.requests.unwrap_or_else(|| {
+            token_bounds
+                .iter()
+                .map(|b| min_queries(b.bound.percentile, CONFIDENCE))
+                .fold(DEFAULT_REQUESTS, u64::max)
+        });
         let mut cells = Vec::new();
         for &batch in batches {
             for &concurrency in concurrencies {
                 for &prompt_tokens in &prompts {
-                    let settings = ScenarioSettings {
-                        scenario: Scenario::Generate,
-                        batch,
-                        concurrency,
-                        target_qps: None,
-                        samples_per_query: self.samples_per_query,
-                        query_interval: None,
-                        latency_bound: None,
-                        min_queries: 0,
-                        min_duration: Duration::ZERO,
-                        seed,
-                        find_peak: None,
-                        probe: None,
-                        generation: Some(GenerationSettings {
-                            prompt_tokens,
-                            gen_tokens: self.gen_tokens.unwrap_or(DEFAULT_GEN_TOKENS),
-                            requests: self.requests.unwrap_or(DEFAULT_REQUESTS),
-                        }),
-                    };
-                    settings.check().map_err(UsageError)?;
-                    cells.push(Some(settings));
+                    for &target_qps in &rates {
+                        let settings = ScenarioSettings {
+                            scenario: Scenario::Generate,
+                            batch,
+                            concurrency,
+                            target_qps,
+                            samples_per_query: self.samples_per_query,
+                            query_interval: None,
+                            latency_bound: None,
+                            min_queries: 0,
+                            min_duration: self.min_query_duration.unwrap_or(Duration::ZERO),
+                            seed,
+                            find_peak: peak,
+                            probe: None,
+                            generation: Some(GenerationSettings {
+                                prompt_tokens,
+                                gen_tokens: self.gen_tokens.unwrap_or(DEFAULT_GEN_TOKENS),
+                                requests,
+                            }),
+                            token_bounds: token_bounds.to_vec(),
+                        };
+                        settings.check().map_err(UsageError)?;
+                        cells.push(Some(settings));
+                    }
                 }
             }
         }

@@ -15,7 +15,9 @@ mod generation;
 mod peak;
 mod scenario;
 pub use fleet::{FleetHost, FleetRecord, ShardRecord};
-pub use generation::{GenerationAccuracy, GenerationRequest, GenerationRun};
+pub use generation::{
+    GenerationAccuracy, GenerationRequest, GenerationRun, GenerationServing, TokenVerdict,
+};
 pub use peak::PeakQps;
 pub use scenario::{LatencyVerdict, ScenarioRun, Throughput};
 

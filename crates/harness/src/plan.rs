@@ -481,6 +481,7 @@ mod tests {
             find_peak: None,
             probe: None,
             generation: None,
+            token_bounds: Vec::new(),
         };
         let unavailable = [Unavailable {
             label: "ort:cuda".into(),

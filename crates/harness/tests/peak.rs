@@ -110,6 +110,7 @@ fn search(repeats: usize) -> ScenarioSettings {
         }),
         probe: None,
         generation: None,
+        token_bounds: Vec::new(),
     }
 }
 

@@ -2,7 +2,9 @@
 //! output token, end-to-end time, prompt and generated tokens per second, the cache's size, and
 //! the generated tokens against the fp32 model's.
 
-use chipbench_core::result::{CellResult, GenerationAccuracy, GenerationRun, RunResult};
+use chipbench_core::result::{
+    CellResult, GenerationAccuracy, GenerationRun, LatencyVerdict, RunResult,
+};
 
 fn generate_cells(run: &RunResult) -> Vec<(&CellResult, &GenerationRun)> {
     run.cells
@@ -22,10 +24,52 @@ fn subject(c: &CellResult) -> String {
     )
 }
 
-const HOW: &str = "measured on the monotonic clock, requests one after another after an \
-     untimed warm-up; TTFT from a request's start to its first token, TPOT per decode step (every \
-     step of every request), tokens/s derived as tokens over summed time; KV cache: bytes of the \
-     present.* tensors at a request's end";
+const HOW: &str = "measured on the monotonic clock after an untimed warm-up request, requests \
+     one after another or (served) as Poisson arrivals over a pool of sessions; TTFT from a \
+     request's arrival (its start, or its scheduled arrival when served) to its first token, TPOT \
+     per decode step (every step of every request), prompt and generated tok/s derived per \
+     session as tokens over summed time; KV cache: bytes of the present.* tensors at a request's \
+     end";
+
+/// `served at 5 req/s (Poisson) by 2 sessions: 4.9 req/s, 80 tok/s all sessions, queue wait p99
+/// 3 ms; ttft p99 ≤ 2000 ms VALID (3 of 500 over, 1 allowed)`, for a served cell.
+fn serving(c: &CellResult, g: &GenerationRun) -> Option<String> {
+    let s = g.serving.as_ref()?;
+    let run = c.scenario_run.as_ref()?;
+    let verdicts: Vec<String> = s
+        .verdicts
+        .iter()
+        .map(|v| format!("{} {}", v.metric, verdict(&v.verdict)))
+        .collect();
+    Some(format!(
+        "served at {} req/s (Poisson) by {} sessions: {:.3} req/s, {:.0} tok/s all sessions, \
+         queue wait p99 {} ms{}",
+        run.target_qps.map_or_else(|| "-".into(), |q| q.to_string()),
+        run.concurrency,
+        run.throughput.samples_per_s / g.batch as f64,
+        s.gen_tokens_per_s,
+        crate::fmt_ms(run.queue_wait_ms.p99),
+        if verdicts.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", verdicts.join("; "))
+        }
+    ))
+}
+
+/// `p99 ≤ 2000 ms VALID (3 of 500 over, 5 allowed)`.
+fn verdict(v: &LatencyVerdict) -> String {
+    format!(
+        "p{} ≤ {} ms {} ({} of {} over, {} allowed)",
+        v.percentile * 100.0,
+        crate::fmt_ms(v.bound_ms),
+        if v.valid { "VALID" } else { "INVALID" },
+        v.over_bound,
+        v.queries,
+        v.allowed_over_bound
+            .map_or_else(|| "too few to be VALID, none".into(), |a| a.to_string())
+    )
+}
 
 /// One line per generate cell, for the terminal.
 pub fn terminal(run: &RunResult) -> Option<String> {
@@ -50,6 +94,9 @@ pub fn terminal(run: &RunResult) -> Option<String> {
             g.gen_tokens_per_s,
             crate::format_bytes(g.kv_cache_bytes as f64),
         ));
+        if let Some(line) = serving(c, g) {
+            out.push_str(&format!("    {line}\n"));
+        }
         if let Some(a) = &g.accuracy {
             out.push_str(&format!(
                 "    against {}: {}\n",
@@ -131,6 +178,18 @@ pub fn markdown(run: &RunResult) -> Option<String> {
             ))
         })
         .collect();
+    let served: Vec<String> = generate_cells(run)
+        .into_iter()
+        .filter_map(|(c, g)| Some(format!("- {}: {}\n", subject(c), serving(c, g)?)))
+        .collect();
+    if !served.is_empty() {
+        out.push_str(
+            "\nServed runs (requests arriving as a Poisson process, each served by the first free \
+             session; TTFT counts the wait; verdicts by MLPerf's early stopping at 99 % \
+             confidence, one observation per request):\n\n",
+        );
+        out.push_str(&served.concat());
+    }
     if !compared.is_empty() {
         out.push_str(
             "\nGenerated tokens against the fp32 model's on the same prompts (each side greedy on \

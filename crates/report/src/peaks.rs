@@ -12,8 +12,11 @@ fn subject(p: &PeakQps) -> String {
     )
 }
 
-/// `p99 ≤ 10 ms`.
+/// `p99 ≤ 10 ms`, or a generate search's bounds as given (`ttft:p99=2s,tpot:p99=200ms`).
 pub fn bound(p: &PeakQps) -> String {
+    if let Some(bounds) = &p.bounds {
+        return bounds.clone();
+    }
     format!(
         "p{} ≤ {} ms",
         p.percentile * 100.0,
@@ -129,6 +132,7 @@ mod tests {
             search: 1,
             percentile: 0.99,
             bound_ms: 10.0,
+            bounds: None,
             tolerance: 0.02,
             start_qps: Some(3000.0),
             start: "offline capacity of cell x".into(),

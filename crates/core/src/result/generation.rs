@@ -3,9 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::LatencyStats;
+use super::{LatencyStats, LatencyVerdict};
 
-/// Requests run one after another on one session, every time read from the monotonic clock.
+/// A generate cell's requests, every time read from the monotonic clock: run one after another
+/// on one session, or (served, with `serving`) arriving as a Poisson process, each served by one
+/// of `--concurrency` sessions, in which case the cell's `scenario_run` holds the load side
+/// (arrivals, queue wait, requests per second).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GenerationRun {
     /// Tokens of each prompt (`--prompt-tokens`), seeded uniform ids.
@@ -15,14 +18,17 @@ pub struct GenerationRun {
     /// Sequences per request (`--batch`), prefilled and decoded together.
     pub batch: usize,
     pub requests: u64,
-    /// Time to first token: from a request's start to the prefill's token chosen.
+    /// Time to first token: from a request's arrival to the prefill's token chosen. Its arrival
+    /// is its start when requests run one after another, its scheduled arrival when served (the
+    /// wait for a free session counts).
     pub ttft_ms: LatencyStats,
     /// Time per output token: every decode step of every request, from the previous token
     /// chosen to this step's.
     pub tpot_ms: LatencyStats,
-    /// From a request's start to its last token chosen (TTFT plus its TPOTs).
+    /// From a request's arrival to its last token chosen (TTFT plus its TPOTs).
     pub end_to_end_ms: LatencyStats,
-    /// Prompt tokens of every request (batch x prompt) over the sum of their TTFTs.
+    /// Prompt tokens of every request (batch x prompt) over the sum of their prefill times
+    /// (TTFT less any wait for a session).
     pub prompt_tokens_per_s: f64,
     /// Tokens of every decode step (batch x gen) over the sum of the decode times (TPOTs).
     pub gen_tokens_per_s: f64,
@@ -35,6 +41,36 @@ pub struct GenerationRun {
     /// where no reference could run the model, and in runs written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<GenerationAccuracy>,
+    /// The served run's figures: absent when the requests ran one after another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<GenerationServing>,
+}
+
+/// What a served generate run adds: the system's token rate and the verdicts on the bounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerationServing {
+    /// Tokens of every decode step of every request (batch x gen x requests) over the run's
+    /// duration (first issue to last end): what every session together generated per second.
+    pub gen_tokens_per_s: f64,
+    /// One verdict per `--latency-bound` entry (MLPerf's early stopping, one observation per
+    /// request); the run is VALID when every one is.
+    pub verdicts: Vec<TokenVerdict>,
+}
+
+impl GenerationServing {
+    /// Every bound holds (and there is at least one).
+    pub fn valid(&self) -> bool {
+        !self.verdicts.is_empty() && self.verdicts.iter().all(|v| v.verdict.valid)
+    }
+}
+
+/// A verdict on one of a generate cell's latency bounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenVerdict {
+    /// `ttft` (each request's time to first token) or `tpot` (each request's mean time per
+    /// output token, its decode time over its decode steps, as MLPerf counts it).
+    pub metric: String,
+    pub verdict: LatencyVerdict,
 }
 
 /// A generate cell's outputs against the fp32 model's on the reference backend, on the prompts

@@ -15,9 +15,14 @@ pub struct PeakQps {
     pub point: String,
     /// Which search of `--find-peak-repeats` (1-based); each is one sample of the peak.
     pub search: usize,
-    /// The bound a probe must meet: the percentile (a fraction) and its latency.
+    /// The bound a probe must meet: the percentile (a fraction) and its latency. A generate
+    /// search's probes meet every bound of `bounds`; these two are the first of them.
     pub percentile: f64,
     pub bound_ms: f64,
+    /// A generate search's bounds as given (`ttft:p99=2s,tpot:p99=200ms`); `None` for a server
+    /// search, whose bound is query latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounds: Option<String>,
     /// The search stops once (invalid_qps - valid_qps) / valid_qps is at most this.
     pub tolerance: f64,
     /// The first rate probed, queries per second, and where it came from.

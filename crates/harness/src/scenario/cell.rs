@@ -15,6 +15,7 @@ use chipbench_runner::resources::PeakMemory;
 use chipbench_runner::{MeasureSettings, ModelUnderTest, Sweep, Target, measure, panic_message};
 
 use super::EnergyOf;
+use super::driver::Work;
 use super::figures::Workers;
 use super::pool::Serve;
 use super::settings::ScenarioSettings;
@@ -26,7 +27,7 @@ struct SessionServer {
 }
 
 impl Serve for SessionServer {
-    fn serve(&mut self, _samples: usize) -> Result<(), String> {
+    fn serve(&mut self, _work: Work) -> Result<(), String> {
         // The batch is in the bound input shapes: one inference serves every sample of it.
         self.session
             .run_prepared(&self.inputs)

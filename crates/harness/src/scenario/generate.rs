@@ -259,6 +259,11 @@ pub fn measure_into(
     references: &[Target],
     cell: &mut CellResult,
 ) -> Result<(), String> {
+    if scenario.served() {
+        return super::generate_served::measure_into(
+            model, target, threads, settings, scenario, cell,
+        );
+    }
     let g = scenario
         .generation
         .ok_or("the generate scenario needs --prompt-tokens and --gen-tokens")?;
@@ -305,7 +310,7 @@ pub fn measure_into(
         requests.push(run.request(&prompt, g.gen_tokens, &mut |_, _| {})?);
     }
     let mut generation =
-        generation_run(&requests, &g, batch, layers).ok_or("no request completed")?;
+        generation_run(&requests, &[], &g, batch, layers).ok_or("no request completed")?;
     // Read before the reference session loads: its memory is not the cell's.
     cell.peak_rss_bytes = memory.peak_bytes();
     cell.rss_before_load_bytes = memory.baseline_bytes();
@@ -343,19 +348,25 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The cell's figures from its requests' times; `None` without requests or decode steps.
+/// The cell's figures from its requests' times and, per request, its wait from its arrival to
+/// its start (served requests; zero, or empty, when they ran one after another): TTFT and the
+/// end-to-end time count from the arrival, the token rates from the start. `None` without
+/// requests or decode steps.
 pub fn generation_run(
     requests: &[RequestTimes],
+    waits: &[Duration],
     g: &GenerationSettings,
     batch: usize,
     layers: usize,
 ) -> Option<GenerationRun> {
+    let wait = |i: usize| waits.get(i).copied().unwrap_or_default();
     let per_request: Vec<GenerationRequest> = requests
         .iter()
-        .map(|r| GenerationRequest {
-            ttft_ms: ms(r.ttft),
+        .enumerate()
+        .map(|(i, r)| GenerationRequest {
+            ttft_ms: ms(wait(i) + r.ttft),
             tpot_ms: r.tpot.iter().map(|&d| ms(d)).collect(),
-            end_to_end_ms: ms(r.end_to_end),
+            end_to_end_ms: ms(wait(i) + r.end_to_end),
             prompt_tokens_per_s: (batch * g.prompt_tokens) as f64 / r.ttft.as_secs_f64(),
             gen_tokens_per_s: (batch * g.gen_tokens) as f64 / r.decode_time().as_secs_f64(),
         })
@@ -386,6 +397,7 @@ pub fn generation_run(
         ),
         per_request,
         accuracy: None,
+        serving: None,
     })
 }
 

@@ -12,6 +12,8 @@
 //! - [`search`]: `--find-peak` in a run, each probe a cell of its own.
 //! - [`pool`]: worker threads, each with a session of its own, on the real clock.
 //! - [`cell`]: a cell measured through a scenario with real sessions, one per worker.
+//! - [`generate`]: a decoder's requests one after another; [`generate_served`]: arriving as a
+//!   Poisson process over a pool of sessions, with verdicts on TTFT and TPOT bounds.
 //! - [`settings`]: a scenario cell's settings, checked before any cell runs.
 
 pub mod arrivals;
@@ -20,6 +22,7 @@ pub mod clock;
 pub mod driver;
 pub mod figures;
 pub mod generate;
+pub mod generate_served;
 pub mod peak;
 pub mod pool;
 pub mod search;

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use super::clock::{Clock, RealClock};
 use super::driver::{Completion, Sut, Work};
 
-/// Serves a piece of work of `samples` samples (one inference of a batch that size).
+/// Serves a piece of work: `work.samples` samples (one inference of a batch that size) of query
+/// `work.query`.
 pub trait Serve {
-    fn serve(&mut self, samples: usize) -> Result<(), String>;
+    fn serve(&mut self, work: Work) -> Result<(), String>;
 }
 
 /// Makes worker `w`'s server, in that worker's thread.
@@ -63,7 +64,7 @@ pub fn with_pool<R>(
                 };
                 drop(ready_tx);
                 for work in rx {
-                    let error = server.serve(work.samples).err();
+                    let error = server.serve(work).err();
                     let finished = Finished {
                         worker,
                         work,

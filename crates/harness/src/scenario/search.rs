@@ -7,7 +7,9 @@
 //! The first rate is `--target-qps` where given. Otherwise an offline run at the same batch and
 //! concurrency (a cell of its own, `-peakN-start`) measures the capacity, concurrency / service
 //! time, and the search starts there: a server at its capacity queues without bound, so the
-//! first probe is usually INVALID and halving finds the bracket at once.
+//! first probe is usually INVALID and halving finds the bracket at once. A generate search's
+//! capacity comes from its requests run one after another on one session (concurrency / mean
+//! end-to-end time), and its probes are VALID when every TTFT and TPOT bound holds.
 
 use std::sync::atomic::Ordering;
 
@@ -16,7 +18,7 @@ use chipbench_runner::measure::INTERRUPTED;
 
 use super::Scenario;
 use super::peak::{MAX_PROBES, PeakSearch, ProbeOf, find_peak, significant};
-use super::settings::{DEFAULT_MIN_QUERIES, ScenarioSettings};
+use super::settings::{DEFAULT_MIN_QUERIES, ScenarioSettings, TokenMetric, format_token_bounds};
 use crate::plan::{Cell, cell_id, scenario_label};
 
 /// What recording one cell of a search gave: its id and result, or `None` when the run was
@@ -33,8 +35,10 @@ pub fn searches<E>(
     let peak = base.find_peak.expect("a search cell has its settings");
     let bound = base
         .latency_bound
+        .or(base.token_bounds.first().map(|b| b.bound))
         .expect("--find-peak's settings were checked to have a bound");
     let bound_ms = bound.bound.as_secs_f64() * 1e3;
+    let bounds = (!base.token_bounds.is_empty()).then(|| format_token_bounds(&base.token_bounds));
     let backend = cell.target.record(cell.threads);
     let mut found = Vec::new();
     for search in 1..=peak.repeats {
@@ -45,15 +49,27 @@ pub fn searches<E>(
         let start = match base.target_qps {
             Some(qps) => Ok((qps, "--target-qps".to_string())),
             None => {
-                let offline = ScenarioSettings {
-                    scenario: Scenario::Offline,
-                    target_qps: None,
-                    latency_bound: None,
-                    min_queries: DEFAULT_MIN_QUERIES,
-                    find_peak: None,
-                    probe: Some(ProbeOf { search, probe: 0 }),
-                    seed,
-                    ..base.clone()
+                let offline = match base.scenario {
+                    // A decoder's capacity: its requests one after another on one session.
+                    Scenario::Generate => ScenarioSettings {
+                        target_qps: None,
+                        concurrency: 1,
+                        token_bounds: Vec::new(),
+                        find_peak: None,
+                        probe: Some(ProbeOf { search, probe: 0 }),
+                        seed,
+                        ..base.clone()
+                    },
+                    _ => ScenarioSettings {
+                        scenario: Scenario::Offline,
+                        target_qps: None,
+                        latency_bound: None,
+                        min_queries: DEFAULT_MIN_QUERIES,
+                        find_peak: None,
+                        probe: Some(ProbeOf { search, probe: 0 }),
+                        seed,
+                        ..base.clone()
+                    },
                 };
                 match record(&Cell {
                     scenario: Some(&offline),
@@ -61,8 +77,14 @@ pub fn searches<E>(
                 })? {
                     None => Err("the run was stopped".to_string()),
                     Some((id, result)) => {
-                        let rate = capacity(&result, bound_ms)
-                            .map(|qps| (qps, format!("offline capacity of cell {id}")));
+                        let rate = match base.scenario {
+                            Scenario::Generate => generate_capacity(&result, base).map(|qps| {
+                                let how = "requests one after another";
+                                (qps, format!("capacity of cell {id} ({how})"))
+                            }),
+                            _ => capacity(&result, bound_ms)
+                                .map(|qps| (qps, format!("offline capacity of cell {id}"))),
+                        };
                         ids.push(id);
                         rate
                     }
@@ -143,6 +165,7 @@ pub fn searches<E>(
             search,
             percentile: bound.percentile,
             bound_ms,
+            bounds: bounds.clone(),
             tolerance: peak.tolerance,
             start_qps,
             start,
@@ -206,13 +229,53 @@ fn capacity(offline: &CellResult, bound_ms: f64) -> Result<f64, String> {
     Ok(qps)
 }
 
-/// A probe's verdict, or why it has none.
+/// The requests per second `base.concurrency` sessions serve, from a generate cell run one
+/// request after another (concurrency / mean end-to-end time), or why no search can start from
+/// it: a mean TTFT or TPOT over its bound, which no rate, however low, can then meet.
+fn generate_capacity(sequential: &CellResult, base: &ScenarioSettings) -> Result<f64, String> {
+    let Some(g) = sequential
+        .generation
+        .as_ref()
+        .filter(|_| sequential.status == Status::Ok)
+    else {
+        return Err(format!(
+            "the generate run that sets the first rate failed: {}",
+            sequential
+                .error
+                .as_deref()
+                .unwrap_or("no generation record")
+        ));
+    };
+    for b in &base.token_bounds {
+        let (name, mean) = match b.metric {
+            TokenMetric::Ttft => ("TTFT", g.ttft_ms.mean),
+            TokenMetric::Tpot => ("TPOT", g.tpot_ms.mean),
+        };
+        let bound_ms = b.bound.bound.as_secs_f64() * 1e3;
+        if mean > bound_ms {
+            return Err(format!(
+                "no rate can be VALID: the mean {name} was {mean:.3} ms with requests one after \
+                 another, over the {bound_ms} ms bound"
+            ));
+        }
+    }
+    let qps = base.concurrency as f64 / (g.end_to_end_ms.mean / 1e3);
+    if !(qps.is_finite() && qps > 0.0) {
+        return Err(format!("the generate run served {qps} requests per second"));
+    }
+    Ok(qps)
+}
+
+/// A probe's verdict (a served generate probe's: every bound's), or why it has none.
 fn verdict(probe: &CellResult, qps: f64) -> Result<bool, String> {
     if probe.status != Status::Ok {
         return Err(format!(
             "the probe at {qps} QPS failed: {}",
             probe.error.as_deref().unwrap_or("no reason recorded")
         ));
+    }
+    if let Some(serving) = probe.generation.as_ref().and_then(|g| g.serving.as_ref()) {
+        return Ok(serving.valid());
     }
     probe
         .scenario_run

@@ -44,6 +44,52 @@ pub struct ScenarioSettings {
     /// The generate scenario's requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<GenerationSettings>,
+    /// `--latency-bound ttft:p99=2s,tpot:p99=200ms` (generate, served): every bound a served
+    /// generate run must meet to be VALID.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_bounds: Vec<TokenBound>,
+}
+
+/// What a generate cell's latency bound applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenMetric {
+    /// Each request's time to first token, from its scheduled arrival.
+    Ttft,
+    /// Each request's mean time per output token: its decode time over its decode steps.
+    Tpot,
+}
+
+impl TokenMetric {
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenMetric::Ttft => "ttft",
+            TokenMetric::Tpot => "tpot",
+        }
+    }
+}
+
+/// One entry of a generate cell's `--latency-bound`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenBound {
+    pub metric: TokenMetric,
+    pub bound: LatencyBound,
+}
+
+/// The bounds as the command line writes them: `ttft:p99=2s,tpot:p99=200ms`.
+pub fn format_token_bounds(bounds: &[TokenBound]) -> String {
+    bounds
+        .iter()
+        .map(|b| {
+            format!(
+                "{}:p{}={}",
+                b.metric.name(),
+                b.bound.percentile * 100.0,
+                humantime::format_duration(b.bound.bound)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `--scenario generate`: what one request is and how many run.
@@ -101,12 +147,42 @@ impl ScenarioSettings {
                 if g.requests == 0 {
                     return Err("--requests must be at least 1".into());
                 }
-                if self.concurrency != 1 {
+                let served = self.target_qps.is_some() || self.find_peak.is_some();
+                if self.concurrency != 1 && !served {
                     return Err(
-                        "--concurrency applies to offline, server and multi-stream: generate runs \
-                         its requests one after another on one session"
+                        "--concurrency applies to a served generate run (--target-qps or \
+                         --find-peak): without one, generate runs its requests one after another \
+                         on one session"
                             .into(),
                     );
+                }
+                if !self.token_bounds.is_empty() && !served {
+                    return Err(
+                        "--latency-bound applies to a served generate run: give --target-qps or \
+                         --find-peak"
+                            .into(),
+                    );
+                }
+                if self.latency_bound.is_some() {
+                    return Err(
+                        "--latency-bound of a generate run names ttft or tpot (e.g. \
+                         ttft:p99=2s,tpot:p99=200ms)"
+                            .into(),
+                    );
+                }
+                for b in &self.token_bounds {
+                    let needed = min_queries(b.bound.percentile, CONFIDENCE);
+                    if g.requests < needed {
+                        return Err(format!(
+                            "--requests {} is too few for --latency-bound {}:p{}: a run can only \
+                             be VALID from {needed} requests (MLPerf's early stopping at {} % \
+                             confidence)",
+                            g.requests,
+                            b.metric.name(),
+                            b.bound.percentile * 100.0,
+                            CONFIDENCE * 100.0
+                        ));
+                    }
                 }
             }
             (_, Some(_)) => {
@@ -121,10 +197,10 @@ impl ScenarioSettings {
             return Err("--samples-per-query must be at least 1".into());
         }
         if let Some(peak) = &self.find_peak {
-            if self.scenario != Scenario::Server {
-                return Err("--find-peak applies to --scenario server".into());
+            if !matches!(self.scenario, Scenario::Server | Scenario::Generate) {
+                return Err("--find-peak applies to --scenario server or generate".into());
             }
-            if self.latency_bound.is_none() {
+            if self.latency_bound.is_none() && self.token_bounds.is_empty() {
                 return Err(
                     "--find-peak needs --latency-bound: the peak is the highest rate whose run \
                      is VALID under it"
@@ -141,8 +217,10 @@ impl ScenarioSettings {
                 return Err("--find-peak-repeats must be at least 1".into());
             }
         }
-        if self.scenario == Scenario::Server {
+        if matches!(self.scenario, Scenario::Server | Scenario::Generate) {
             match self.target_qps {
+                // Generate without a rate runs its requests one after another.
+                None if self.scenario == Scenario::Generate => {}
                 // A search without a first rate starts from an offline run's capacity.
                 None if self.find_peak.is_some() => {}
                 None => {
@@ -179,15 +257,9 @@ impl ScenarioSettings {
     /// samples per query) and `-i10ms` (a fixed query interval). A `--find-peak` search is
     /// `b4-c2-peak`; its probes `b4-c2-peak1-p3-q500` (search 1, probe 3, at 500 QPS), the
     /// offline run that sets its first rate `b4-c2-peak1-start`.
+    /// A generate cell is `b1-p32-g16` (batch, prompt and generated tokens); served, it adds its
+    /// concurrency and rate like a server cell: `b1-p32-g16-c2-q5`.
     pub fn point(&self) -> String {
-        if let Some(g) = &self.generation {
-            return format!(
-                "b{}-p{}-g{}",
-                self.batch.unwrap_or(1),
-                g.prompt_tokens,
-                g.gen_tokens
-            );
-        }
         let mut point = self.sweep_point();
         if self.find_peak.is_some() {
             return point + "-peak";
@@ -201,30 +273,60 @@ impl ScenarioSettings {
         }
         match self.scenario {
             Scenario::Server => point += &format!("-q{}", self.target_qps.unwrap_or(0.0)),
+            Scenario::Generate => {
+                if let Some(q) = self.target_qps {
+                    point += &format!("-q{q}");
+                }
+            }
             Scenario::MultiStream => {
                 point += &format!("-k{}", self.samples_per_query);
                 if let Some(i) = self.query_interval {
                     point += &format!("-i{}", humantime::format_duration(i));
                 }
             }
-            Scenario::Offline | Scenario::SingleStream | Scenario::Generate => {}
+            Scenario::Offline | Scenario::SingleStream => {}
         }
         point
     }
 
-    /// The batch and concurrency of the point: `b4-c2`, or `c2` when the batch is the model's.
+    /// The batch and concurrency of the point: `b4-c2`, or `c2` when the batch is the model's;
+    /// for generate, the batch, prompt and generated tokens, and the concurrency when served.
     pub fn sweep_point(&self) -> String {
+        if let Some(g) = &self.generation {
+            let point = format!(
+                "b{}-p{}-g{}",
+                self.batch.unwrap_or(1),
+                g.prompt_tokens,
+                g.gen_tokens
+            );
+            return match self.served() {
+                true => format!("{point}-c{}", self.concurrency),
+                false => point,
+            };
+        }
         match self.batch {
             Some(b) => format!("b{b}-c{}", self.concurrency),
             None => format!("c{}", self.concurrency),
         }
     }
 
+    /// A generate cell whose requests arrive as a Poisson process (or a search for the highest
+    /// such rate), rather than one after another.
+    pub fn served(&self) -> bool {
+        self.scenario == Scenario::Generate
+            && (self.target_qps.is_some() || self.find_peak.is_some())
+    }
+
     /// The load the driver issues, for a model bound to `batch` samples per inference. Call
-    /// after [`ScenarioSettings::check`].
+    /// after [`ScenarioSettings::check`]. A served generate cell's query is one request, and it
+    /// issues `--requests` of them at the least.
     pub fn load(&self, batch: usize) -> Load {
+        let min_queries = match &self.generation {
+            Some(g) => g.requests,
+            None => self.min_queries,
+        };
         let (schedule, work_per_query) = match self.scenario {
-            Scenario::Server => (
+            Scenario::Server | Scenario::Generate => (
                 Schedule::Poisson {
                     rate: self.target_qps.unwrap_or(f64::NAN),
                     seed: self.seed,
@@ -238,16 +340,13 @@ impl ScenarioSettings {
                 },
                 self.samples_per_query,
             ),
-            // Generate runs its own loop (scenario::generate), never the load generator.
-            Scenario::Offline | Scenario::SingleStream | Scenario::Generate => {
-                (Schedule::AllAtOnce, 1)
-            }
+            Scenario::Offline | Scenario::SingleStream => (Schedule::AllAtOnce, 1),
         };
         Load {
             schedule,
             work_per_query,
             samples_per_work: batch,
-            min_queries: self.min_queries,
+            min_queries,
             min_duration: self.min_duration,
         }
     }
@@ -276,6 +375,42 @@ pub fn parse_latency_bound(s: &str) -> Result<LatencyBound, String> {
     })
 }
 
+/// `--latency-bound`: comma-separated entries, each `pNN=TIME` (a server's query latency) or
+/// `ttft:pNN=TIME`, `tpot:pNN=TIME` (a served generate run's). At most one entry per metric.
+pub fn parse_latency_bounds(s: &str) -> Result<(Option<LatencyBound>, Vec<TokenBound>), String> {
+    let mut query = None;
+    let mut tokens: Vec<TokenBound> = Vec::new();
+    for entry in s.split(',').map(str::trim) {
+        let (metric, bound) = match entry.split_once(':') {
+            Some(("ttft", b)) => (Some(TokenMetric::Ttft), b),
+            Some(("tpot", b)) => (Some(TokenMetric::Tpot), b),
+            Some((other, _)) => {
+                return Err(format!(
+                    "--latency-bound '{entry}': '{other}' is not ttft or tpot (a server's bound \
+                     is e.g. p99=10ms, a generate run's ttft:p99=2s,tpot:p99=200ms)"
+                ));
+            }
+            None => (None, entry),
+        };
+        let bound = parse_latency_bound(bound)?;
+        let twice = match metric {
+            None => query.replace(bound).is_some(),
+            Some(metric) => {
+                let twice = tokens.iter().any(|b| b.metric == metric);
+                tokens.push(TokenBound { metric, bound });
+                twice
+            }
+        };
+        if twice {
+            return Err(format!(
+                "--latency-bound '{s}': one bound per metric ({} twice)",
+                metric.map_or("query latency", TokenMetric::name)
+            ));
+        }
+    }
+    Ok((query, tokens))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +430,7 @@ mod tests {
             find_peak: None,
             probe: None,
             generation: None,
+            token_bounds: Vec::new(),
         }
     }
 
@@ -307,6 +443,82 @@ mod tests {
             let e = parse_latency_bound(bad).unwrap_err();
             assert!(e.starts_with("--latency-bound"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_generate_run_s_bounds_name_their_metric() {
+        let (query, tokens) = parse_latency_bounds("ttft:p99=2s, tpot:p90=200ms").unwrap();
+        assert_eq!(query, None);
+        assert_eq!(tokens[0].metric, TokenMetric::Ttft);
+        assert_eq!(tokens[0].bound.bound, Duration::from_secs(2));
+        assert!((tokens[1].bound.percentile - 0.9).abs() < 1e-12);
+        assert_eq!(format_token_bounds(&tokens), "ttft:p99=2s,tpot:p90=200ms");
+        let (query, tokens) = parse_latency_bounds("p99=10ms").unwrap();
+        assert!(query.is_some() && tokens.is_empty());
+        for bad in [
+            "ttfb:p99=1s",
+            "ttft:p99=1s,ttft:p90=1s",
+            "p99=1ms,p90=2ms",
+            "tpot:p99",
+        ] {
+            let e = parse_latency_bounds(bad).unwrap_err();
+            assert!(e.starts_with("--latency-bound"), "{e}");
+        }
+    }
+
+    fn served_generate(qps: Option<f64>, requests: u64) -> ScenarioSettings {
+        ScenarioSettings {
+            scenario: Scenario::Generate,
+            target_qps: qps,
+            latency_bound: None,
+            min_queries: 0,
+            generation: Some(GenerationSettings {
+                prompt_tokens: 32,
+                gen_tokens: 16,
+                requests,
+            }),
+            token_bounds: parse_latency_bounds("ttft:p99=2s,tpot:p99=200ms")
+                .unwrap()
+                .1,
+            ..server(1.0)
+        }
+    }
+
+    #[test]
+    fn a_served_generate_cell_issues_its_requests_as_poisson_arrivals() {
+        let served = served_generate(Some(5.0), 500);
+        assert!(served.check().is_ok(), "{:?}", served.check());
+        assert!(served.served());
+        assert_eq!(served.point(), "b1-p32-g16-c2-q5");
+        let load = served.load(1);
+        assert_eq!(load.schedule, Schedule::Poisson { rate: 5.0, seed: 1 });
+        assert_eq!(load.min_queries, 500);
+        let e = served_generate(Some(5.0), 100).check().unwrap_err();
+        assert!(e.contains("--requests 100") && e.contains("459"), "{e}");
+        // Without a rate: one request after another, so neither bounds nor concurrency apply.
+        let e = served_generate(None, 500).check().unwrap_err();
+        assert!(e.contains("--concurrency"), "{e}");
+        let sequential = ScenarioSettings {
+            concurrency: 1,
+            token_bounds: Vec::new(),
+            ..served_generate(None, 10)
+        };
+        assert!(sequential.check().is_ok() && !sequential.served());
+        assert_eq!(sequential.point(), "b1-p32-g16");
+        let search = ScenarioSettings {
+            find_peak: Some(PeakSettings {
+                tolerance: 0.05,
+                repeats: 1,
+            }),
+            ..served_generate(None, 500)
+        };
+        assert!(search.check().is_ok(), "{:?}", search.check());
+        assert_eq!(search.point(), "b1-p32-g16-c2-peak");
+        let json = serde_json::to_string(&served).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ScenarioSettings>(&json).unwrap(),
+            served
+        );
     }
 
     #[test]

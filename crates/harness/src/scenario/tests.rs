@@ -283,7 +283,7 @@ fn peak_search_finds_the_capacity() {
 fn a_real_stall_shows_in_latency_from_the_scheduled_arrival() {
     struct Stalling(usize);
     impl Serve for Stalling {
-        fn serve(&mut self, _: usize) -> Result<(), String> {
+        fn serve(&mut self, _: Work) -> Result<(), String> {
             self.0 += 1;
             std::thread::sleep(if self.0 == 50 { 200 * MS } else { MS / 2 });
             Ok(())
@@ -319,7 +319,7 @@ fn a_server_that_cannot_be_made_is_the_error() {
 
 struct Noop;
 impl Serve for Noop {
-    fn serve(&mut self, _: usize) -> Result<(), String> {
+    fn serve(&mut self, _: Work) -> Result<(), String> {
         Ok(())
     }
 }

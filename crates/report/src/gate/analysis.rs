@@ -771,6 +771,7 @@ mod tests {
             cache_feedback: "host".into(),
             per_request,
             accuracy: None,
+            serving: None,
         });
         run_with(id, vec![c])
     }

@@ -158,6 +158,7 @@ mod tests {
                 search: n + 1,
                 percentile: 0.99,
                 bound_ms: 10.0,
+                bounds: None,
                 tolerance: 0.02,
                 start_qps: Some(q * 2.0),
                 start: "--target-qps".into(),
