@@ -7,7 +7,10 @@
 //! 2. gpt-tiny on ort:cpu: the TPOT through chipbench's `DecodeLoop` against a bare decode loop
 //!    over the same session (inputs built by hand, `Session::run`, argmax, `present.*` handed
 //!    back as `past_key_values.*`), in alternating rounds so that drift hits both alike; printed:
-//!    the ratio of the median TPOTs (goal <= 1.03). What chipbench's `Session` wrapper adds to
+//!    the ratio of the median TPOTs (goal <= 1.03). The decode loop runs
+//!    `Session::run_feeding_back`, which on ONNX Runtime keeps the cache in the engine (I/O
+//!    binding), while the bare loop round-trips it through host tensors: below 1 is that saving.
+//!    What chipbench's `Session` wrapper adds to
 //!    ONNX Runtime's own `run` is `cargo bench --bench ort_overhead`'s figure.
 //!
 //! Needs the ONNX Runtime library for part 2 (`scripts/setup-ort.sh`); threads: 1, or

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use chipbench_core::decoder::{Decoder, DecoderInputs};
-use chipbench_core::{Backend, InputSpec, ModelSource, Session, SessionOptions, Tensor};
+use chipbench_core::{Backend, Feedback, InputSpec, ModelSource, Session, SessionOptions, Tensor};
 use chipbench_harness::scenario::generate::{DecodeLoop, prompt};
 
 mod common;
@@ -190,6 +190,16 @@ fn generate_through_the_binary_next_to_a_model_without_a_cache() {
                 // Key and value of 4 layers, [2, 4, prompt + 5, 32] f32 each.
                 let tokens = g.prompt_tokens + 5;
                 assert_eq!(g.kv_cache_bytes, (4 * 2 * 2 * 4 * tokens * 32 * 4) as u64);
+                // The cache: 8 tensors out to the host and back in on tract, kept by ONNX
+                // Runtime's I/O binding.
+                let copies = if c.backend.name == "ort" { 0 } else { 16 };
+                assert_eq!(g.cache_copies_per_step, Some(copies), "{label}");
+                assert!(
+                    g.cache_feedback
+                        .starts_with(&format!("{copies} copies per step")),
+                    "{label}: {}",
+                    g.cache_feedback
+                );
                 let mut prefill = 0.0;
                 let mut decode = 0.0;
                 for r in &g.per_request {
@@ -606,4 +616,136 @@ fn int4_weight_gpt_tiny_is_within_the_block_bound_and_runs() {
             );
         }
     }
+}
+
+/// A step's host inputs for gpt-tiny (one sequence): `ids` after `past` tokens, and the cache:
+/// empty with `past` 0, left out after (fed back) unless `cache` gives it.
+fn step_inputs(
+    session: &dyn Session,
+    decoder: &Decoder,
+    ids: &[i64],
+    past: usize,
+    cache: Option<&mut Vec<Tensor>>,
+) -> Vec<Option<Tensor>> {
+    let d = &decoder.inputs;
+    let mut inputs: Vec<Option<Tensor>> = vec![None; session.inputs().len()];
+    let (sequence, total) = (ids.len(), past + ids.len());
+    inputs[d.input_ids] = Some(Tensor::from_vec(vec![1, sequence], ids.to_vec()).unwrap());
+    inputs[d.attention_mask] = Some(Tensor::from_vec(vec![1, total], vec![1i64; total]).unwrap());
+    if let Some(p) = d.position_ids {
+        let positions = (past as i64..total as i64).collect();
+        inputs[p] = Some(Tensor::from_vec(vec![1, sequence], positions).unwrap());
+    }
+    let past_inputs = d.past.iter().flatten();
+    match cache {
+        _ if past == 0 => {
+            for &k in past_inputs {
+                let empty = vec![1, d.heads, 0, d.head_dim];
+                inputs[k] = Some(Tensor::from_vec::<f32>(empty, Vec::new()).unwrap());
+            }
+        }
+        Some(cache) => {
+            for (&k, t) in past_inputs.zip(cache.drain(..)) {
+                inputs[k] = Some(t);
+            }
+        }
+        None => {}
+    }
+    inputs
+}
+
+/// ONNX Runtime keeps the cache in the engine (I/O binding, no copy on the CPU provider): over a
+/// prefill and several steps its logits equal those of the host round trip through
+/// `Session::run` on the same session within 1e-5; a second request on the same `Feedback`
+/// after a reset starts from an empty cache (equal to a fresh session's); a cache input given
+/// from the host while one is held is refused, naming the input. tract's default path says it
+/// copies each cache tensor out and back in.
+#[test]
+fn ort_keeps_the_cache_in_the_engine_with_the_host_round_trips_logits() {
+    let (tract, tract_decoder) = session(&chipbench_backend_tract::TractBackend);
+    let pairs =
+        chipbench_runner::feedback_pairs(tract.as_ref(), &tract_decoder.feedback()).unwrap();
+    let path = tract.feedback_path(&pairs);
+    assert_eq!(path.copies_per_inference, 16, "{path:?}");
+    assert!(path.how.starts_with("host round trip"), "{}", path.how);
+    if !common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT") {
+        return;
+    }
+    let backend = chipbench_backend_ort::OrtBackend::new(None);
+    let (mut session, decoder) = session(&backend);
+    let session = session.as_mut();
+    let pairs = chipbench_runner::feedback_pairs(session, &decoder.feedback()).unwrap();
+    let path = session.feedback_path(&pairs);
+    assert_eq!(path.copies_per_inference, 0, "{path:?}");
+    assert!(path.how.contains("I/O binding"), "{}", path.how);
+    assert!(path.how.contains("Cpu 0"), "{}", path.how);
+
+    let logits = decoder.logits;
+    let present: Vec<usize> = decoder.present.iter().flatten().copied().collect();
+    let tokens = [
+        [5i64, 17, 301, 9].as_slice(),
+        &[44],
+        &[1023],
+        &[7],
+        &[2047],
+        &[0],
+    ];
+    // The host round trip: every present.* tensor to the host, then back in as past_key_values.*.
+    let mut host = Vec::new();
+    let mut cache = Vec::new();
+    let mut past = 0;
+    for ids in tokens {
+        let inputs = step_inputs(session, &decoder, ids, past, Some(&mut cache));
+        let inputs: Vec<Tensor> = inputs.into_iter().map(Option::unwrap).collect();
+        let mut outputs = session.run(&inputs).unwrap();
+        host.push(last_row(&outputs[logits]));
+        cache = present
+            .iter()
+            .map(|&o| {
+                std::mem::replace(
+                    &mut outputs[o],
+                    Tensor::from_vec::<f32>(vec![0], vec![]).unwrap(),
+                )
+            })
+            .collect();
+        past += ids.len();
+    }
+    // The same tokens with the cache kept by the session, twice on one Feedback.
+    let mut feedback = Feedback::new(pairs);
+    for request in 0..2 {
+        feedback.reset();
+        let mut past = 0;
+        for (step, ids) in tokens.iter().enumerate() {
+            let inputs = step_inputs(session, &decoder, ids, past, None);
+            let outputs = session.run_feeding_back(inputs, &mut feedback).unwrap();
+            for &o in &present {
+                assert!(
+                    outputs[o].is_none(),
+                    "present output {o} came back to the host"
+                );
+            }
+            let mine = last_row(outputs[logits].as_ref().unwrap());
+            let worst = mine
+                .iter()
+                .zip(&host[step])
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 1e-5, "request {request} step {step}: {worst}");
+            past += ids.len();
+            // 8 tensors of [1, 4 heads, past, 32] f32, read from the values' shapes.
+            assert_eq!(feedback.held().len(), 8);
+            let bytes: u64 = feedback.held().iter().map(|i| i.bytes().unwrap()).sum();
+            assert_eq!(bytes, (8 * 4 * past * 32 * 4) as u64);
+        }
+    }
+    // A cache given from the host while the session holds one is refused by name.
+    let mut inputs = step_inputs(session, &decoder, &[3], past, None);
+    let k = decoder.inputs.past[0][0];
+    inputs[k] = Some(Tensor::from_vec::<f32>(vec![1, 4, 0, 32], vec![]).unwrap());
+    let e = session.run_feeding_back(inputs, &mut feedback).unwrap_err();
+    assert!(e.to_string().contains("past_key_values.0.key"), "{e}");
+    // The first inference of a sequence needs the empty cache from the host.
+    feedback.reset();
+    let inputs = step_inputs(session, &decoder, &[3], 1, None);
+    let e = session.run_feeding_back(inputs, &mut feedback).unwrap_err();
+    assert!(e.to_string().contains("first inference"), "{e}");
 }

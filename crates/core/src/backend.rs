@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::feedback::{Feedback, FeedbackPath};
 use crate::{Error, Result, Tensor, TensorInfo};
 
 /// What kind of silicon a device is. A software rasterizer is never reported as a GPU.
@@ -244,6 +245,33 @@ pub trait Session {
         "Session::run on the host tensors: whatever conversion of the inputs into the engine's form \
          the session does happens inside every timed inference, as does the copy of every output to \
          host memory"
+    }
+    /// Runs one inference of a sequence whose `feedback` outputs feed the next inference's inputs
+    /// (a decoder's cache), without handing those outputs to the caller. `inputs` has one entry
+    /// per model input: on the first inference of a sequence (a new or reset `feedback`) every
+    /// one is given; later the fed inputs are `None` and come from what `feedback` holds of the
+    /// previous inference. Returns the other outputs as host tensors and `None` for the fed-back
+    /// ones ([`Feedback::held`] tells their shapes). What is copied: [`Session::feedback_path`].
+    /// The default is a host round trip through [`Session::run`].
+    fn run_feeding_back(
+        &mut self,
+        inputs: Vec<Option<Tensor>>,
+        feedback: &mut Feedback,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let inputs = feedback.host_inputs(inputs, self.inputs())?;
+        let outputs = self.run(&inputs)?;
+        feedback.hold_host(outputs, self.outputs())
+    }
+    /// How [`Session::run_feeding_back`] carries the outputs of `pairs` (`(output, input)`) from
+    /// one inference to the next, and the copies per inference, for the record.
+    fn feedback_path(&self, pairs: &[(usize, usize)]) -> FeedbackPath {
+        FeedbackPath {
+            copies_per_inference: 2 * pairs.len(),
+            how: "host round trip: Session::run copies each fed-back output into a host tensor, \
+                  which is moved (not copied) to the next inference, whose Session::run converts \
+                  it into the engine's form as it does any host input: one copy out, one in"
+                .into(),
+        }
     }
     /// The number of threads the engine really runs with.
     fn threads(&self) -> usize;

@@ -5,6 +5,7 @@ pub mod accuracy;
 pub mod backend;
 pub mod decoder;
 pub mod error;
+pub mod feedback;
 pub mod npz;
 pub mod paired;
 pub mod result;
@@ -19,6 +20,7 @@ pub use backend::{
     PreparedInputs, Refusal, Session, SessionOptions, Unavailable,
 };
 pub use error::{Error, Result};
+pub use feedback::{Feedback, FeedbackPath};
 pub use spec::{Dim, InputSpec, TensorInfo};
 pub use tensor::{DType, Element, Tensor, TensorData};
 

@@ -215,6 +215,11 @@ impl Tensor {
         self.data.is_empty()
     }
 
+    /// The shape and the buffer, moved out: an engine can take the buffer over without a copy.
+    pub fn into_parts(self) -> (Vec<usize>, TensorData) {
+        (self.shape, self.data)
+    }
+
     pub fn data(&self) -> &TensorData {
         &self.data
     }

@@ -36,6 +36,10 @@ pub struct GenerationRun {
     pub kv_cache_bytes: u64,
     /// How the cache travels between steps on this backend, and the copies per step.
     pub cache_feedback: String,
+    /// Copies of cache tensors between the engine's memory and host memory per decode step (out
+    /// and back in, every layer's key and value); absent in runs written before it was counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_copies_per_step: Option<u64>,
     pub per_request: Vec<GenerationRequest>,
     /// The greedy tokens and logits against the fp32 reference's on the same prompts; absent
     /// where no reference could run the model, and in runs written before it was recorded.

@@ -1,13 +1,14 @@
 //! The generate scenario's decode loop: a request is a prefill of the prompt's P tokens, which
 //! gives the first token, then G greedy decode steps of one token each, every step fed the
 //! previous step's cache (`present.{i}.*` into `past_key_values.{i}.*`, the `--feedback OUT=IN`
-//! pairs of [`Decoder::feedback`]). Every time is read from the monotonic clock.
+//! pairs of [`Decoder::feedback`], run by [`Session::run_feeding_back`], which keeps the cache in
+//! the engine where the backend can). Every time is read from the monotonic clock.
 
 use std::time::{Duration, Instant};
 
 use chipbench_core::decoder::{Decoder, DecoderInputs};
 use chipbench_core::result::{CellResult, GenerationAccuracy, GenerationRequest, GenerationRun};
-use chipbench_core::{ModelSource, Session, SessionOptions, Tensor, stats};
+use chipbench_core::{Feedback, FeedbackPath, ModelSource, Session, SessionOptions, Tensor, stats};
 use chipbench_runner::resources::PeakMemory;
 use chipbench_runner::{MeasureSettings, ModelUnderTest, Target};
 
@@ -28,6 +29,8 @@ pub struct RequestTimes {
     pub end_to_end: Duration,
     /// Bytes of the cache the last step returned (every `present.*` tensor).
     pub kv_cache_bytes: u64,
+    /// How the session carried the cache between steps, and its copies per step.
+    pub cache_feedback: FeedbackPath,
     /// The tokens chosen, per sequence of the batch: the prefill's, then one per step.
     pub tokens: Vec<Vec<i64>>,
 }
@@ -61,8 +64,9 @@ pub fn prompt(
 pub struct DecodeLoop<'s> {
     session: &'s mut dyn Session,
     decoder: Decoder,
-    /// `(output, input)` indices of the cache tensors fed back, from the `--feedback` pairs.
-    pairs: Vec<(usize, usize)>,
+    /// The cache tensors fed back (`(output, input)` indices, from the `--feedback` pairs), and
+    /// what the session holds of them between the steps of a request.
+    feedback: Feedback,
 }
 
 impl<'s> DecodeLoop<'s> {
@@ -72,8 +76,13 @@ impl<'s> DecodeLoop<'s> {
         Ok(DecodeLoop {
             session,
             decoder,
-            pairs,
+            feedback: Feedback::new(pairs),
         })
+    }
+
+    /// How the session carries the cache from one step to the next, and the copies per step.
+    pub fn cache_feedback(&self) -> FeedbackPath {
+        self.session.feedback_path(self.feedback.pairs())
     }
 
     /// The decoder's vocabulary size, from the first inference's logits.
@@ -100,21 +109,23 @@ impl<'s> DecodeLoop<'s> {
             );
         }
         let start = Instant::now();
+        // A new request: the prefill takes every input from the host, the empty cache too.
+        self.feedback.reset();
         let ids: Vec<i64> = prompt.iter().flatten().copied().collect();
-        let inputs = self.step_inputs(ids, batch, length, 0, None)?;
-        let mut outputs = self.run(&inputs)?;
-        observe(0, &outputs[self.decoder.logits]);
-        let mut chosen = greedy(&outputs[self.decoder.logits])?;
+        let inputs = self.step_inputs(ids, batch, length, 0)?;
+        let logits = self.run(inputs)?;
+        observe(0, &logits);
+        let mut chosen = greedy(&logits)?;
         let mut last = Instant::now();
         let ttft = last - start;
         let mut tokens: Vec<Vec<i64>> = chosen.iter().map(|&t| vec![t]).collect();
         let mut tpot = Vec::with_capacity(steps);
         for step in 1..=steps {
             let past = length + step - 1;
-            let inputs = self.step_inputs(chosen.clone(), batch, 1, past, Some(outputs))?;
-            outputs = self.run(&inputs)?;
-            observe(step, &outputs[self.decoder.logits]);
-            chosen = greedy(&outputs[self.decoder.logits])?;
+            let inputs = self.step_inputs(chosen.clone(), batch, 1, past)?;
+            let logits = self.run(inputs)?;
+            observe(step, &logits);
+            chosen = greedy(&logits)?;
             let now = Instant::now();
             tpot.push(now - last);
             last = now;
@@ -123,36 +134,46 @@ impl<'s> DecodeLoop<'s> {
             }
         }
         let end_to_end = last - start;
+        // The fed-back outputs are every present.* tensor: their shapes, read without a copy.
         let kv_cache_bytes = self
-            .decoder
-            .present
+            .feedback
+            .held()
             .iter()
-            .flatten()
-            .map(|&o| (outputs[o].len() * outputs[o].dtype().size_bytes()) as u64)
+            .map(|info| info.bytes().unwrap_or(u64::MAX))
             .sum();
         Ok(RequestTimes {
             ttft,
             tpot,
             end_to_end,
             kv_cache_bytes,
+            cache_feedback: self.cache_feedback(),
             tokens,
         })
     }
 
-    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
-        self.session.run(inputs).map_err(|e| e.to_string())
+    /// One inference, the cache fed back by the session; the logits, copied to the host.
+    fn run(&mut self, inputs: Vec<Option<Tensor>>) -> Result<Tensor, String> {
+        let mut outputs = self
+            .session
+            .run_feeding_back(inputs, &mut self.feedback)
+            .map_err(|e| e.to_string())?;
+        let logits = &self.session.outputs()[self.decoder.logits].name;
+        outputs
+            .get_mut(self.decoder.logits)
+            .and_then(Option::take)
+            .ok_or_else(|| format!("the session returned no logits ('{logits}')"))
     }
 
     /// A step's inputs: `ids` (`batch` x `sequence`), a mask over every token so far, their
-    /// positions, and the cache: empty for the prefill, the previous step's outputs after.
+    /// positions, and the cache: empty for the prefill, left out after (the session feeds it
+    /// back from the previous step's outputs).
     fn step_inputs(
         &self,
         ids: Vec<i64>,
         batch: usize,
         sequence: usize,
         past: usize,
-        previous: Option<Vec<Tensor>>,
-    ) -> Result<Vec<Tensor>, String> {
+    ) -> Result<Vec<Option<Tensor>>, String> {
         let d = &self.decoder.inputs;
         let count = self.session.inputs().len();
         let fail = |e: chipbench_core::Error| e.to_string();
@@ -167,35 +188,13 @@ impl<'s> DecodeLoop<'s> {
                 .collect();
             inputs[p] = Some(Tensor::from_vec(vec![batch, sequence], positions).map_err(fail)?);
         }
-        match previous {
-            None => {
-                let empty = [batch, d.heads, 0, d.head_dim];
-                for &k in d.past.iter().flatten() {
-                    inputs[k] = Some(empty_cache(d.cache_dtype, &empty)?);
-                }
-            }
-            Some(mut outputs) => {
-                for &(o, i) in &self.pairs {
-                    // Moved, not copied: the output is this step's input and nothing else's.
-                    inputs[i] = Some(std::mem::replace(
-                        &mut outputs[o],
-                        Tensor::from_vec::<f32>(vec![0], Vec::new()).map_err(fail)?,
-                    ));
-                }
+        if !self.feedback.holds() {
+            let empty = [batch, d.heads, 0, d.head_dim];
+            for &k in d.past.iter().flatten() {
+                inputs[k] = Some(empty_cache(d.cache_dtype, &empty)?);
             }
         }
-        inputs
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| {
-                t.ok_or_else(|| {
-                    format!(
-                        "input '{}' is not fed by the decode loop",
-                        self.session.inputs()[i].name
-                    )
-                })
-            })
-            .collect()
+        Ok(inputs)
     }
 }
 
@@ -388,13 +387,17 @@ pub fn generation_run(
         prompt_tokens_per_s: (n * batch * g.prompt_tokens) as f64 / prefill.as_secs_f64(),
         gen_tokens_per_s: (n * batch * g.gen_tokens) as f64 / decode.as_secs_f64(),
         kv_cache_bytes: requests.iter().map(|r| r.kv_cache_bytes).max()?,
-        cache_feedback: format!(
-            "host round trip: each step's Session::run copies the {} present.* tensors to host \
-             memory, and the next step's past_key_values.* inputs are those host tensors, moved \
-             (not copied) by the --feedback pairs, which the backend's Session::run then converts \
-             as it converts any host input; no output binding keeps the cache on a device yet",
-            2 * layers
-        ),
+        cache_feedback: {
+            let path = &requests.first()?.cache_feedback;
+            format!(
+                "{} copies per step of the {} present.* tensors fed back as past_key_values.* \
+                 (the --feedback pairs); {}; the logits are copied to the host every step",
+                path.copies_per_inference,
+                2 * layers,
+                path.how
+            )
+        },
+        cache_copies_per_step: Some(requests.first()?.cache_feedback.copies_per_inference as u64),
         per_request,
         accuracy: None,
         serving: None,

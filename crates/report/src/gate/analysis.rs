@@ -769,6 +769,7 @@ mod tests {
             gen_tokens_per_s: 0.0,
             kv_cache_bytes: 0,
             cache_feedback: "host".into(),
+            cache_copies_per_step: None,
             per_request,
             accuracy: None,
             serving: None,
