@@ -314,6 +314,10 @@ mod tests {
             end_to_end: ms(ttft_ms) + tpot.iter().sum::<Duration>(),
             tpot,
             kv_cache_bytes: 0,
+            cache_feedback: chipbench_core::FeedbackPath {
+                copies_per_inference: 0,
+                how: "test".into(),
+            },
             tokens: Vec::new(),
         }
     }
