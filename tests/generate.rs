@@ -361,7 +361,7 @@ fn int4_weight_gpt_tiny_is_within_the_block_bound_and_runs() {
         .collect();
     let mut file_bytes = Vec::new();
     let mut levels = 0;
-    for params in ["sym", "b64:asym", "sym:nbits", "b64:asym:nbits"] {
+    for params in ["dq", "b64:asym:dq", "nbits", "b64:asym:nbits"] {
         let settings = Settings::parse(4, params).unwrap();
         let mut int4 = fp32.clone();
         let (converted, kept) = weight_only::convert(&mut int4, &settings);
@@ -384,7 +384,7 @@ fn int4_weight_gpt_tiny_is_within_the_block_bound_and_runs() {
             let (k, n) = (original.dims[0] as usize, original.dims[1] as usize);
             let w = original.to_f32().unwrap();
             let q = weight_only::quantize(&w, k, n, &settings);
-            if settings.format == Format::DequantizeLinear {
+            if settings.written_as() == Format::DequantizeLinear {
                 // What the file holds is what quantize returned.
                 let stored = |suffix: &str| {
                     let t = find(&format!("{name}.{suffix}")).unwrap();

@@ -6,12 +6,13 @@
 //! `int8-weight` and `int4-weight` take parameters after `:`, in any order
 //! (`int4-weight:b64:asym:nbits`: blocks of 64, asymmetric, as ONNX Runtime's `MatMulNBits`;
 //! see [`super::weight_only`]); the canonical name leaves the defaults out, so that the cache
-//! and the results name one variant one way.
+//! and the results name one variant one way. Without `:dq` or `:nbits` the representation
+//! follows the backend ([`Recipe::follows_backend`]).
 
 use std::fmt;
 use std::str::FromStr;
 
-use super::weight_only::Settings as WeightOnly;
+use super::weight_only::{Format, Settings as WeightOnly};
 
 /// One transformation of a recipe.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -66,7 +67,8 @@ pub struct Recipe {
 /// The recipe names `--variant` accepts, for error messages and help.
 pub const RECIPE_HELP: &str = "fp32, fp16, int8-dynamic, int8-static, int8-weight, int4-weight (MatMul \
      weights only, in blocks of 32; parameters after ':' : bN blocks of N, asym with zero points, \
-     nbits as ONNX Runtime's MatMulNBits, as in int4-weight:b64:asym:nbits), \
+     dq or nbits to write DequantizeLinear or ONNX Runtime's MatMulNBits whatever the backend, as \
+     in int4-weight:b64:asym:nbits), \
      prune-unstructured:S (0 < S < 1), \
      prune-2:4, prune-channels:R (0 < R < 1), or pruning steps chained with one precision step by \
      '+' (prune-2:4+int8-static); a fraction may be a sweep A..B (steps of 0.1) or A..B/STEP";
@@ -85,6 +87,26 @@ impl Recipe {
     /// The precision step, when there is one.
     pub fn precision(&self) -> Option<Step> {
         self.steps.iter().copied().find(|s| s.is_precision())
+    }
+
+    /// Whether the representation is left to the engine that runs the variant (a weight-only
+    /// step without `:dq` or `:nbits`).
+    pub fn follows_backend(&self) -> bool {
+        matches!(self.precision(), Some(Step::WeightOnly(w)) if w.format.is_none())
+    }
+
+    /// The recipe with its weight-only step written as `format`.
+    pub fn written_as(&self, format: Format) -> Recipe {
+        let steps = self.steps.iter().map(|&step| match step {
+            Step::WeightOnly(w) => Step::WeightOnly(WeightOnly {
+                format: Some(format),
+                ..w
+            }),
+            other => other,
+        });
+        Recipe {
+            steps: steps.collect(),
+        }
     }
 }
 
@@ -247,6 +269,12 @@ mod tests {
             "int8-weight:b32".parse::<Recipe>().unwrap().name(),
             "int8-weight"
         );
+        let r: Recipe = "prune-2:4+int4-weight:asym".parse().unwrap();
+        assert!(r.follows_backend());
+        let nbits = r.written_as(Format::MatMulNBits);
+        assert_eq!(nbits.name(), "prune-2:4+int4-weight:asym:nbits");
+        assert!(!nbits.follows_backend());
+        assert!(!"int8-static".parse::<Recipe>().unwrap().follows_backend());
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! (the level that stands for 0). Either way a value lies within half a step of its block's
 //! scale of the weight.
 //!
-//! Two representations ([`Format`]):
+//! Two representations ([`Format`]), which the recipe names (`:dq`, `:nbits`) or leaves to the
+//! engine that runs the variant (`chipbench bench` derives `MatMulNBits` for ONNX Runtime's
+//! cells and `DequantizeLinear` for the others):
 //! - standard `DequantizeLinear` on the weights, which every engine runs. The blocks of a
 //!   `[K, N]` weight are laid out as the rows of a `[N * K/block, block]` tensor (row
 //!   `n * K/block + b` holds `W[b*block.., n]`), so one per-axis scale per row is one scale per
@@ -19,7 +21,7 @@
 //!   MatMul and reads the levels packed (two 4-bit levels a byte, low nibble first) in the same
 //!   block order, as unsigned codes: symmetric levels are offset by `2^(bits-1)`, the operator's
 //!   default zero point. Engines other than ONNX Runtime may not run it (tract runs 4 bits, not
-//!   8): their cells fail to load, with the engine's reason.
+//!   8): a cell that asks for it there fails to load, with the engine's reason.
 //!
 //! A MatMul whose K is not a multiple of the block is left in float, reported with the reason:
 //! padding its last block would quantize values that do not exist.
@@ -66,19 +68,26 @@ pub struct Settings {
     pub bits: u32,
     pub block: usize,
     pub scheme: Scheme,
-    pub format: Format,
+    /// `None`: the representation follows the engine that runs the variant (the caller
+    /// resolves it per backend); a file derived without that choice is `DequantizeLinear`.
+    pub format: Option<Format>,
 }
 
 impl Settings {
-    /// The defaults for `bits` (8 or 4): blocks of [`DEFAULT_BLOCK`], symmetric,
-    /// `DequantizeLinear`.
+    /// The defaults for `bits` (8 or 4): blocks of [`DEFAULT_BLOCK`], symmetric, the
+    /// representation left to the backend.
     pub fn new(bits: u32) -> Settings {
         Settings {
             bits,
             block: DEFAULT_BLOCK,
             scheme: Scheme::default(),
-            format: Format::default(),
+            format: None,
         }
+    }
+
+    /// The representation a file is written in.
+    pub fn written_as(&self) -> Format {
+        self.format.unwrap_or_default()
     }
 
     /// Reads the parameters after `int4-weight` (`b64:asym:nbits`, any order).
@@ -88,8 +97,8 @@ impl Settings {
             match param {
                 "sym" => settings.scheme = Scheme::Symmetric,
                 "asym" => settings.scheme = Scheme::Asymmetric,
-                "dq" => settings.format = Format::DequantizeLinear,
-                "nbits" => settings.format = Format::MatMulNBits,
+                "dq" => settings.format = Some(Format::DequantizeLinear),
+                "nbits" => settings.format = Some(Format::MatMulNBits),
                 _ => {
                     let block = param
                         .strip_prefix('b')
@@ -133,7 +142,7 @@ impl Settings {
                 format!("one scale and zero point each (asymmetric, levels {low}..={high})")
             }
         };
-        let format = match (self.format, self.bits) {
+        let format = match (self.written_as(), self.bits) {
             (Format::DequantizeLinear, _) => {
                 "dequantized by standard DequantizeLinear on the weights (levels stored one per \
                  byte)"
@@ -160,8 +169,10 @@ impl fmt::Display for Settings {
         if self.scheme == Scheme::Asymmetric {
             f.write_str(":asym")?;
         }
-        if self.format == Format::MatMulNBits {
-            f.write_str(":nbits")?;
+        match self.format {
+            Some(Format::DequantizeLinear) => f.write_str(":dq")?,
+            Some(Format::MatMulNBits) => f.write_str(":nbits")?,
+            None => {}
         }
         Ok(())
     }
@@ -294,7 +305,7 @@ pub fn convert(model: &mut ModelProto, settings: &Settings) -> (Vec<String>, Vec
             continue;
         };
         let q = quantize(&values, k, n, settings);
-        match settings.format {
+        match settings.written_as() {
             Format::DequantizeLinear => {
                 prologue.extend(dequantize_linear(graph, &weight, &q, k, n, settings));
                 graph.node[index].input[1] = format!("{weight}.dequantized");
@@ -309,7 +320,7 @@ pub fn convert(model: &mut ModelProto, settings: &Settings) -> (Vec<String>, Vec
     // The dequantization reads initializers only: it can run before every other node.
     graph.node.splice(0..0, prologue);
     super::fold::drop_unused_initializers(graph);
-    if settings.format == Format::MatMulNBits
+    if settings.written_as() == Format::MatMulNBits
         && !converted.is_empty()
         && !model
             .opset_import
@@ -550,13 +561,17 @@ mod tests {
                 bits: 4,
                 block: 64,
                 scheme: Scheme::Asymmetric,
-                format: Format::MatMulNBits
+                format: Some(Format::MatMulNBits)
             }
         );
         assert_eq!(s.to_string(), "int4-weight:b64:asym:nbits");
         assert_eq!(
-            Settings::parse(8, "b32:sym:dq").unwrap().to_string(),
+            Settings::parse(8, "b32:sym").unwrap().to_string(),
             "int8-weight"
+        );
+        assert_eq!(
+            Settings::parse(8, "dq").unwrap().to_string(),
+            "int8-weight:dq"
         );
         for (params, expected) in [
             ("b24", "not a power of two"),
