@@ -409,6 +409,18 @@ fn int4_weight_gpt_tiny_is_within_the_block_bound_and_runs() {
             levels += (k * n) as u64;
         }
         assert_eq!(checked, 24);
+        // The same values and products in either representation: the source's params and MACs.
+        let specs = specs();
+        let bound = DecoderInputs::detect(&specs).unwrap().bind(&specs, 1, 4, 0);
+        let stats = |m| chipbench_optimize::ModelStats::of(m, &bound, None);
+        let (source, variant) = (stats(&fp32), stats(&int4));
+        assert_eq!(variant.params, source.params, "{settings}");
+        assert!(source.macs.is_some());
+        assert_eq!(
+            variant.macs, source.macs,
+            "{settings}: {:?}",
+            variant.macs_unknown
+        );
         let path = dir.path().join(format!("gpt-tiny.{settings}.onnx"));
         let dequantized_path = dir
             .path()
