@@ -412,6 +412,37 @@ mod tests {
         (model, backend)
     }
 
+    /// A variant derived in two representations, a file for each backend: each file's cells
+    /// are its backends' alone, the unavailable ones' skipped cells included, and no id repeats.
+    #[test]
+    fn a_file_derived_for_some_backends_is_crossed_with_those_alone() {
+        let form = |backend: &str| {
+            let (mut model, _) = record("gpt", "int4-weight", None);
+            model.derivation = Some(chipbench_core::result::Derivation {
+                backends: vec![backend.into()],
+                ..Default::default()
+            });
+            Prepared::Broken {
+                record: model,
+                error: "not derived".into(),
+            }
+        };
+        let models = [form("ort"), form("tract")];
+        let unavailable = ["ort:cpu", "tract", "wgpu"].map(|label| Unavailable {
+            label: label.into(),
+            reason: "not here".into(),
+        });
+        let work = plan(&models, &[None], &[], &unavailable, &[None]);
+        let ids: Vec<&str> = work.iter().map(|w| w.cell.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "gpt.int4-weight@ort:cpu/single-stream/tdefault",
+                "gpt.int4-weight@tract:-/single-stream/tdefault"
+            ]
+        );
+    }
+
     #[test]
     fn cell_ids_name_the_cell_and_number_repeats() {
         let (m, b) = record("mlp", "fp32", Some(2));
