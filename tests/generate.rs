@@ -527,95 +527,149 @@ fn generate_options_are_checked_before_any_cell_runs() {
     }
 }
 
-/// int4-weight gpt-tiny: every quantized weight dequantizes to within half a step of its block's
-/// scale of the fp32 weight; the model runs on tract and ort:cpu and its logits stay close to
-/// fp32's over a request.
+/// int4-weight gpt-tiny in each scheme and representation. Every stored level dequantizes to
+/// within half a step of its block's scale of the fp32 weight. The variant computes what the fp32
+/// model with those dequantized weights computes, to float rounding (MatMulNBits as ONNX Runtime
+/// reads it: this checks the packing), so that its logits differ from fp32's by the effect of
+/// the weights' block quantization error alone, which keeps them within cosine 0.99 over a
+/// request. It runs on tract and ort:cpu; the packed MatMulNBits file is the smaller.
 #[test]
 fn int4_weight_gpt_tiny_is_within_the_block_bound_and_runs() {
-    use chipbench_optimize::variants::weight_only::{self, BLOCK, BlockQuantized};
+    use chipbench_optimize::onnx::TensorProto;
+    use chipbench_optimize::variants::weight_only::{self, BlockQuantized, Format, Settings};
     let fp32 = chipbench_optimize::model::load(&gpt_tiny()).unwrap();
-    let mut int4 = fp32.clone();
-    let (converted, kept) = weight_only::convert(int4.graph.as_mut().unwrap(), 4);
-    // query, key, value, attention output, FFN up and down of 4 layers.
-    assert_eq!(converted.len(), 4 * 6);
-    // Per layer the scores and context MatMuls (two activations), and the tied unembedding
-    // (a Transpose's output): no initializer to quantize.
-    assert_eq!(kept.len(), 4 * 2 + 1, "{kept:?}");
-    let graph = int4.graph.as_ref().unwrap();
-    let find = |name: &str| graph.initializer.iter().find(|t| t.name() == name);
-    let mut checked = 0;
-    let mut largest_error = 0f32;
-    for original in &fp32.graph.as_ref().unwrap().initializer {
-        let Some(quantized) = find(&format!("{}.quantized", original.name())) else {
-            continue;
-        };
-        assert!(find(original.name()).is_none(), "the float weight is gone");
-        let (k, n) = (original.dims[0] as usize, original.dims[1] as usize);
-        let q = BlockQuantized {
-            values: quantized
-                .to_i64()
-                .unwrap()
-                .iter()
-                .map(|&v| v as i8)
-                .collect(),
-            scales: find(&format!("{}.scale", original.name()))
-                .unwrap()
-                .to_f32()
-                .unwrap(),
-        };
-        assert!(q.values.iter().all(|v| (-7..=7).contains(v)));
-        let back = weight_only::dequantize(&q, k, n);
-        for (i, (w, d)) in original.to_f32().unwrap().iter().zip(&back).enumerate() {
-            let scale = q.scales[(i % n) * (k / BLOCK) + (i / n) / BLOCK];
-            let error = (w - d).abs();
-            assert!(
-                error <= scale / 2.0 * (1.0 + 1e-6),
-                "{}: {error} > {scale}/2",
-                original.name()
-            );
-            largest_error = largest_error.max(error);
-        }
-        checked += 1;
-    }
-    assert_eq!(checked, 24);
-    assert!(largest_error > 0.0);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gpt-tiny-int4-weight.onnx");
-    chipbench_optimize::model::save(&int4, &path).unwrap();
     let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(chipbench_backend_tract::TractBackend)];
     if common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT") {
         backends.push(Box::new(chipbench_backend_ort::OrtBackend::new(None)));
     }
-    for backend in &backends {
-        let logits = |path: &Path| {
-            let (mut session, decoder) = session_of(backend.as_ref(), path);
-            let mut run = DecodeLoop::new(session.as_mut(), decoder).unwrap();
-            let mut rows = Vec::new();
-            // The same tokens for both models: the prompt, then fixed ones (prefill only).
-            let mut seen = prompt(3, 0, 1, 6, 2048);
-            for step in 0..4 {
-                run.request(&seen, 0, &mut |_, l| rows.push(last_row(l)))
-                    .unwrap();
-                seen[0].push(step * 101);
+    let logits = |backend: &dyn Backend, path: &Path| {
+        let (mut session, decoder) = session_of(backend, path);
+        let mut run = DecodeLoop::new(session.as_mut(), decoder).unwrap();
+        let mut rows = Vec::new();
+        // The same tokens for every model: the prompt, then fixed ones (prefill only).
+        let mut seen = prompt(3, 0, 1, 6, 2048);
+        for step in 0..4 {
+            run.request(&seen, 0, &mut |_, l| rows.push(last_row(l)))
+                .unwrap();
+            seen[0].push(step * 101);
+        }
+        rows
+    };
+    let reference: Vec<Vec<Vec<f32>>> = backends
+        .iter()
+        .map(|b| logits(b.as_ref(), &gpt_tiny()))
+        .collect();
+    let mut file_bytes = Vec::new();
+    let mut levels = 0;
+    for params in ["dq", "b64:asym:dq", "nbits", "b64:asym:nbits"] {
+        let settings = Settings::parse(4, params).unwrap();
+        let mut int4 = fp32.clone();
+        let (converted, kept) = weight_only::convert(&mut int4, &settings);
+        // query, key, value, attention output, FFN up and down of 4 layers.
+        assert_eq!(converted.len(), 4 * 6, "{settings}");
+        // Per layer the scores and context MatMuls (two activations), and the tied unembedding
+        // (a Transpose's output): no initializer to quantize.
+        assert_eq!(kept.len(), 4 * 2 + 1, "{kept:?}");
+        // The fp32 model with every converted weight replaced by what its levels stand for.
+        let mut dequantized = fp32.clone();
+        let graph = int4.graph.as_ref().unwrap();
+        let find = |name: &str| graph.initializer.iter().find(|t| t.name() == name);
+        let mut checked = 0;
+        for original in dequantized.graph.as_mut().unwrap().initializer.iter_mut() {
+            let name = original.name().to_string();
+            if find(&format!("{name}.scale")).is_none() {
+                continue;
             }
-            rows
-        };
-        let (reference, quantized) = (logits(&gpt_tiny()), logits(&path));
-        for (a, b) in reference.iter().zip(&quantized) {
-            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            let cosine = dot / (norm(a) * norm(b));
-            eprintln!(
-                "{}: cosine of int4-weight and fp32 logits {cosine}",
-                backend.name()
-            );
-            assert!(cosine > 0.99, "{}: {cosine}", backend.name());
-            assert!(
-                a != b,
-                "the quantized model computes something else than fp32's"
-            );
+            assert!(find(&name).is_none(), "the float weight is gone");
+            let (k, n) = (original.dims[0] as usize, original.dims[1] as usize);
+            let w = original.to_f32().unwrap();
+            let q = weight_only::quantize(&w, k, n, &settings);
+            if settings.written_as() == Format::DequantizeLinear {
+                // What the file holds is what quantize returned.
+                let stored = |suffix: &str| {
+                    let t = find(&format!("{name}.{suffix}")).unwrap();
+                    t.to_i64().unwrap().iter().map(|&v| v as i32).collect()
+                };
+                let from_file = BlockQuantized {
+                    block: settings.block,
+                    values: stored("quantized"),
+                    scales: find(&format!("{name}.scale")).unwrap().to_f32().unwrap(),
+                    zero_points: stored("zero_point"),
+                };
+                assert_eq!(from_file, q, "{name}");
+            }
+            let back = weight_only::dequantize(&q, k, n);
+            for (i, (a, b)) in w.iter().zip(&back).enumerate() {
+                let scale = q.scales[(i % n) * (k / settings.block) + (i / n) / settings.block];
+                let bound = scale / 2.0 + 4.0 * f32::EPSILON * a.abs().max(b.abs());
+                assert!((a - b).abs() <= bound, "{name}: {a} {b} {scale}");
+            }
+            *original = TensorProto::from_f32(&name, &[k, n], &back);
+            checked += 1;
+            levels += (k * n) as u64;
+        }
+        assert_eq!(checked, 24);
+        // The same values and products in either representation: the source's params and MACs.
+        let specs = specs();
+        let bound = DecoderInputs::detect(&specs).unwrap().bind(&specs, 1, 4, 0);
+        let stats = |m| chipbench_optimize::ModelStats::of(m, &bound, None);
+        let (source, variant) = (stats(&fp32), stats(&int4));
+        assert_eq!(variant.params, source.params, "{settings}");
+        assert!(source.macs.is_some());
+        assert_eq!(
+            variant.macs, source.macs,
+            "{settings}: {:?}",
+            variant.macs_unknown
+        );
+        let path = dir.path().join(format!("gpt-tiny.{settings}.onnx"));
+        let dequantized_path = dir
+            .path()
+            .join(format!("gpt-tiny.{settings}.dequantized.onnx"));
+        chipbench_optimize::model::save(&int4, &path).unwrap();
+        chipbench_optimize::model::save(&dequantized, &dequantized_path).unwrap();
+        file_bytes.push(std::fs::metadata(&path).unwrap().len());
+        for (backend, fp32_logits) in backends.iter().zip(&reference) {
+            let label = format!("{settings} on {}", backend.name());
+            let quantized = logits(backend.as_ref(), &path);
+            let expected = logits(backend.as_ref(), &dequantized_path);
+            for ((q, e), f) in quantized.iter().zip(&expected).zip(fp32_logits) {
+                let largest = e.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let worst = q.iter().zip(e).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                eprintln!(
+                    "{label}: logits within {worst} of the dequantized model's (largest {largest}), \
+                     cosine {} to fp32's",
+                    cosine(q, f)
+                );
+                assert!(worst <= 1e-3 * largest, "{label}: {worst} of {largest}");
+                assert!(cosine(q, f) > 0.99, "{label}: {}", cosine(q, f));
+                assert!(
+                    q != f,
+                    "{label}: the quantized model computes fp32's logits"
+                );
+            }
         }
     }
+    // Two levels a byte against one: half a byte saved per level (the float embedding, the
+    // larger part of gpt-tiny's file, is the same in both).
+    let levels = levels / 4;
+    let [sym, asym, sym_packed, asym_packed] = file_bytes[..] else {
+        unreachable!("four variants")
+    };
+    assert!(
+        sym - sym_packed >= levels / 2,
+        "{file_bytes:?}, {levels} levels"
+    );
+    assert!(
+        asym - asym_packed >= levels / 2,
+        "{file_bytes:?}, {levels} levels"
+    );
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
 }
 
 /// A step's host inputs for gpt-tiny (one sequence): `ids` after `past` tokens, and the cache:

@@ -236,3 +236,87 @@ fn optimize_takes_the_input_options_its_errors_suggest() {
     assert!(ok, "{stderr}");
     assert!(dir.path().join("v.onnx").is_file());
 }
+
+/// A weight-only variant takes the representation each backend runs: MatMulNBits (packed, the
+/// smaller file) on ONNX Runtime, DequantizeLinear on tract, each a file of its own and each
+/// recorded in its cells. A representation the recipe names goes to every backend, and where the
+/// engine cannot run it the cell fails with the engine's reason (tract's MatMulNBits reads 2 and
+/// 4 bits, not 8).
+#[test]
+fn weight_only_variants_take_the_representation_each_backend_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gpt-tiny.onnx");
+    let mut args = vec![
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "--backend",
+        "tract",
+        "--variant",
+        "int4-weight:b64:asym,int8-weight:nbits",
+        "--quick",
+        "--variant-cache",
+        "cache",
+        "--out",
+        "run",
+    ];
+    let ort = common::backend_available("ort", "CHIPBENCH_REQUIRE_ORT");
+    if ort {
+        args.extend(["--backend", "ort:cpu"]);
+    }
+    let (_, stdout, stderr) = chipbench(&args, dir.path());
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("run/run.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    common::validate(&run);
+    let cells = run["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), if ort { 4 } else { 2 }, "{stdout}");
+    let file = |c: &serde_json::Value| c["model"]["file_bytes"].as_u64().unwrap();
+    let mut int4_files = Vec::new();
+    for c in cells {
+        let (variant, backend) = (
+            c["model"]["variant"].as_str().unwrap(),
+            c["backend"]["name"].as_str().unwrap(),
+        );
+        let label = format!("{variant} on {backend}");
+        let derivation = &c["model"]["derivation"];
+        let notes = derivation["notes"].to_string();
+        match (variant, backend) {
+            ("int4-weight:b64:asym", _) => {
+                assert_eq!(c["status"], "ok", "{label}: {}", c["error"]);
+                let (recipe, form) = if backend == "ort" {
+                    ("int4-weight:b64:asym:nbits", "MatMulNBits")
+                } else {
+                    ("int4-weight:b64:asym:dq", "DequantizeLinear")
+                };
+                assert_eq!(c["model"]["recipe"], recipe, "{label}");
+                assert!(notes.contains(form), "{label}: {notes}");
+                assert!(notes.contains("blocks of 64"), "{label}: {notes}");
+                assert!(notes.contains("zero point"), "{label}: {notes}");
+                // Each file is for its backend alone when the run needs both.
+                let only = if ort {
+                    serde_json::json!([backend])
+                } else {
+                    serde_json::Value::Null
+                };
+                assert_eq!(derivation["backends"], only, "{label}");
+                assert!(c["accuracy"]["cosine"].as_f64().unwrap() > 0.99, "{label}");
+                int4_files.push((backend, file(c)));
+            }
+            ("int8-weight:nbits", "tract") => {
+                assert_eq!(c["status"], "failed", "{label}");
+                let error = c["error"].as_str().unwrap();
+                assert!(error.contains("MatMulNBits"), "{label}: {error}");
+            }
+            ("int8-weight:nbits", "ort") => {
+                assert_eq!(c["status"], "ok", "{label}: {}", c["error"]);
+                assert_eq!(c["model"]["recipe"], "int8-weight:nbits");
+                assert_eq!(derivation["backends"], serde_json::Value::Null);
+            }
+            other => panic!("unexpected cell {other:?}"),
+        }
+    }
+    if let [("tract", dq), ("ort", nbits)] = int4_files[..] {
+        assert!(nbits < dq, "packed {nbits} bytes, one level a byte {dq}");
+    }
+}

@@ -209,11 +209,14 @@ pub fn run(args: AbArgs) -> anyhow::Result<Outcome> {
      -> anyhow::Result<Vec<ModelUnderTest>> {
         let suite = suite.as_deref().unwrap_or(&default_suite);
         let prepared = models::resolve(suite, names, &request)?;
+        // One model per side: a weight-only recipe that leaves the representation to the
+        // backend is written in the one every engine runs (DequantizeLinear).
         crate::cmd::optimize::expand(
             prepared,
             &recipes[side],
             &derive_options,
             &cache,
+            &[],
             !args.json,
         )
         .into_iter()

@@ -381,9 +381,6 @@ fn measure(
     let recipes = crate::cmd::optimize::parse_variants(&args.variants)?;
     let derive_options = args.calibration.options()?;
     let cache = crate::cmd::optimize::variant_cache(args.variant_cache.as_deref());
-    let prepared =
-        crate::cmd::optimize::expand(prepared, &recipes, &derive_options, &cache, !args.quiet);
-    let scenarios = args.scenario.cells(args.seed, &prepared)?;
     if edge.is_some() && args.scenario.any_load() {
         return Err(UsageError(
             "--scenario offline, server and multi-stream run on the host's own cores; \
@@ -408,6 +405,22 @@ fn measure(
     // Backends the user asked for by name but that cannot run here: a skipped cell each, so
     // that the gap is visible in the results.
     let unavailable: &[Unavailable] = if report_skips { &skipped } else { &[] };
+    // Derived once the backends are known: a weight-only variant takes the representation each
+    // backend runs fast.
+    let backend_names: Vec<String> = targets
+        .iter()
+        .map(|t| t.backend.name().to_string())
+        .chain(unavailable.iter().map(|u| u.backend().to_string()))
+        .collect();
+    let prepared = crate::cmd::optimize::expand(
+        prepared,
+        &recipes,
+        &derive_options,
+        &cache,
+        &backend_names,
+        !args.quiet,
+    );
+    let scenarios = args.scenario.cells(args.seed, &prepared)?;
     let with_ort = targets.iter().any(|t| t.backend.name() == "ort");
     let references = targets::references(&registry, with_ort).map_err(anyhow::Error::msg)?;
     let work = plan::plan(&prepared, &threads, &targets, unavailable, &scenarios);

@@ -11,6 +11,7 @@ use chipbench_core::{Backend, ModelSource, SessionOptions, Tensor, TensorInfo, a
 use chipbench_optimize::ModelStats;
 use chipbench_optimize::onnx::ModelProto;
 use chipbench_optimize::variants::cache::{self, CachedVariant, VariantCache};
+use chipbench_optimize::variants::weight_only::Format;
 use chipbench_optimize::variants::{
     self, CalibrationSettings, DeriveOptions, KeepFloat, RECIPE_HELP, RangeMethod, Recipe, Source,
     VariantReport,
@@ -396,12 +397,14 @@ pub fn parse_variants(texts: &[String]) -> Result<Vec<Recipe>, UsageError> {
 
 /// Every model in every requested variant, model by model: the fp32 ones as resolved, the
 /// derived ones from the cache (or derived now). A variant that cannot be derived is a model
-/// whose cells fail with the reason.
+/// whose cells fail with the reason. A variant whose representation follows the backend is
+/// derived once per representation the run's `backends` need, each file for its backends.
 pub fn expand(
     prepared: Vec<Prepared>,
     recipes: &[Recipe],
     options: &DeriveOptions,
     cache: &VariantCache,
+    backends: &[String],
     talk: bool,
 ) -> Vec<Prepared> {
     let mut out = Vec::new();
@@ -411,51 +414,94 @@ pub fn expand(
                 out.push(model.clone());
                 continue;
             }
-            let mut record = ModelRecord {
-                variant: recipe.name(),
-                recipe: Some(recipe.name()),
-                derivation: None,
-                ..model.record().clone()
-            };
-            let Prepared::Ready(m) = &model else {
-                let error = match &model {
-                    Prepared::Broken { error, .. } => {
-                        format!("the fp32 source is unusable: {error}")
-                    }
-                    Prepared::Ready(_) => unreachable!("handled above"),
+            for (written, for_backends) in forms(recipe, backends) {
+                let derivation = (!for_backends.is_empty()).then(|| Derivation {
+                    backends: for_backends.clone(),
+                    ..Default::default()
+                });
+                let mut record = ModelRecord {
+                    variant: recipe.name(),
+                    recipe: Some(written.name()),
+                    derivation,
+                    ..model.record().clone()
                 };
-                out.push(Prepared::Broken { record, error });
-                continue;
-            };
-            match derive_cached(m, recipe, options, cache) {
-                Ok((variant, cached)) => {
-                    if talk {
-                        let verb = if cached.reused {
-                            "reusing cached"
-                        } else {
-                            "derived"
-                        };
-                        eprintln!(
-                            "{verb} {} {}: {}",
-                            m.record.name,
-                            recipe.name(),
-                            cached.path.display()
-                        );
+                let Prepared::Ready(m) = &model else {
+                    let error = match &model {
+                        Prepared::Broken { error, .. } => {
+                            format!("the fp32 source is unusable: {error}")
+                        }
+                        Prepared::Ready(_) => unreachable!("handled above"),
+                    };
+                    out.push(Prepared::Broken { record, error });
+                    continue;
+                };
+                match derive_cached(m, recipe, &written, for_backends, options, cache) {
+                    Ok((variant, cached)) => {
+                        if talk {
+                            let verb = if cached.reused {
+                                "reusing cached"
+                            } else {
+                                "derived"
+                            };
+                            eprintln!(
+                                "{verb} {} {}: {}",
+                                m.record.name,
+                                written.name(),
+                                cached.path.display()
+                            );
+                        }
+                        out.push(Prepared::Ready(variant));
                     }
-                    out.push(Prepared::Ready(variant));
-                }
-                Err(e) => {
-                    record.path = String::new();
-                    record.sha256 = String::new();
-                    out.push(Prepared::Broken {
-                        record,
-                        error: format!("cannot derive {recipe}: {}", crate::one_line(&e)),
-                    });
+                    Err(e) => {
+                        record.path = String::new();
+                        record.sha256 = String::new();
+                        out.push(Prepared::Broken {
+                            record,
+                            error: format!("cannot derive {written}: {}", crate::one_line(&e)),
+                        });
+                    }
                 }
             }
         }
     }
     out
+}
+
+/// The representation a weight-only variant takes on `backend` when its recipe leaves the
+/// choice to the backend: ONNX Runtime runs its own packed `MatMulNBits` (kernels that read the
+/// packed levels directly); every engine runs standard `DequantizeLinear`.
+fn representation_for(backend: &str) -> Format {
+    if backend == "ort" {
+        Format::MatMulNBits
+    } else {
+        Format::DequantizeLinear
+    }
+}
+
+/// The recipes `recipe` is derived as for a run on `backends`, each with the backends it is
+/// for: itself for every backend, unless its representation follows the backend and the
+/// backends need more than one.
+fn forms(recipe: &Recipe, backends: &[String]) -> Vec<(Recipe, Vec<String>)> {
+    if !recipe.follows_backend() {
+        return vec![(recipe.clone(), Vec::new())];
+    }
+    let mut forms: Vec<(Format, Vec<String>)> = Vec::new();
+    for backend in backends {
+        let format = representation_for(backend);
+        match forms.iter_mut().find(|(f, _)| *f == format) {
+            Some((_, list)) if list.contains(backend) => {}
+            Some((_, list)) => list.push(backend.clone()),
+            None => forms.push((format, vec![backend.clone()])),
+        }
+    }
+    match &forms[..] {
+        [] => vec![(recipe.written_as(Format::default()), Vec::new())],
+        [(format, _)] => vec![(recipe.written_as(*format), Vec::new())],
+        _ => forms
+            .into_iter()
+            .map(|(format, list)| (recipe.written_as(format), list))
+            .collect(),
+    }
 }
 
 /// The options a model's variants are derived with: int8-static calibrates on the model's real
@@ -468,9 +514,12 @@ fn options_for(options: &DeriveOptions, m: &ModelUnderTest) -> DeriveOptions {
     options
 }
 
+/// `recipe` (the variant asked for) of `m`, derived as `written` for `backends` (empty: all).
 fn derive_cached(
     m: &ModelUnderTest,
     recipe: &Recipe,
+    written: &Recipe,
+    backends: Vec<String>,
     options: &DeriveOptions,
     cache: &VariantCache,
 ) -> anyhow::Result<(ModelUnderTest, CachedVariant)> {
@@ -486,7 +535,7 @@ fn derive_cached(
         &m.record.name,
         &m.record.sha256,
         &source,
-        recipe,
+        written,
         options,
         &mut tract_runner(&m.bound),
     )?;
@@ -511,13 +560,14 @@ fn derive_cached(
         keep_float: report.keep_float.map(|p| p.to_string()),
         cached: cached.reused,
         notes: report.notes.clone(),
+        backends,
     };
     let record = ModelRecord {
         name: m.record.name.clone(),
         path: cached.path.display().to_string(),
         sha256: chipbench_optimize::model::sha256_file(&cached.path)?,
         variant: recipe.name(),
-        recipe: Some(recipe.name()),
+        recipe: Some(written.name()),
         params: Some(stats.params),
         macs: stats.macs,
         weight_bytes: Some(stats.weight_bytes),

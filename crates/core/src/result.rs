@@ -611,6 +611,18 @@ pub struct Derivation {
     /// Whether the file came from the variant cache of an earlier run.
     pub cached: bool,
     pub notes: Vec<String>,
+    /// The backends this file is for, when the variant takes another form on the run's other
+    /// backends (weight-only: ONNX Runtime's `MatMulNBits` on `ort`, `DequantizeLinear`
+    /// elsewhere); empty: every backend.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<String>,
+}
+
+impl Derivation {
+    /// Whether the cells of `backend` run this file.
+    pub fn is_for(&self, backend: &str) -> bool {
+        self.backends.is_empty() || self.backends.iter().any(|b| b == backend)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

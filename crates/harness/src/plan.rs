@@ -87,6 +87,13 @@ pub struct Unavailable {
     pub reason: String,
 }
 
+impl Unavailable {
+    /// The backend's name, without the device.
+    pub fn backend(&self) -> &str {
+        self.label.split(':').next().unwrap_or_default()
+    }
+}
+
 /// One planned cell and what recording it takes.
 pub struct Work<'a> {
     pub cell: PlannedCell,
@@ -147,7 +154,8 @@ pub(crate) fn number_repeats<'c>(ids: impl Iterator<Item = &'c mut String>) {
 
 /// The cells of a run in the order they run: models, then thread counts, then targets, then
 /// scenarios (`None`: single-stream), then the unavailable backends asked for by name (a
-/// skipped cell each, so that the gap shows).
+/// skipped cell each, so that the gap shows). A variant derived for some backends only (one
+/// representation of several) is crossed with those alone.
 pub fn plan<'a>(
     models: &'a [Prepared],
     threads: &[Option<usize>],
@@ -157,9 +165,14 @@ pub fn plan<'a>(
 ) -> Vec<Work<'a>> {
     let mut work = Vec::new();
     for model in models {
+        let is_for = |backend: &str| {
+            let derivation = model.record().derivation.as_ref();
+            derivation.is_none_or(|d| d.is_for(backend))
+        };
         for &threads in threads {
             for (target, scenario) in targets
                 .iter()
+                .filter(|t| is_for(t.backend.name()))
                 .flat_map(|t| scenarios.iter().map(move |s| (t, s.as_ref())))
             {
                 let backend = target.record(threads);
@@ -188,6 +201,7 @@ pub fn plan<'a>(
             }
             for (u, scenario) in unavailable
                 .iter()
+                .filter(|u| is_for(u.backend()))
                 .flat_map(|u| scenarios.iter().map(move |s| (u, s.as_ref())))
             {
                 let (name, device) = u.label.split_once(':').unwrap_or((&u.label, "-"));
@@ -396,6 +410,37 @@ mod tests {
             settings: BTreeMap::new(),
         };
         (model, backend)
+    }
+
+    /// A variant derived in two representations, a file for each backend: each file's cells
+    /// are its backends' alone, the unavailable ones' skipped cells included, and no id repeats.
+    #[test]
+    fn a_file_derived_for_some_backends_is_crossed_with_those_alone() {
+        let form = |backend: &str| {
+            let (mut model, _) = record("gpt", "int4-weight", None);
+            model.derivation = Some(chipbench_core::result::Derivation {
+                backends: vec![backend.into()],
+                ..Default::default()
+            });
+            Prepared::Broken {
+                record: model,
+                error: "not derived".into(),
+            }
+        };
+        let models = [form("ort"), form("tract")];
+        let unavailable = ["ort:cpu", "tract", "wgpu"].map(|label| Unavailable {
+            label: label.into(),
+            reason: "not here".into(),
+        });
+        let work = plan(&models, &[None], &[], &unavailable, &[None]);
+        let ids: Vec<&str> = work.iter().map(|w| w.cell.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "gpt.int4-weight@ort:cpu/single-stream/tdefault",
+                "gpt.int4-weight@tract:-/single-stream/tdefault"
+            ]
+        );
     }
 
     #[test]

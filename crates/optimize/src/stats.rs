@@ -8,17 +8,19 @@
 //!   int64) are arguments, not weights, and count nowhere;
 //! - tensors used only as the scale or zero-point inputs of quantization operators count in
 //!   `weight_bytes` but not in `params`, so an int8 variant has the params of its fp32 source;
+//!   the packed weight of ONNX Runtime's `MatMulNBits` counts its `K x N` values as params (not
+//!   its bytes), so a weight-only variant has its source's params in either representation;
 //! - everything else counts in both. A sparse tensor counts its stored values as params, and
 //!   its values and indices as bytes.
 //!
-//! **MACs** are those of Conv, ConvTranspose, Gemm, MatMul, their integer and QLinear forms, and
-//! LSTM/GRU/RNN, at the bound input shapes. Other operators (element-wise, pooling,
+//! **MACs** are those of Conv, ConvTranspose, Gemm, MatMul, their integer and QLinear forms,
+//! ONNX Runtime's `MatMulNBits`, and LSTM/GRU/RNN, at the bound input shapes. Other operators (element-wise, pooling,
 //! normalization) count zero. When a node that multiplies cannot be sized — its input shapes
 //! are unknown, it sits inside control flow, it is an operator outside the standard domain, or
 //! it is one whose count is not implemented (Einsum, Attention) — `macs` is `None` and
 //! `macs_unknown` says which node.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use chipbench_core::TensorInfo;
@@ -84,9 +86,17 @@ impl ModelStats {
             stats.macs_unknown = Some("the model has no graph".into());
             return stats;
         };
-        let mut quant_params = HashSet::new();
-        collect_quant_params(graph, &mut quant_params);
-        count_weights(graph, &quant_params, &mut stats);
+        let mut roles = Roles::default();
+        collect_quant_params(graph, &mut roles.quant_params);
+        walk_nodes(graph, &mut |node| {
+            if let ("com.microsoft", "MatMulNBits", Some(b)) =
+                (node.domain(), node.op_type(), node.input.get(1))
+            {
+                let values = node.attr_i("K").unwrap_or(0) * node.attr_i("N").unwrap_or(0);
+                roles.packed.insert(b.as_str(), values.max(0) as u64);
+            }
+        });
+        count_weights(graph, &roles, &mut stats);
         count_ops(graph, &mut stats.op_histogram);
         match count_macs(graph, inference) {
             Ok(macs) => stats.macs = Some(macs),
@@ -94,6 +104,15 @@ impl ModelStats {
         }
         stats
     }
+}
+
+/// What some constants are, for the counts.
+#[derive(Default)]
+struct Roles<'a> {
+    /// Scale and zero-point inputs of quantization operators.
+    quant_params: HashSet<&'a str>,
+    /// Packed weights, with the number of values they hold.
+    packed: HashMap<&'a str, u64>,
 }
 
 /// Names used as scale or zero-point inputs of quantization operators, by input position.
@@ -104,6 +123,7 @@ fn collect_quant_params<'a>(graph: &'a GraphProto, names: &mut HashSet<&'a str>)
             "QuantizeLinear" | "DequantizeLinear" => &[1, 2],
             "QLinearConv" | "QLinearMatMul" => &[1, 2, 4, 5, 6, 7],
             "MatMulInteger" | "ConvInteger" => &[2, 3],
+            "MatMulNBits" if node.domain() == "com.microsoft" => &[2, 3],
             "DynamicQuantizeLinear" => &[],
             _ => {
                 used_otherwise.extend(node.input.iter().map(String::as_str));
@@ -142,20 +162,21 @@ fn add_weight(
     dtype: DataType,
     dims: &[i64],
     bytes: u64,
-    quant: &HashSet<&str>,
+    roles: &Roles,
 ) {
     if !is_weight(dtype, dims) {
         return;
     }
     stats.weight_bytes += bytes;
-    if !quant.contains(name) {
-        let n = dims.iter().map(|&d| d.max(0) as u64).product::<u64>();
+    if !roles.quant_params.contains(name) {
+        let stored = || dims.iter().map(|&d| d.max(0) as u64).product::<u64>();
+        let n = roles.packed.get(name).copied().unwrap_or_else(stored);
         stats.params += n;
         *stats.params_by_type.entry(type_name(dtype)).or_default() += n;
     }
 }
 
-fn add_dense(stats: &mut ModelStats, t: &TensorProto, quant: &HashSet<&str>) {
+fn add_dense(stats: &mut ModelStats, t: &TensorProto, quant: &Roles) {
     let Ok(dtype) = t.elem_type() else { return };
     let bytes = match dtype {
         DataType::String => t.string_data.iter().map(|s| s.len() as u64).sum(),
@@ -164,7 +185,7 @@ fn add_dense(stats: &mut ModelStats, t: &TensorProto, quant: &HashSet<&str>) {
     add_weight(stats, t.name(), dtype, &t.dims, bytes, quant);
 }
 
-fn add_sparse(stats: &mut ModelStats, s: &SparseTensorProto, quant: &HashSet<&str>) {
+fn add_sparse(stats: &mut ModelStats, s: &SparseTensorProto, quant: &Roles) {
     let (Some(values), Some(indices)) = (&s.values, &s.indices) else {
         return;
     };
@@ -182,13 +203,13 @@ fn add_sparse(stats: &mut ModelStats, s: &SparseTensorProto, quant: &HashSet<&st
             .and_then(|t| t.bytes_for(indices.element_count()))
             .unwrap_or(0);
     stats.weight_bytes += bytes;
-    if !quant.contains(values.name()) {
+    if !quant.quant_params.contains(values.name()) {
         stats.params += stored;
         *stats.params_by_type.entry(type_name(dtype)).or_default() += stored;
     }
 }
 
-fn count_weights(graph: &GraphProto, quant: &HashSet<&str>, stats: &mut ModelStats) {
+fn count_weights(graph: &GraphProto, quant: &Roles, stats: &mut ModelStats) {
     for t in &graph.initializer {
         add_dense(stats, t, quant);
     }

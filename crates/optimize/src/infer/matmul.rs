@@ -3,6 +3,7 @@
 use super::elementwise::broadcast;
 use super::quant::{product_elem, second_operand};
 use super::{Ctx, Fact, Inferred, Inputs, Recorded, Rules, elements};
+use crate::onnx::NodeProto;
 
 pub(super) fn rules(op: &str) -> Option<Rules> {
     Some(match op {
@@ -10,6 +11,41 @@ pub(super) fn rules(op: &str) -> Option<Rules> {
         "Gemm" => Rules::multiplying(gemm, gemm_macs),
         _ => return None,
     })
+}
+
+/// ONNX Runtime's `com.microsoft.MatMulNBits` (what the weight-only variants write for it):
+/// `A [.., K]` times a packed `[K, N]` weight, `K` and `N` in its attributes.
+pub(super) fn contrib_rules(node: &NodeProto) -> Option<Rules> {
+    (node.domain() == "com.microsoft" && node.op_type() == "MatMulNBits")
+        .then(|| Rules::multiplying(nbits, nbits_macs))
+}
+
+/// The output shape of MatMulNBits and its MACs.
+fn nbits_dims(inputs: &dyn Inputs) -> Inferred<(Vec<usize>, u64)> {
+    let attr = |name: &str| {
+        let value = inputs.node().attr_i(name).filter(|&v| v > 0);
+        value
+            .map(|v| v as usize)
+            .ok_or(format!("no positive attribute {name}"))
+    };
+    let (k, n) = (attr("K")?, attr("N")?);
+    match inputs.shape(0)?.split_last() {
+        Some((&last, lead)) if last == k => {
+            let rows: usize = lead.iter().product();
+            let mut out = lead.to_vec();
+            out.push(n);
+            Ok((out, (rows * k * n) as u64))
+        }
+        _ => Err(format!("the last dimension of A is not K = {k}")),
+    }
+}
+
+fn nbits(cx: &Ctx) -> Inferred<Vec<Fact>> {
+    Ok(vec![Fact::new(nbits_dims(cx)?.0, cx.elem(0))])
+}
+
+fn nbits_macs(inputs: &Recorded) -> Inferred<u64> {
+    Ok(nbits_dims(inputs)?.1)
 }
 
 fn matmul(cx: &Ctx) -> Inferred<Vec<Fact>> {

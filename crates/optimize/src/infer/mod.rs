@@ -10,7 +10,9 @@
 //! The rules live in one file per operator family, as tract's `onnx/src/ops/` does. An operator
 //! that multiplies also says how many MACs it costs there, next to its shape rule, so that
 //! [`crate::stats`] counts from the same operand checks and output shapes the inference uses.
-//! Calibration and channel pruning use [`Inference::shapes`].
+//! Calibration and channel pruning use [`Inference::shapes`]. Of the operators outside the
+//! standard domain only ONNX Runtime's `MatMulNBits` is sized (the weight-only variants write
+//! it); every other one stays unknown.
 
 mod constant;
 mod conv;
@@ -61,15 +63,19 @@ impl Inference {
     /// The multiply-accumulates of `node`, a node of the main graph, at the inferred shapes of
     /// its inputs; the error says why they cannot be counted.
     pub(crate) fn macs(&self, node: &NodeProto) -> Inferred<u64> {
-        if !node.is_standard() {
-            return Err(
-                "an operator outside the standard ONNX domain; its MACs are unknown".into(),
-            );
-        }
+        let rules = if node.is_standard() {
+            rules(node.op_type())
+        } else {
+            let contrib = matmul::contrib_rules(node);
+            Some(
+                contrib
+                    .ok_or("an operator outside the standard ONNX domain; its MACs are unknown")?,
+            )
+        };
         if node.subgraphs().next().is_some() {
             return Err("multiplications inside control flow are not counted".into());
         }
-        let count = rules(node.op_type())
+        let count = rules
             .and_then(|r| r.macs)
             .ok_or("counting its MACs is not implemented")?;
         count(&Recorded {
@@ -369,10 +375,13 @@ fn rules(op: &str) -> Option<Rules> {
 fn infer_node(cx: &Ctx) -> Inferred<Vec<Fact>> {
     let node = cx.node;
     if !node.is_standard() {
-        return Err(format!(
-            "'{}' is not a standard ONNX operator",
-            node.qualified_op()
-        ));
+        return match matmul::contrib_rules(node) {
+            Some(rules) => (rules.shapes)(cx),
+            None => Err(format!(
+                "'{}' is not a standard ONNX operator",
+                node.qualified_op()
+            )),
+        };
     }
     match node.op_type() {
         "If" | "Loop" | "Scan" => Err("the shapes of control-flow outputs are not inferred".into()),

@@ -1,5 +1,7 @@
 //! Model variants derived from an fp32 model by a named recipe ([`Recipe`]): float16, int8
-//! dynamic, int8 static (QDQ, calibrated), and unstructured, 2:4 and channel pruning.
+//! dynamic, int8 static (QDQ, calibrated), weight-only int8 and int4 (block-wise, as
+//! `DequantizeLinear` or ONNX Runtime's `MatMulNBits`), and unstructured, 2:4 and channel
+//! pruning.
 //!
 //! Which layers the int8 recipes leave in float is a policy ([`KeepFloat`]). The default,
 //! `auto`, keeps the first and the last layer, and the layers a sensitivity pass finds worst:
@@ -256,18 +258,11 @@ pub fn derive(
                         op,
                     }));
             }
-            Step::Int8Weight | Step::Int4Weight => {
-                let bits = if *step == Step::Int8Weight { 8 } else { 4 };
-                let (converted, kept) = weight_only::convert(graph, bits);
+            Step::WeightOnly(settings) => {
+                let (converted, kept) = weight_only::convert(&mut model, &settings);
                 report.converted.extend(converted);
                 report.kept_float.extend(kept);
-                report.notes.push(format!(
-                    "weight-only int{bits}: MatMul weights in blocks of {} along the input \
-                     dimension, one symmetric scale each, dequantized by standard \
-                     DequantizeLinear on the weights (values stored one per int8 byte); \
-                     activations stay float",
-                    weight_only::BLOCK
-                ));
+                report.notes.push(settings.describe());
             }
             Step::Int8Dynamic | Step::Int8Static => {
                 model = quantize(

@@ -2,9 +2,17 @@
 //! `prune-2:4`, `prune-channels:R`, and chains of them joined by `+`
 //! (`prune-2:4+int8-static`). A sweep (`prune-unstructured:0.1..0.5`, step 0.1, or
 //! `A..B/STEP`) names one recipe per fraction, to show where a model's accuracy falls off.
+//!
+//! `int8-weight` and `int4-weight` take parameters after `:`, in any order
+//! (`int4-weight:b64:asym:nbits`: blocks of 64, asymmetric, as ONNX Runtime's `MatMulNBits`;
+//! see [`super::weight_only`]); the canonical name leaves the defaults out, so that the cache
+//! and the results name one variant one way. Without `:dq` or `:nbits` the representation
+//! follows the backend ([`Recipe::follows_backend`]).
 
 use std::fmt;
 use std::str::FromStr;
+
+use super::weight_only::{Format, Settings as WeightOnly};
 
 /// One transformation of a recipe.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,10 +30,8 @@ pub enum Step {
     Prune2of4,
     /// Removes this fraction of the output channels with the lowest L1 norm.
     PruneChannels(f64),
-    /// MatMul weights in int8 blocks of 32 with a scale each, activations float.
-    Int8Weight,
-    /// MatMul weights in 4-bit blocks of 32 with a scale each, activations float.
-    Int4Weight,
+    /// MatMul weights in 8- or 4-bit blocks with a scale each, activations float.
+    WeightOnly(WeightOnly),
 }
 
 impl Step {
@@ -33,7 +39,7 @@ impl Step {
     pub fn is_precision(self) -> bool {
         matches!(
             self,
-            Step::Fp16 | Step::Int8Dynamic | Step::Int8Static | Step::Int8Weight | Step::Int4Weight
+            Step::Fp16 | Step::Int8Dynamic | Step::Int8Static | Step::WeightOnly(_)
         )
     }
 }
@@ -47,8 +53,7 @@ impl fmt::Display for Step {
             Step::PruneUnstructured(s) => write!(f, "prune-unstructured:{s}"),
             Step::Prune2of4 => f.write_str("prune-2:4"),
             Step::PruneChannels(r) => write!(f, "prune-channels:{r}"),
-            Step::Int8Weight => f.write_str("int8-weight"),
-            Step::Int4Weight => f.write_str("int4-weight"),
+            Step::WeightOnly(w) => write!(f, "{w}"),
         }
     }
 }
@@ -61,7 +66,10 @@ pub struct Recipe {
 
 /// The recipe names `--variant` accepts, for error messages and help.
 pub const RECIPE_HELP: &str = "fp32, fp16, int8-dynamic, int8-static, int8-weight, int4-weight (MatMul \
-     weights only, in blocks of 32), prune-unstructured:S (0 < S < 1), \
+     weights only, in blocks of 32; parameters after ':' : bN blocks of N, asym with zero points, \
+     dq or nbits to write DequantizeLinear or ONNX Runtime's MatMulNBits whatever the backend, as \
+     in int4-weight:b64:asym:nbits), \
+     prune-unstructured:S (0 < S < 1), \
      prune-2:4, prune-channels:R (0 < R < 1), or pruning steps chained with one precision step by \
      '+' (prune-2:4+int8-static); a fraction may be a sweep A..B (steps of 0.1) or A..B/STEP";
 
@@ -79,6 +87,26 @@ impl Recipe {
     /// The precision step, when there is one.
     pub fn precision(&self) -> Option<Step> {
         self.steps.iter().copied().find(|s| s.is_precision())
+    }
+
+    /// Whether the representation is left to the engine that runs the variant (a weight-only
+    /// step without `:dq` or `:nbits`).
+    pub fn follows_backend(&self) -> bool {
+        matches!(self.precision(), Some(Step::WeightOnly(w)) if w.format.is_none())
+    }
+
+    /// The recipe with its weight-only step written as `format`.
+    pub fn written_as(&self, format: Format) -> Recipe {
+        let steps = self.steps.iter().map(|&step| match step {
+            Step::WeightOnly(w) => Step::WeightOnly(WeightOnly {
+                format: Some(format),
+                ..w
+            }),
+            other => other,
+        });
+        Recipe {
+            steps: steps.collect(),
+        }
     }
 }
 
@@ -115,10 +143,19 @@ impl FromStr for Step {
             "int8-dynamic" => Step::Int8Dynamic,
             "int8-static" | "int8-qdq" => Step::Int8Static,
             "prune-2:4" => Step::Prune2of4,
-            "int8-weight" => Step::Int8Weight,
-            "int4-weight" => Step::Int4Weight,
+            "int8-weight" => Step::WeightOnly(WeightOnly::new(8)),
+            "int4-weight" => Step::WeightOnly(WeightOnly::new(4)),
             other => {
-                if let Some(s) = other.strip_prefix("prune-unstructured:") {
+                let weight_only = |bits, params| {
+                    WeightOnly::parse(bits, params)
+                        .map(Step::WeightOnly)
+                        .map_err(|e| format!("'{text}': {e}"))
+                };
+                if let Some(params) = other.strip_prefix("int8-weight:") {
+                    weight_only(8, params)?
+                } else if let Some(params) = other.strip_prefix("int4-weight:") {
+                    weight_only(4, params)?
+                } else if let Some(s) = other.strip_prefix("prune-unstructured:") {
                     Step::PruneUnstructured(fraction(text, s)?)
                 } else if let Some(r) = other.strip_prefix("prune-channels:") {
                     Step::PruneChannels(fraction(text, r)?)
@@ -184,7 +221,8 @@ impl FromStr for Recipe {
         let precision = steps.iter().filter(|s| s.is_precision()).count();
         if precision > 1 {
             return Err(format!(
-                "'{text}': a variant has at most one precision step (fp16, int8-dynamic, int8-static)"
+                "'{text}': a variant has at most one precision step (fp16, int8-dynamic, int8-static, \
+                 int8-weight, int4-weight)"
             ));
         }
         if precision == 1 && !steps.last().is_some_and(|s| s.is_precision()) {
@@ -225,6 +263,18 @@ mod tests {
             "int8-qdq".parse::<Recipe>().unwrap().precision(),
             Some(Step::Int8Static)
         );
+        let r: Recipe = "prune-2:4+INT4-weight:nbits:b64:sym".parse().unwrap();
+        assert_eq!(r.name(), "prune-2:4+int4-weight:b64:nbits");
+        assert_eq!(
+            "int8-weight:b32".parse::<Recipe>().unwrap().name(),
+            "int8-weight"
+        );
+        let r: Recipe = "prune-2:4+int4-weight:asym".parse().unwrap();
+        assert!(r.follows_backend());
+        let nbits = r.written_as(Format::MatMulNBits);
+        assert_eq!(nbits.name(), "prune-2:4+int4-weight:asym:nbits");
+        assert!(!nbits.follows_backend());
+        assert!(!"int8-static".parse::<Recipe>().unwrap().follows_backend());
     }
 
     #[test]
@@ -276,6 +326,11 @@ mod tests {
             ("fp16+int8-static", "at most one precision step"),
             ("int8-static+prune-2:4", "comes last"),
             ("prune-2:4+prune-2:4", "appears twice"),
+            (
+                "int4-weight:b48",
+                "'int4-weight:b48': block size 48 is not a power of two",
+            ),
+            ("int8-weight+int4-weight", "at most one precision step"),
         ] {
             let err = text.parse::<Recipe>().unwrap_err();
             assert!(err.contains(expected), "{text}: {err}");
