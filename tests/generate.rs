@@ -106,6 +106,16 @@ fn cached_decoding_matches_full_passes_on_ort_cpu() {
     cached_steps_match_full_passes(&chipbench_backend_ort::OrtBackend::new(None));
 }
 
+/// wgpu prepares a program per set of input shapes (`GrowingSession`): the prefill's, each decode
+/// step's and each full pass's.
+#[test]
+fn cached_decoding_matches_full_passes_on_wgpu() {
+    if !common::backend_available("wgpu", "CHIPBENCH_REQUIRE_GPU") {
+        return;
+    }
+    cached_steps_match_full_passes(&chipbench_backend_wgpu::WgpuBackend::default());
+}
+
 /// `bench --scenario generate` through the binary on tract (and ort:cpu where it is installed):
 /// gpt-tiny's cells measure every request, their times add up and tokens per second are the
 /// tokens over the decode time; mlp, which has no cache, fails its generate cells with what is

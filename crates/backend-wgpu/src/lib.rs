@@ -12,6 +12,7 @@ mod adapter;
 mod error;
 mod fuse;
 mod graph;
+mod growing;
 mod import;
 pub mod microbench;
 mod options;
@@ -27,6 +28,7 @@ use chipbench_core::{
 
 use adapter::Gpu;
 pub use error::WgpuError;
+pub use growing::GrowingSession;
 pub use microbench::{Clock, CopyBandwidth, MatmulKernel, MatmulThroughput, Precision};
 pub use options::{SETTINGS_HELP, WgpuSettings};
 pub use session::WgpuSession;
@@ -166,6 +168,24 @@ impl Backend for WgpuBackend {
         options: &SessionOptions,
     ) -> chipbench_core::Result<Box<dyn Session>> {
         Ok(Box::new(self.load_session(model, device, options)?))
+    }
+
+    /// A [`GrowingSession`]: a program per set of input shapes, prepared on first use.
+    fn load_growing(
+        &self,
+        model: &ModelSource,
+        device: &Device,
+        options: &SessionOptions,
+        _growing: &[String],
+    ) -> chipbench_core::Result<Box<dyn Session>> {
+        let settings = WgpuSettings::parse(&options.settings)?;
+        let gpu = self.gpu(device)?;
+        Ok(Box::new(GrowingSession::new(
+            gpu,
+            model,
+            options.profile,
+            settings.timestamps,
+        )?))
     }
 
     /// Lowers the model as a load would, without an adapter: every refused operator with every

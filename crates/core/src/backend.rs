@@ -265,13 +265,7 @@ pub trait Session {
     /// How [`Session::run_feeding_back`] carries the outputs of `pairs` (`(output, input)`) from
     /// one inference to the next, and the copies per inference, for the record.
     fn feedback_path(&self, pairs: &[(usize, usize)]) -> FeedbackPath {
-        FeedbackPath {
-            copies_per_inference: 2 * pairs.len(),
-            how: "host round trip: Session::run copies each fed-back output into a host tensor, \
-                  which is moved (not copied) to the next inference, whose Session::run converts \
-                  it into the engine's form as it does any host input: one copy out, one in"
-                .into(),
-        }
+        crate::feedback::host_round_trip(pairs)
     }
     /// The number of threads the engine really runs with.
     fn threads(&self) -> usize;

@@ -35,6 +35,18 @@ pub struct FeedbackPath {
     pub how: String,
 }
 
+/// The default [`Session::run_feeding_back`](crate::Session::run_feeding_back)'s path: every
+/// fed-back output copied out to the host and back in.
+pub fn host_round_trip(pairs: &[(usize, usize)]) -> FeedbackPath {
+    FeedbackPath {
+        copies_per_inference: 2 * pairs.len(),
+        how: "host round trip: Session::run copies each fed-back output into a host tensor, which \
+              is moved (not copied) to the next inference, whose Session::run converts it into \
+              the engine's form as it does any host input: one copy out, one in"
+            .into(),
+    }
+}
+
 impl Feedback {
     /// `pairs`: `(output, input)` indices of the session, each output feeding that input.
     pub fn new(pairs: Vec<(usize, usize)>) -> Self {
