@@ -16,7 +16,7 @@ use ort::AsPointer;
 use ort::environment::ThreadManager;
 use ort::session::builder::SessionBuilder;
 use ort::session::{Session as OrtRawSession, SessionInputValue};
-use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, TensorRef, ValueType};
+use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
 use crate::error::{Error, engine_message};
 use crate::library::{Runtime, check};
@@ -550,23 +550,7 @@ fn input_view(t: &Tensor) -> Result<SessionInputValue<'_>> {
 
 /// A tensor of ONNX Runtime's own holding a copy of `t`.
 fn owned_value(t: &Tensor) -> Result<SessionInputValue<'static>> {
-    fn owned<T: ort::value::PrimitiveTensorElementType + std::fmt::Debug + Clone + 'static>(
-        shape: &[usize],
-        data: &[T],
-    ) -> std::result::Result<SessionInputValue<'static>, ort::Error> {
-        OrtTensor::from_array((shape.to_vec(), data.to_vec())).map(Into::into)
-    }
-    let shape = t.shape();
-    let value = match t.data() {
-        TensorData::F32(v) => owned(shape, v),
-        TensorData::F16(v) => owned(shape, v),
-        TensorData::I8(v) => owned(shape, v),
-        TensorData::U8(v) => owned(shape, v),
-        TensorData::I32(v) => owned(shape, v),
-        TensorData::I64(v) => owned(shape, v),
-        TensorData::Bool(v) => owned(shape, v),
-    };
-    value.map_err(|e| CoreError::Run(engine_message(e.message())))
+    binding::owned_tensor(t.clone()).map(Into::into)
 }
 
 fn to_tensor(value: &DynValue) -> Result<Tensor> {

@@ -247,7 +247,7 @@ fn same_device(a: &MemoryInfo, b: &MemoryInfo) -> bool {
 }
 
 /// An ONNX Runtime tensor that takes `t`'s buffer over, without a copy.
-fn owned_tensor(t: Tensor) -> Result<DynValue> {
+pub(super) fn owned_tensor(t: Tensor) -> Result<DynValue> {
     fn owned<T: ort::value::PrimitiveTensorElementType + std::fmt::Debug + Clone + 'static>(
         shape: Vec<usize>,
         data: Vec<T>,

@@ -243,6 +243,51 @@ pub fn greedy(logits: &Tensor) -> Result<Vec<i64>, String> {
         .collect())
 }
 
+/// What loading a generate cell's decoder takes: its layout, found among the model's inputs, and
+/// the model bound to the cell's batch and prompt with its sequence dimensions left growing.
+pub(super) struct DecoderLoad {
+    pub generation: GenerationSettings,
+    pub batch: usize,
+    pub inputs: DecoderInputs,
+    pub source: ModelSource,
+    pub options: SessionOptions,
+    pub growing: Vec<String>,
+}
+
+impl DecoderLoad {
+    /// Records the bound inputs in `cell`; a model without the decoder layout is the error.
+    pub(super) fn of(
+        model: &ModelUnderTest,
+        threads: Option<usize>,
+        settings: &MeasureSettings,
+        scenario: &ScenarioSettings,
+        cell: &mut CellResult,
+    ) -> Result<Self, String> {
+        let generation = scenario
+            .generation
+            .ok_or("the generate scenario needs --prompt-tokens and --gen-tokens")?;
+        let batch = scenario.batch.unwrap_or(1);
+        let inputs = DecoderInputs::detect(&model.specs)?;
+        let bound = inputs.bind(&model.specs, batch, generation.prompt_tokens, 0);
+        cell.inputs = bound.clone();
+        Ok(DecoderLoad {
+            generation,
+            batch,
+            growing: inputs.growing_dims(),
+            inputs,
+            source: ModelSource {
+                path: model.path.clone(),
+                inputs: bound,
+            },
+            options: SessionOptions {
+                threads,
+                profile: false,
+                settings: settings.backend_settings.clone(),
+            },
+        })
+    }
+}
+
 /// Measures a generate cell into `cell`: finds the decoder layout among the model's inputs (a
 /// model without one fails the cell with what is missing), loads a session whose sequence
 /// dimensions grow, runs one untimed warm-up request (it also tells the vocabulary, from the
@@ -263,23 +308,14 @@ pub fn measure_into(
             model, target, threads, settings, scenario, cell,
         );
     }
-    let g = scenario
-        .generation
-        .ok_or("the generate scenario needs --prompt-tokens and --gen-tokens")?;
-    let batch = scenario.batch.unwrap_or(1);
-    let inputs = DecoderInputs::detect(&model.specs)?;
-    let bound = inputs.bind(&model.specs, batch, g.prompt_tokens, 0);
-    cell.inputs = bound.clone();
-    let options = SessionOptions {
-        threads,
-        profile: false,
-        settings: settings.backend_settings.clone(),
-    };
-    let source = ModelSource {
-        path: model.path.clone(),
-        inputs: bound,
-    };
-    let growing = inputs.growing_dims();
+    let DecoderLoad {
+        generation: g,
+        batch,
+        inputs,
+        source,
+        options,
+        growing,
+    } = DecoderLoad::of(model, threads, settings, scenario, cell)?;
     let memory = PeakMemory::reset();
     let t = Instant::now();
     let mut session = target

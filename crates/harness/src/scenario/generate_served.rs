@@ -10,15 +10,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chipbench_core::decoder::{Decoder, DecoderInputs};
+use chipbench_core::decoder::Decoder;
 use chipbench_core::result::{CellResult, GenerationServing, TokenVerdict};
-use chipbench_core::{ModelSource, Session, SessionOptions, stats};
+use chipbench_core::{Session, stats};
 use chipbench_runner::resources::PeakMemory;
 use chipbench_runner::{MeasureSettings, ModelUnderTest, Target};
 
 use super::driver::{self, Work};
 use super::figures::{Workers, scenario_run};
-use super::generate::{DecodeLoop, RequestTimes, generation_run, prompt};
+use super::generate::{DecodeLoop, DecoderLoad, RequestTimes, generation_run, prompt};
 use super::pool::{Serve, with_pool};
 use super::settings::{GenerationSettings, ScenarioSettings, TokenBound, TokenMetric};
 use super::verdict::verdict;
@@ -88,23 +88,14 @@ pub fn measure_into(
     scenario: &ScenarioSettings,
     cell: &mut CellResult,
 ) -> Result<(), String> {
-    let g = scenario
-        .generation
-        .ok_or("the generate scenario needs --prompt-tokens and --gen-tokens")?;
-    let batch = scenario.batch.unwrap_or(1);
-    let inputs = DecoderInputs::detect(&model.specs)?;
-    let bound = inputs.bind(&model.specs, batch, g.prompt_tokens, 0);
-    cell.inputs = bound.clone();
-    let options = SessionOptions {
-        threads,
-        profile: false,
-        settings: settings.backend_settings.clone(),
-    };
-    let source = ModelSource {
-        path: model.path.clone(),
-        inputs: bound,
-    };
-    let growing = inputs.growing_dims();
+    let DecoderLoad {
+        generation: g,
+        batch,
+        inputs,
+        source,
+        options,
+        growing,
+    } = DecoderLoad::of(model, threads, settings, scenario, cell)?;
     let log = Arc::new(Mutex::new(Vec::new()));
     let loaded: Mutex<Vec<Loaded>> = Mutex::new(Vec::new());
     let make = |_worker: usize| -> Result<Box<dyn Serve>, String> {
